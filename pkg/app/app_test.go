@@ -1,0 +1,248 @@
+package app
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+)
+
+// childEnv makes the test binary act as a server binary built on this package,
+// so the tests below exercise a real process: real signals, real sockets.
+const childEnv = "SEMANTIC_APP_TEST_CHILD"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "1" {
+		Main(Binary{Name: "apptest", DefaultListen: "127.0.0.1:0"})
+		return
+	}
+	os.Exit(m.Run())
+}
+
+type child struct {
+	cmd     *exec.Cmd
+	addr    string
+	metrics string
+	logs    *bytes.Buffer
+	done    chan error
+}
+
+// startChild runs the test binary as a server and waits until it logs the
+// address it serves on.
+func startChild(t *testing.T, args ...string) *child {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], append([]string{"--log-format", "json", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--shutdown-timeout", "2s"}, args...)...)
+	cmd.Env = append(os.Environ(), childEnv+"=1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c := &child{cmd: cmd, logs: &bytes.Buffer{}, done: make(chan error, 1)}
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Bytes()
+			c.logs.Write(line)
+			c.logs.WriteByte('\n')
+			var rec map[string]any
+			if json.Unmarshal(line, &rec) == nil {
+				if rec["msg"] == "metrics endpoint listening" {
+					c.metrics, _ = rec["addr"].(string)
+				}
+				if rec["msg"] == "serving" {
+					c.addr, _ = rec["addr"].(string)
+					close(ready)
+				}
+			}
+		}
+		c.done <- cmd.Wait()
+	}()
+	select {
+	case <-ready:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("child did not start; logs:\n%s", c.logs)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+	})
+	return c
+}
+
+func TestServerHealthReflectionMetricsAndSigterm(t *testing.T) {
+	c := startChild(t)
+	conn, err := grpc.NewClient(c.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health: %v %v", resp, err)
+	}
+
+	// Reflection lists the health service, as grpcurl's "list" would show.
+	rs, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+		t.Fatal(err)
+	}
+	rr, err := rs.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range rr.GetListServicesResponse().GetService() {
+		names = append(names, s.GetName())
+	}
+	if !contains(names, "grpc.health.v1.Health") || !contains(names, "grpc.reflection.v1.ServerReflection") {
+		t.Fatalf("reflection lists %v", names)
+	}
+	_ = rs.CloseSend()
+
+	// The healthcheck subcommand against the live server.
+	var out, errOut bytes.Buffer
+	if code := healthcheck(Binary{Name: "apptest"}, []string{"--addr", c.addr}, &out, &errOut); code != 0 {
+		t.Fatalf("healthcheck against live server exited %d: %s", code, errOut.String())
+	}
+
+	// /metrics serves Prometheus text with otelgrpc's server metrics.
+	hr, err := http.Get("http://" + c.metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(hr.Body)
+	hr.Body.Close()
+	if !strings.Contains(string(body), "rpc_server_call_duration") {
+		t.Fatalf("metrics lack otelgrpc server metrics:\n%.2000s", body)
+	}
+
+	// An in-flight server stream (health Watch never ends by itself) must not
+	// keep the process alive past the shutdown deadline after SIGTERM.
+	ws, err := healthpb.NewHealthClient(conn).Watch(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := ws.Recv(); err != nil || m.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("watch: %v %v", m, err)
+	}
+	start := time.Now()
+	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// The stream sees NOT_SERVING first: shutdown drains traffic before it cuts.
+	if m, err := ws.Recv(); err != nil || m.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("watch after SIGTERM: %v %v", m, err)
+	}
+	select {
+	case err := <-c.done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, c.logs)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("process still running 15s after SIGTERM (deadline 2s)")
+	}
+	t.Logf("exited %v after SIGTERM", time.Since(start).Round(time.Millisecond))
+	if !strings.Contains(c.logs.String(), "graceful stop timed out") {
+		t.Fatalf("expected the in-flight stream to be cut at the deadline; logs:\n%s", c.logs)
+	}
+
+	// And the healthcheck against no server fails.
+	if code := healthcheck(Binary{Name: "apptest"}, []string{"--addr", c.addr, "--timeout", "500ms"}, &out, &errOut); code != 1 {
+		t.Fatalf("healthcheck against a dead server exited %d", code)
+	}
+}
+
+func TestEnvFlagsAndMasking(t *testing.T) {
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	var c Common
+	c.register(fs, ":1", ":2")
+	if err := fs.Parse([]string{"--log-level", "debug"}); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{
+		"SEMANTIC_LOG_LEVEL": "error", // the command line wins
+		"SEMANTIC_DATA_DIR":  "/tmp/x",
+		"SEMANTIC_TLS_KEY":   "/secret/key.pem",
+	}
+	if err := applyEnv(fs, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	if c.LogLevel != "debug" || c.DataDir != "/tmp/x" || c.TLSKey != "/secret/key.pem" {
+		t.Fatalf("got %+v", c)
+	}
+	for _, kv := range Effective(fs) {
+		if kv[0] == "tls-key" && kv[1] != "****" {
+			t.Fatalf("tls-key printed as %q", kv[1])
+		}
+	}
+	env["SEMANTIC_MAX_MSG_BYTES"] = "lots"
+	fs2 := flag.NewFlagSet("y", flag.ContinueOnError)
+	var c2 Common
+	c2.register(fs2, ":1", ":2")
+	_ = fs2.Parse(nil)
+	if err := applyEnv(fs2, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err == nil || !strings.Contains(err.Error(), "SEMANTIC_MAX_MSG_BYTES") {
+		t.Fatalf("bad env value not reported: %v", err)
+	}
+}
+
+func TestHelpListsEveryFlagWithEnv(t *testing.T) {
+	var out, errOut bytes.Buffer
+	b := Binary{Name: "apptest", DefaultListen: ":1", Flags: func(fs *flag.FlagSet) { fs.String("model", "builtin:small", "model to serve") }}
+	if code := Run(context.Background(), b, []string{"--help"}, &out, &errOut); code != 0 {
+		t.Fatalf("--help exited %d", code)
+	}
+	for _, want := range []string{"--listen", "SEMANTIC_LISTEN", "--model", "SEMANTIC_MODEL", "--metrics-listen", "--data-dir", "--log-format", "--log-level", "healthcheck", "version"} {
+		if !strings.Contains(errOut.String(), want) {
+			t.Errorf("help lacks %q:\n%s", want, errOut.String())
+		}
+	}
+	out.Reset()
+	if code := Run(context.Background(), b, []string{"version"}, &out, &errOut); code != 0 || !strings.HasPrefix(out.String(), "apptest ") {
+		t.Fatalf("version: %d %q", code, out.String())
+	}
+	if code := Run(context.Background(), b, []string{"--log-format", "xml"}, &out, &errOut); code != 2 {
+		t.Fatalf("bad --log-format exited %d", code)
+	}
+}
+
+func TestDialAddr(t *testing.T) {
+	for in, want := range map[string]string{":50051": "localhost:50051", "0.0.0.0:1": "localhost:1", "10.0.0.1:2": "10.0.0.1:2", "[::]:3": "localhost:3"} {
+		if got := HostPort(in); got != want {
+			t.Errorf("HostPort(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func contains(xs []string, x string) bool {
+	for _, v := range xs {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
+

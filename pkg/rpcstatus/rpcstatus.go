@@ -1,0 +1,78 @@
+// Package rpcstatus builds the gRPC statuses both services return for bad
+// input, so that every INVALID_ARGUMENT names its field the same way (a
+// google.rpc.BadRequest detail) and every RESOURCE_EXHAUSTED carries a
+// google.rpc.QuotaFailure detail.
+package rpcstatus
+
+import (
+	"fmt"
+	"regexp"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// InvalidArgument is an INVALID_ARGUMENT status whose message and BadRequest
+// detail name field.
+func InvalidArgument(field, format string, args ...any) error {
+	desc := fmt.Sprintf(format, args...)
+	st := status.New(codes.InvalidArgument, fmt.Sprintf("%s: %s", field, desc))
+	if d, err := st.WithDetails(&errdetails.BadRequest{
+		FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: desc}},
+	}); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// Exhausted is a RESOURCE_EXHAUSTED status with a QuotaFailure detail naming
+// the subject (for example "pool/blocks") and what was asked and available.
+func Exhausted(subject, format string, args ...any) error {
+	desc := fmt.Sprintf(format, args...)
+	st := status.New(codes.ResourceExhausted, desc)
+	if d, err := st.WithDetails(&errdetails.QuotaFailure{
+		Violations: []*errdetails.QuotaFailure_Violation{{Subject: subject, Description: desc}},
+	}); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// FieldOf returns the first BadRequest field violation's field of err, or "".
+func FieldOf(err error) string {
+	st, ok := status.FromError(err)
+	if !ok {
+		return ""
+	}
+	for _, d := range st.Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok && len(br.FieldViolations) > 0 {
+			return br.FieldViolations[0].Field
+		}
+	}
+	return ""
+}
+
+// MaxAgentIDLen bounds agent ids.
+const MaxAgentIDLen = 128
+
+var agentIDPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+
+// ValidAgentID reports whether id matches [A-Za-z0-9._:-]{1,128}.
+func ValidAgentID(id string) bool { return agentIDPattern.MatchString(id) }
+
+// CheckAgentID returns an INVALID_ARGUMENT status naming field when id is not a
+// valid agent id, and nil otherwise.
+func CheckAgentID(field, id string) error {
+	if !ValidAgentID(id) {
+		return InvalidArgument(field, "must match [A-Za-z0-9._:-]{1,128}, got %q", truncate(id, 64))
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

@@ -1,0 +1,392 @@
+// Package batch is the scheduler's engine loop: continuous batching over the
+// engine's paged forward pass. Every step it admits waiting sequences up to
+// the batch limit, gives every decoding sequence one token, fills the rest of
+// the step's token budget with prefill chunks (so a long prompt never stalls
+// the streams that are already decoding), runs one batched forward pass,
+// samples, and retires finished and cancelled sequences at once.
+package batch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/semantic-kv/semantic/pkg/engine"
+)
+
+// Finish says why a sequence ended.
+type Finish int
+
+const (
+	// FinishNone: still running (token events).
+	FinishNone Finish = iota
+	// FinishLength: MaxTokens generated.
+	FinishLength
+	// FinishStop: the Stop callback matched.
+	FinishStop
+	// FinishEOS: the model produced EOS.
+	FinishEOS
+	// FinishContext: the sequence reached its position limit before MaxTokens.
+	FinishContext
+)
+
+// Event is what a sequence reports to its request: a token, or the end.
+type Event struct {
+	Token  int
+	Finish Finish // FinishNone on token events
+	Err    error  // set when the sequence failed; the last event
+}
+
+// Seq is one request's sequence in the loop. The caller fills the exported
+// fields before Submit and reads Events until it is closed.
+type Seq struct {
+	Ctx context.Context
+	// Tokens is the whole context; Eng.Len of them already have KV (the
+	// cached prefix). At least one token must remain to prefill.
+	Tokens []int
+	// Eng is the page table, with blocks for MaxPositions positions.
+	Eng *engine.Sequence
+	// MaxTokens is how many tokens to generate at most.
+	MaxTokens int
+	// MaxPositions caps the context: generation ends with FinishContext when
+	// the next token would not fit.
+	MaxPositions int
+	Sampler      *engine.Sampler
+	// EOS is the model's end-of-sequence id (-1 for none).
+	EOS int
+	// Stop is called with each generated token (in the loop goroutine: it
+	// must be quick); true ends the sequence with FinishStop.
+	Stop func(token int) bool
+	// BlockFull is called (in the loop goroutine; must not block) with the
+	// index of each block that has just become full.
+	BlockFull func(index int)
+	// Events receives tokens and the end; it must have room for MaxTokens+1
+	// events so the loop never blocks on a slow client. Closed after the end.
+	Events chan Event
+
+	// Generated holds the generated tokens; read it after Events closes.
+	Generated []int
+
+	prefilled int // tokens of Tokens with KV
+	finishing Finish
+	last      int
+}
+
+// Config tunes the loop.
+type Config struct {
+	Engine *engine.Engine
+	// MaxBatch bounds the sequences in one step.
+	MaxBatch int
+	// StepTokens is the token budget of one step: decode tokens first, the
+	// rest for prefill chunks.
+	StepTokens int
+	Logger     *slog.Logger
+}
+
+// Loop runs the engine.
+type Loop struct {
+	cfg Config
+	tpb int
+
+	mu      sync.Mutex
+	waiting []*Seq
+	closed  bool
+	wake    chan struct{}
+	done    chan struct{}
+
+	running      atomic.Int64
+	queued       atomic.Int64
+	lastBatch    atomic.Int64
+	decodeTokens atomic.Uint64
+	prefillToks  atomic.Uint64
+	steps        atomic.Uint64
+}
+
+// ErrClosed is returned for sequences submitted to or running in a closed loop.
+var ErrClosed = status.Error(codes.Unavailable, "scheduler is shutting down")
+
+// New starts the loop.
+func New(cfg Config) *Loop {
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 32
+	}
+	if cfg.StepTokens <= 0 {
+		cfg.StepTokens = 256
+	}
+	if cfg.StepTokens < cfg.MaxBatch {
+		cfg.StepTokens = cfg.MaxBatch
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	l := &Loop{cfg: cfg, tpb: cfg.Engine.Spec().TokensPerBlock, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	go l.run()
+	return l
+}
+
+// Submit queues s for the next step.
+func (l *Loop) Submit(s *Seq) error {
+	if s.Eng.Len >= len(s.Tokens) {
+		return fmt.Errorf("batch: nothing to prefill (cached %d of %d tokens)", s.Eng.Len, len(s.Tokens))
+	}
+	if cap(s.Events) < s.MaxTokens+1 {
+		return fmt.Errorf("batch: events channel needs room for %d events", s.MaxTokens+1)
+	}
+	s.prefilled = s.Eng.Len
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	l.waiting = append(l.waiting, s)
+	l.queued.Add(1)
+	l.signal()
+	return nil
+}
+
+func (l *Loop) signal() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Close fails every queued and running sequence with ErrClosed and stops the loop.
+func (l *Loop) Close() {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		<-l.done
+		return
+	}
+	l.closed = true
+	l.signal()
+	l.mu.Unlock()
+	<-l.done
+}
+
+// Stats is a snapshot of the loop.
+type Stats struct {
+	Running, Waiting, LastBatch int
+	DecodeTokens, PrefillTokens uint64
+	Steps                       uint64
+	MaxBatch                    int
+}
+
+// Stats returns the loop's counters.
+func (l *Loop) Stats() Stats {
+	return Stats{
+		Running: int(l.running.Load()), Waiting: int(l.queued.Load()), LastBatch: int(l.lastBatch.Load()),
+		DecodeTokens: l.decodeTokens.Load(), PrefillTokens: l.prefillToks.Load(), Steps: l.steps.Load(),
+		MaxBatch: l.cfg.MaxBatch,
+	}
+}
+
+func (l *Loop) run() {
+	defer close(l.done)
+	var running []*Seq
+	for {
+		l.mu.Lock()
+		closed := l.closed
+		for len(l.waiting) > 0 && len(running) < l.cfg.MaxBatch && !closed {
+			running = append(running, l.waiting[0])
+			l.waiting[0] = nil
+			l.waiting = l.waiting[1:]
+			l.queued.Add(-1)
+		}
+		if closed {
+			for _, s := range l.waiting {
+				l.end(s, ErrClosed)
+			}
+			l.waiting = nil
+			l.queued.Store(0)
+		}
+		l.mu.Unlock()
+		if closed {
+			for _, s := range running {
+				l.end(s, ErrClosed)
+			}
+			l.running.Store(0)
+			return
+		}
+		// Cancelled and timed-out sequences leave before the step, so their
+		// blocks are freed by their requests at once.
+		running = l.dropCancelled(running)
+		l.running.Store(int64(len(running)))
+		if len(running) == 0 {
+			<-l.wake
+			continue
+		}
+		running = l.step(running)
+		l.running.Store(int64(len(running)))
+	}
+}
+
+func (l *Loop) dropCancelled(running []*Seq) []*Seq {
+	kept := running[:0]
+	for _, s := range running {
+		if err := s.Ctx.Err(); err != nil {
+			l.end(s, status.FromContextError(err).Err())
+			continue
+		}
+		kept = append(kept, s)
+	}
+	clear(running[len(kept):])
+	return kept
+}
+
+// end delivers the last event and closes the channel.
+func (l *Loop) end(s *Seq, err error) {
+	if err != nil {
+		s.Events <- Event{Err: err}
+	} else {
+		s.Events <- Event{Finish: s.finishing}
+	}
+	close(s.Events)
+}
+
+// plan is one sequence's share of a step.
+type plan struct {
+	s       *Seq
+	n       int  // tokens fed
+	sample  bool // sample a token from this input's logits
+	prefill bool
+}
+
+// step builds and runs one forward pass and returns the sequences still running.
+func (l *Loop) step(running []*Seq) []*Seq {
+	budget := l.cfg.StepTokens
+	plans := make([]plan, 0, len(running))
+	var inputs []engine.StepInput
+	// Decode (and finalising) sequences first: one token each.
+	for _, s := range running {
+		if s.prefilled < len(s.Tokens) {
+			continue
+		}
+		plans = append(plans, plan{s: s, n: 1, sample: s.finishing == FinishNone})
+		inputs = append(inputs, engine.StepInput{Seq: s.Eng, Tokens: []int{s.last}})
+		budget--
+	}
+	// Then prefill chunks, first come first served, with what is left.
+	for _, s := range running {
+		if s.prefilled >= len(s.Tokens) || budget <= 0 {
+			continue
+		}
+		n := min(len(s.Tokens)-s.prefilled, budget)
+		budget -= n
+		plans = append(plans, plan{s: s, n: n, sample: s.prefilled+n == len(s.Tokens), prefill: true})
+		inputs = append(inputs, engine.StepInput{Seq: s.Eng, Tokens: s.Tokens[s.prefilled : s.prefilled+n]})
+	}
+	before := make([]int, len(plans))
+	for i, p := range plans {
+		before[i] = p.s.Eng.Len
+	}
+	logits, err := l.forward(inputs)
+	l.steps.Add(1)
+	l.lastBatch.Store(int64(len(inputs)))
+	if err != nil {
+		// The engine validates before it writes anything, so a failed step
+		// leaves every page table as it was; the step's sequences fail and
+		// their requests release their blocks.
+		l.cfg.Logger.Error("engine step failed", "err", err, "batch", len(inputs))
+		failed := map[*Seq]bool{}
+		for _, p := range plans {
+			failed[p.s] = true
+			l.end(p.s, status.Errorf(codes.Internal, "engine step: %v", err))
+		}
+		kept := running[:0]
+		for _, s := range running {
+			if !failed[s] {
+				kept = append(kept, s)
+			}
+		}
+		return kept
+	}
+	finished := map[*Seq]bool{}
+	for i, p := range plans {
+		s := p.s
+		for b := before[i] / l.tpb; b < s.Eng.Len/l.tpb; b++ {
+			if s.BlockFull != nil {
+				s.BlockFull(b)
+			}
+		}
+		if p.prefill {
+			s.prefilled += p.n
+			l.prefillToks.Add(uint64(p.n))
+		} else {
+			l.decodeTokens.Add(1)
+		}
+		if s.finishing != FinishNone {
+			// The last token's KV is now computed: the agent's record can
+			// cover the whole completion.
+			finished[s] = true
+			l.end(s, nil)
+			continue
+		}
+		if !p.sample {
+			continue
+		}
+		tok := s.Sampler.Sample(logits[i])
+		if f := l.accept(s, tok); f != FinishNone {
+			s.finishing = f
+			if f == FinishEOS {
+				// EOS is not part of the context: nothing left to compute.
+				finished[s] = true
+				l.end(s, nil)
+			}
+		}
+	}
+	kept := running[:0]
+	for _, s := range running {
+		if !finished[s] {
+			kept = append(kept, s)
+		}
+	}
+	clear(running[len(kept):])
+	return kept
+}
+
+// accept records a sampled token and says whether the sequence ends.
+func (l *Loop) accept(s *Seq, tok int) Finish {
+	if s.EOS >= 0 && tok == s.EOS {
+		return FinishEOS
+	}
+	s.Generated = append(s.Generated, tok)
+	s.last = tok
+	s.Events <- Event{Token: tok}
+	switch {
+	case s.Stop != nil && s.Stop(tok):
+		return FinishStop
+	case len(s.Generated) >= s.MaxTokens:
+		return FinishLength
+	case len(s.Tokens)+len(s.Generated) >= s.MaxPositions:
+		return FinishContext
+	}
+	return FinishNone
+}
+
+// forward runs the engine, turning a panic into an error so one bad step
+// cannot take the scheduler down with every other stream.
+func (l *Loop) forward(inputs []engine.StepInput) (logits [][]float32, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic: %v", p)
+		}
+	}()
+	start := time.Now()
+	logits, err = l.cfg.Engine.Step(inputs)
+	if d := time.Since(start); d > 5*time.Second {
+		l.cfg.Logger.Warn("slow engine step", "duration", d, "inputs", len(inputs))
+	}
+	return logits, err
+}
+
+// IsClosed reports whether err is the loop's shutdown error.
+func IsClosed(err error) bool { return errors.Is(err, ErrClosed) }

@@ -1,0 +1,266 @@
+package batch
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/semantic-kv/semantic/pkg/engine"
+	"github.com/semantic-kv/semantic/pkg/model"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const tpb = 8
+
+func newEngine(t testing.TB) *engine.Engine {
+	t.Helper()
+	m, err := model.Load("builtin:tiny", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := engine.New(m, engine.Options{TokensPerBlock: tpb})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func newSeq(ctx context.Context, e *engine.Engine, prompt []int, maxTokens int) *Seq {
+	positions := len(prompt) + maxTokens
+	eng := &engine.Sequence{}
+	for i := 0; i < (positions+tpb-1)/tpb; i++ {
+		eng.Blocks = append(eng.Blocks, e.NewBlock())
+	}
+	return &Seq{
+		Ctx: ctx, Tokens: prompt, Eng: eng, MaxTokens: maxTokens, MaxPositions: 1 << 20,
+		Sampler: engine.NewSampler(engine.SamplingParams{}), EOS: -1,
+		Events: make(chan Event, maxTokens+1),
+	}
+}
+
+func collect(t *testing.T, s *Seq) ([]int, Finish, error) {
+	t.Helper()
+	var toks []int
+	var fin Finish
+	var err error
+	timeout := time.After(2 * time.Minute)
+	for {
+		select {
+		case ev, ok := <-s.Events:
+			if !ok {
+				return toks, fin, err
+			}
+			switch {
+			case ev.Err != nil:
+				err = ev.Err
+			case ev.Finish != FinishNone:
+				fin = ev.Finish
+			default:
+				toks = append(toks, ev.Token)
+			}
+		case <-timeout:
+			t.Fatal("sequence did not finish")
+		}
+	}
+}
+
+func randomPrompt(r *rand.Rand, n, vocab int) []int {
+	p := make([]int, n)
+	for i := range p {
+		p[i] = 3 + r.IntN(vocab-3)
+	}
+	return p
+}
+
+// Continuous batching must not change what any sequence generates: every
+// sequence run together with others (prefill chunks interleaved with other
+// sequences' decode steps) gives the tokens it gives alone.
+func TestBatchedEqualsAlone(t *testing.T) {
+	e := newEngine(t)
+	r := rand.New(rand.NewPCG(1, 2))
+	const n = 6
+	prompts := make([][]int, n)
+	for i := range prompts {
+		prompts[i] = randomPrompt(r, 5+r.IntN(40), e.Model().Config.Vocab)
+	}
+	alone := make([][]int, n)
+	l := New(Config{Engine: e, MaxBatch: 1, StepTokens: 16})
+	for i, p := range prompts {
+		s := newSeq(context.Background(), e, p, 12)
+		if err := l.Submit(s); err != nil {
+			t.Fatal(err)
+		}
+		toks, fin, err := collect(t, s)
+		if err != nil || fin != FinishLength || len(toks) != 12 {
+			t.Fatalf("alone %d: %v %v %d", i, err, fin, len(toks))
+		}
+		if s.Eng.Len != len(p)+12 {
+			t.Fatalf("the last token's KV was not computed: len %d, want %d", s.Eng.Len, len(p)+12)
+		}
+		alone[i] = toks
+	}
+	l.Close()
+
+	l = New(Config{Engine: e, MaxBatch: 4, StepTokens: 10})
+	defer l.Close()
+	seqs := make([]*Seq, n)
+	for i, p := range prompts {
+		seqs[i] = newSeq(context.Background(), e, p, 12)
+		if err := l.Submit(seqs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, s := range seqs {
+		toks, _, err := collect(t, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(toks, alone[i]) {
+			t.Fatalf("sequence %d: batched %v, alone %v", i, toks, alone[i])
+		}
+	}
+	if st := l.Stats(); st.Steps == 0 || st.PrefillTokens == 0 || st.DecodeTokens == 0 {
+		t.Fatalf("stats not counted: %+v", st)
+	}
+}
+
+func TestBlockFullReportedOnceInOrder(t *testing.T) {
+	e := newEngine(t)
+	l := New(Config{Engine: e, MaxBatch: 2, StepTokens: 5})
+	defer l.Close()
+	prompt := randomPrompt(rand.New(rand.NewPCG(3, 4)), 19, e.Model().Config.Vocab)
+	s := newSeq(context.Background(), e, prompt, 10)
+	var full []int
+	s.BlockFull = func(i int) { full = append(full, i) }
+	if err := l.Submit(s); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := collect(t, s); err != nil {
+		t.Fatal(err)
+	}
+	// 19 + 10 = 29 positions: blocks 0, 1, 2 are full; block 3 holds 5.
+	if !reflect.DeepEqual(full, []int{0, 1, 2}) {
+		t.Fatalf("full blocks %v", full)
+	}
+}
+
+func TestStopAndEOS(t *testing.T) {
+	e := newEngine(t)
+	l := New(Config{Engine: e})
+	defer l.Close()
+	prompt := []int{1, 10, 20, 30}
+	s := newSeq(context.Background(), e, prompt, 20)
+	if err := l.Submit(s); err != nil {
+		t.Fatal(err)
+	}
+	ref, _, _ := collect(t, s)
+
+	s = newSeq(context.Background(), e, prompt, 20)
+	s.Stop = func(tok int) bool { return tok == ref[3] }
+	if err := l.Submit(s); err != nil {
+		t.Fatal(err)
+	}
+	toks, fin, err := collect(t, s)
+	first := indexOf(ref, ref[3])
+	if err != nil || fin != FinishStop || len(toks) != first+1 {
+		t.Fatalf("stop: %v %v %v (ref %v)", toks, fin, err, ref)
+	}
+
+	s = newSeq(context.Background(), e, prompt, 20)
+	s.EOS = ref[2]
+	if err := l.Submit(s); err != nil {
+		t.Fatal(err)
+	}
+	toks, fin, err = collect(t, s)
+	if err != nil || fin != FinishEOS || len(toks) != indexOf(ref, ref[2]) {
+		t.Fatalf("eos: %v %v %v (ref %v)", toks, fin, err, ref)
+	}
+	if s.Eng.Len != len(prompt)+len(toks) {
+		t.Fatalf("after EOS the context is prompt + tokens before EOS: len %d", s.Eng.Len)
+	}
+
+	s = newSeq(context.Background(), e, prompt, 20)
+	s.MaxPositions = len(prompt) + 5
+	if err := l.Submit(s); err != nil {
+		t.Fatal(err)
+	}
+	toks, fin, err = collect(t, s)
+	if err != nil || fin != FinishContext || len(toks) != 5 {
+		t.Fatalf("context: %v %v %v", toks, fin, err)
+	}
+}
+
+func indexOf(xs []int, x int) int {
+	for i, v := range xs {
+		if v == x {
+			return i
+		}
+	}
+	return -1
+}
+
+func TestCancelLeavesAtNextStep(t *testing.T) {
+	e := newEngine(t)
+	l := New(Config{Engine: e, StepTokens: 4})
+	defer l.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := newSeq(ctx, e, randomPrompt(rand.New(rand.NewPCG(5, 6)), 40, e.Model().Config.Vocab), 500)
+	if err := l.Submit(s); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	_, _, err := collect(t, s)
+	if status.Code(err) != codes.Canceled {
+		t.Fatalf("want CANCELED, got %v", err)
+	}
+	if st := l.Stats(); st.Running != 0 {
+		t.Fatalf("still running: %+v", st)
+	}
+}
+
+func TestCloseFailsEverything(t *testing.T) {
+	e := newEngine(t)
+	l := New(Config{Engine: e, MaxBatch: 1, StepTokens: 2})
+	var seqs []*Seq
+	for i := 0; i < 3; i++ {
+		s := newSeq(context.Background(), e, []int{1, 5, 6, 7, 8, 9}, 400)
+		if err := l.Submit(s); err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, s)
+	}
+	l.Close()
+	for i, s := range seqs {
+		if _, _, err := collect(t, s); !IsClosed(err) {
+			t.Fatalf("seq %d: %v", i, err)
+		}
+	}
+	if err := l.Submit(newSeq(context.Background(), e, []int{1, 2}, 1)); !IsClosed(err) {
+		t.Fatalf("submit after close: %v", err)
+	}
+}
+
+func TestSubmitValidates(t *testing.T) {
+	e := newEngine(t)
+	l := New(Config{Engine: e})
+	defer l.Close()
+	s := newSeq(context.Background(), e, []int{1, 2}, 4)
+	s.Eng.Len = 2
+	if err := l.Submit(s); err == nil {
+		t.Fatal("a fully cached prompt has nothing to prefill and must be refused")
+	}
+	s = newSeq(context.Background(), e, []int{1, 2}, 4)
+	s.Events = make(chan Event, 1)
+	if err := l.Submit(s); err == nil {
+		t.Fatal("a too small events channel must be refused")
+	}
+	_ = fmt.Sprint()
+}

@@ -1,0 +1,299 @@
+// Package poolclient is the scheduler's side of the block-pool contract: the
+// set of pool nodes, each agent's home node by rendezvous hashing over the
+// healthy ones, node health, lease keep-alives, and block transfer.
+package poolclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	blockpoolv1 "github.com/semantic-kv/semantic/pkg/api/semantic/blockpool/v1"
+	"github.com/semantic-kv/semantic/pkg/kvspec"
+)
+
+// Config describes the pool nodes to use.
+type Config struct {
+	// Targets are the pool nodes: "host:port" each, or "dns:///name:port"
+	// for a name that resolves to several addresses (a headless Kubernetes
+	// service); such a name is re-resolved every ResolveEvery.
+	Targets []string
+	// Conns are pre-made connections by target (the embedded pool's
+	// in-memory connection); a target listed here is not dialed.
+	Conns map[string]*grpc.ClientConn
+	// DialOptions are used for every dialed target (TLS, keepalive...).
+	DialOptions []grpc.DialOption
+	// Spec is the geometry this scheduler computes with. A node whose spec
+	// differs is reconfigured to it (refused by the node while leased).
+	Spec kvspec.Spec
+	// CapacityBlocks is passed to Reconfigure when the node has none (0 keeps the node's).
+	CapacityBlocks uint32
+	// LeaseTTL is the time to live requested for leases; keep-alives are sent
+	// every third of it.
+	LeaseTTL     time.Duration
+	ResolveEvery time.Duration
+	Logger       *slog.Logger
+}
+
+// ErrNoHealthyNode is returned when no pool node can take a request.
+var ErrNoHealthyNode = status.Error(codes.Unavailable, "no healthy block-pool node")
+
+// Cluster is the scheduler's view of the pool nodes.
+type Cluster struct {
+	cfg Config
+	log *slog.Logger
+
+	mu    sync.RWMutex
+	nodes map[string]*Node // by address
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New connects to the configured nodes and starts watching their health. It
+// does not wait for any node to be healthy.
+func New(cfg Config) (*Cluster, error) {
+	if len(cfg.Targets) == 0 {
+		return nil, errors.New("poolclient: no pool targets")
+	}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = 30 * time.Second
+	}
+	if cfg.ResolveEvery <= 0 {
+		cfg.ResolveEvery = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Cluster{cfg: cfg, log: cfg.Logger, nodes: map[string]*Node{}, ctx: ctx, cancel: cancel}
+	var static []string
+	for _, t := range cfg.Targets {
+		if name, ok := strings.CutPrefix(t, "dns:///"); ok {
+			c.wg.Add(1)
+			go c.resolveLoop(name)
+			continue
+		}
+		static = append(static, t)
+	}
+	for _, addr := range static {
+		if err := c.addNode(addr); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func (c *Cluster) addNode(addr string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.nodes[addr]; ok {
+		return nil
+	}
+	conn := c.cfg.Conns[addr]
+	owned := false
+	if conn == nil {
+		opts := c.cfg.DialOptions
+		if len(opts) == 0 {
+			opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+		}
+		var err error
+		if conn, err = grpc.NewClient(addr, opts...); err != nil {
+			return fmt.Errorf("pool %s: %w", addr, err)
+		}
+		owned = true
+	}
+	n := newNode(c, addr, conn, owned)
+	c.nodes[addr] = n
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		n.watch(c.ctx)
+	}()
+	return nil
+}
+
+func (c *Cluster) removeNode(addr string) {
+	c.mu.Lock()
+	n := c.nodes[addr]
+	delete(c.nodes, addr)
+	c.mu.Unlock()
+	if n != nil {
+		n.close()
+	}
+}
+
+// resolveLoop keeps the node set equal to what name resolves to.
+func (c *Cluster) resolveLoop(name string) {
+	defer c.wg.Done()
+	host, port, err := net.SplitHostPort(name)
+	if err != nil {
+		c.log.Error("pool target", "target", name, "err", err)
+		return
+	}
+	t := time.NewTicker(c.cfg.ResolveEvery)
+	defer t.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+		ips, err := net.DefaultResolver.LookupHost(ctx, host)
+		cancel()
+		if err != nil {
+			c.log.Warn("resolving pool target", "name", host, "err", err)
+		} else {
+			want := map[string]bool{}
+			for _, ip := range ips {
+				want[net.JoinHostPort(ip, port)] = true
+			}
+			for addr := range want {
+				if err := c.addNode(addr); err != nil {
+					c.log.Warn("adding pool node", "addr", addr, "err", err)
+				}
+			}
+			c.mu.RLock()
+			var gone []string
+			for addr, n := range c.nodes {
+				if n.owned && !want[addr] {
+					gone = append(gone, addr)
+				}
+			}
+			c.mu.RUnlock()
+			for _, addr := range gone {
+				c.removeNode(addr)
+			}
+		}
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Close stops health watching and keep-alives and closes dialed connections.
+func (c *Cluster) Close() {
+	c.cancel()
+	c.wg.Wait()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for addr, n := range c.nodes {
+		n.close()
+		delete(c.nodes, addr)
+	}
+}
+
+// Nodes returns every known node, sorted by address.
+func (c *Cluster) Nodes() []*Node {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make([]*Node, 0, len(c.nodes))
+	for _, n := range c.nodes {
+		out = append(out, n)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Addr < out[j].Addr })
+	return out
+}
+
+// Order returns every node in the agent's rendezvous order: the first is its
+// home. Highest-random-weight hashing moves only a removed or added node's
+// share of agents when the node set changes. The weight key is the node's
+// id once known (stable across address changes), else its address.
+func (c *Cluster) Order(agentID string) []*Node {
+	nodes := c.Nodes()
+	type scored struct {
+		n     *Node
+		score uint64
+	}
+	s := make([]scored, len(nodes))
+	for i, n := range nodes {
+		s[i] = scored{n, rendezvousScore(agentID, n.key())}
+	}
+	sort.SliceStable(s, func(i, j int) bool { return s[i].score > s[j].score })
+	for i := range s {
+		nodes[i] = s[i].n
+	}
+	return nodes
+}
+
+// Pick returns the agent's home node if it is healthy, else the next healthy
+// node in its rendezvous order, else ErrNoHealthyNode.
+func (c *Cluster) Pick(agentID string) (*Node, error) {
+	for _, n := range c.Order(agentID) {
+		if n.Healthy() {
+			return n, nil
+		}
+	}
+	return nil, ErrNoHealthyNode
+}
+
+// WaitHealthy blocks until at least one node is healthy or ctx ends.
+func (c *Cluster) WaitHealthy(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		for _, n := range c.Nodes() {
+			if n.Healthy() {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// rendezvousScore is the weight of node key for agentID: FNV-1a over both,
+// finished with a 64-bit mixer so that close keys spread apart.
+func rendezvousScore(agentID, key string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(agentID))
+	h.Write([]byte{0})
+	h.Write([]byte(key))
+	x := h.Sum64()
+	x ^= x >> 33
+	x *= 0xff51afd7ed558ccd
+	x ^= x >> 33
+	x *= 0xc4ceb9fe1a85ec53
+	x ^= x >> 33
+	return x
+}
+
+// specToProto converts the scheduler's spec for Reconfigure.
+func specToProto(s kvspec.Spec) *blockpoolv1.CacheSpec {
+	return &blockpoolv1.CacheSpec{
+		Layers: uint32(s.Layers), KvHeads: uint32(s.KVHeads), HeadDim: uint32(s.HeadDim),
+		TokensPerBlock: uint32(s.TokensPerBlock), Dtype: blockpoolv1.ElementType(s.DType), ModelTag: s.ModelTag,
+	}
+}
+
+// specMatches reports whether a node's spec equals the scheduler's.
+func specMatches(p *blockpoolv1.CacheSpec, s kvspec.Spec) bool {
+	return p != nil && p.GetLayers() == uint32(s.Layers) && p.GetKvHeads() == uint32(s.KVHeads) &&
+		p.GetHeadDim() == uint32(s.HeadDim) && p.GetTokensPerBlock() == uint32(s.TokensPerBlock) &&
+		p.GetDtype() == blockpoolv1.ElementType(s.DType) && p.GetModelTag() == s.ModelTag
+}
+
+// HashesToBytes converts block hashes for the wire.
+func HashesToBytes(hs []kvspec.Hash) [][]byte {
+	out := make([][]byte, len(hs))
+	for i := range hs {
+		out[i] = hs[i][:]
+	}
+	return out
+}
+

@@ -1,0 +1,391 @@
+package poolclient
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	durpb "google.golang.org/protobuf/types/known/durationpb"
+
+	blockpoolv1 "github.com/semantic-kv/semantic/pkg/api/semantic/blockpool/v1"
+)
+
+// ServiceName is the health-checked service of a pool node.
+const ServiceName = "semantic.blockpool.v1.BlockPoolService"
+
+// Node is one pool node.
+type Node struct {
+	Addr   string
+	Client blockpoolv1.BlockPoolServiceClient
+
+	cluster *Cluster
+	conn    *grpc.ClientConn
+	owned   bool // the cluster dialed conn and closes it
+
+	healthy atomic.Bool
+	nodeID  atomic.Pointer[string]
+
+	keeper *keeper
+}
+
+func newNode(c *Cluster, addr string, conn *grpc.ClientConn, owned bool) *Node {
+	n := &Node{Addr: addr, Client: blockpoolv1.NewBlockPoolServiceClient(conn), cluster: c, conn: conn, owned: owned}
+	n.keeper = newKeeper(n)
+	return n
+}
+
+// Healthy reports whether the node serves and has the scheduler's spec.
+func (n *Node) Healthy() bool { return n.healthy.Load() }
+
+// ID is the node's id once it has answered GetPoolInfo, else "".
+func (n *Node) ID() string {
+	if p := n.nodeID.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// Name is the node's id if known, else its address: what usage reports.
+func (n *Node) Name() string {
+	if id := n.ID(); id != "" {
+		return id
+	}
+	return n.Addr
+}
+
+func (n *Node) key() string { return n.Name() }
+
+func (n *Node) close() {
+	n.keeper.stop()
+	n.healthy.Store(false)
+	if n.owned {
+		_ = n.conn.Close()
+	}
+}
+
+// watch follows the node's health stream; when the node turns SERVING it
+// makes sure the node has the scheduler's spec before marking it healthy.
+func (n *Node) watch(ctx context.Context) {
+	log := n.cluster.log.With("pool", n.Addr)
+	hc := healthpb.NewHealthClient(n.conn)
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		stream, err := hc.Watch(ctx, &healthpb.HealthCheckRequest{Service: ServiceName})
+		if err == nil {
+			for {
+				resp, rerr := stream.Recv()
+				if rerr != nil {
+					err = rerr
+					break
+				}
+				serving := resp.GetStatus() == healthpb.HealthCheckResponse_SERVING
+				if serving {
+					if e := n.ensureSpec(ctx); e != nil {
+						log.Warn("pool node not usable", "err", e)
+						serving = false
+					}
+				}
+				if n.healthy.Swap(serving) != serving {
+					log.Info("pool node health changed", "healthy", serving, "node_id", n.ID())
+				}
+				backoff = 100 * time.Millisecond
+			}
+		}
+		if n.healthy.Swap(false) {
+			log.Warn("pool node unhealthy", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		if backoff < 2*time.Second {
+			backoff *= 2
+		}
+	}
+}
+
+// ensureSpec learns the node's id and reconfigures it to the scheduler's spec
+// when it has another one (or none yet).
+func (n *Node) ensureSpec(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	info, err := n.Client.GetPoolInfo(ctx, &blockpoolv1.GetPoolInfoRequest{})
+	if err != nil {
+		return err
+	}
+	id := info.GetNodeId()
+	n.nodeID.Store(&id)
+	spec := n.cluster.cfg.Spec
+	if specMatches(info.GetSpec(), spec) {
+		return nil
+	}
+	_, err = n.Client.Reconfigure(ctx, &blockpoolv1.ReconfigureRequest{Spec: specToProto(spec), CapacityBlocks: n.cluster.cfg.CapacityBlocks})
+	if err == nil {
+		n.cluster.log.Info("pool node reconfigured", "pool", n.Addr, "spec", spec.String())
+	}
+	return err
+}
+
+// Lease is a granted lease the node keeps alive until Done.
+type Lease struct {
+	*blockpoolv1.LeaseResponse
+	node *Node
+	lost chan struct{}
+	once sync.Once
+}
+
+// Lost is closed when the node reports the lease gone (expired or voided by a
+// restart): writes through it will be refused.
+func (l *Lease) Lost() <-chan struct{} { return l.lost }
+
+// Lease asks the node for blocks and keeps the lease alive until Release.
+func (n *Node) Lease(ctx context.Context, req *blockpoolv1.LeaseRequest) (*Lease, error) {
+	if req.Ttl == nil {
+		req.Ttl = durationpb(n.cluster.cfg.LeaseTTL)
+	}
+	resp, err := n.Client.Lease(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	l := &Lease{LeaseResponse: resp, node: n, lost: make(chan struct{})}
+	n.keeper.track(l)
+	return l, nil
+}
+
+// Release ends the lease (commit or abort) and stops renewing it. It uses its
+// own short deadline so that a cancelled request still frees its blocks.
+func (l *Lease) Release(commit bool) (*blockpoolv1.ReleaseResponse, error) {
+	l.node.keeper.untrack(l.GetLeaseId())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return l.node.Client.Release(ctx, &blockpoolv1.ReleaseRequest{LeaseId: l.GetLeaseId(), Epoch: l.GetEpoch(), Commit: commit})
+}
+
+// keeper renews a node's leases over one KeepAlive stream.
+type keeper struct {
+	node   *Node
+	mu     sync.Mutex
+	leases map[uint64]*Lease
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func newKeeper(n *Node) *keeper { return &keeper{node: n, leases: map[uint64]*Lease{}} }
+
+func (k *keeper) track(l *Lease) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.leases[l.GetLeaseId()] = l
+	if k.cancel == nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		k.cancel, k.done = cancel, make(chan struct{})
+		go k.run(ctx, k.done)
+	}
+}
+
+func (k *keeper) untrack(id uint64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.leases, id)
+}
+
+func (k *keeper) stop() {
+	k.mu.Lock()
+	cancel, done := k.cancel, k.done
+	k.cancel = nil
+	k.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+}
+
+func (k *keeper) snapshot() []*Lease {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	out := make([]*Lease, 0, len(k.leases))
+	for _, l := range k.leases {
+		out = append(out, l)
+	}
+	return out
+}
+
+func (k *keeper) markLost(id uint64) {
+	k.mu.Lock()
+	l := k.leases[id]
+	delete(k.leases, id)
+	k.mu.Unlock()
+	if l != nil {
+		l.once.Do(func() { close(l.lost) })
+	}
+}
+
+// run sends a renewal for every tracked lease every third of the lease TTL,
+// reopening the stream with backoff when it breaks.
+func (k *keeper) run(ctx context.Context, done chan struct{}) {
+	defer close(done)
+	every := k.node.cluster.cfg.LeaseTTL / 3
+	if every < 50*time.Millisecond {
+		every = 50 * time.Millisecond
+	}
+	for ctx.Err() == nil {
+		err := k.session(ctx, every)
+		if ctx.Err() != nil {
+			return
+		}
+		k.node.cluster.log.Debug("keepalive stream broke", "pool", k.node.Addr, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(every / 2):
+		}
+	}
+}
+
+func (k *keeper) session(ctx context.Context, every time.Duration) error {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := k.node.Client.KeepAlive(sctx)
+	if err != nil {
+		return err
+	}
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			resp, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			if resp.GetStatus() == blockpoolv1.LeaseStatus_LEASE_STATUS_NOT_FOUND {
+				k.markLost(resp.GetLeaseId())
+			}
+		}
+	}()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		for _, l := range k.snapshot() {
+			if err := stream.Send(&blockpoolv1.KeepAliveRequest{LeaseId: l.GetLeaseId(), Epoch: l.GetEpoch()}); err != nil {
+				cancel()
+				<-recvErr
+				return err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			_ = stream.CloseSend()
+			cancel()
+			<-recvErr
+			return ctx.Err()
+		case err := <-recvErr:
+			return err
+		case <-t.C:
+		}
+	}
+}
+
+// ChunkBytes is the payload chunk size of block transfers: big enough that
+// per-message overhead is small, well under the message size limit.
+const ChunkBytes = 1 << 20
+
+// ReadBlocks streams the payloads of leased blocks, calling fn for each block
+// with its header and whole payload (fn must not keep payload past the call
+// unless it owns it: a fresh slice is allocated per block, so it may).
+func (l *Lease) ReadBlocks(ctx context.Context, ids []uint32, fn func(h *blockpoolv1.BlockHeader, payload []byte) error) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	stream, err := l.node.Client.GetBlocks(ctx, &blockpoolv1.GetBlocksRequest{LeaseId: l.GetLeaseId(), Epoch: l.GetEpoch(), BlockIds: ids, ChunkBytes: ChunkBytes})
+	if err != nil {
+		return err
+	}
+	var hdr *blockpoolv1.BlockHeader
+	var buf []byte
+	flush := func() error {
+		if hdr == nil {
+			return nil
+		}
+		if uint64(len(buf)) != hdr.GetSize() {
+			return status.Errorf(codes.DataLoss, "block %d: got %d of %d bytes", hdr.GetBlockId(), len(buf), hdr.GetSize())
+		}
+		err := fn(hdr, buf)
+		hdr, buf = nil, nil
+		return err
+	}
+	for {
+		msg, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return flush()
+		}
+		if err != nil {
+			return err
+		}
+		if h := msg.GetHeader(); h != nil {
+			if err := flush(); err != nil {
+				return err
+			}
+			hdr, buf = h, make([]byte, 0, h.GetSize())
+		}
+		if len(msg.GetData()) > 0 {
+			if hdr == nil {
+				return status.Error(codes.DataLoss, "block data before its header")
+			}
+			buf = append(buf, msg.GetData()...)
+		}
+	}
+}
+
+// Writer writes blocks through a lease over one PutBlocks stream.
+type Writer struct {
+	stream blockpoolv1.BlockPoolService_PutBlocksClient
+	first  bool
+	lease  *Lease
+}
+
+// NewWriter opens a PutBlocks stream for the lease.
+func (l *Lease) NewWriter(ctx context.Context) (*Writer, error) {
+	s, err := l.node.Client.PutBlocks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &Writer{stream: s, first: true, lease: l}, nil
+}
+
+// Write sends one block: its header, then its payload in chunks.
+func (w *Writer) Write(h *blockpoolv1.BlockHeader, payload []byte) error {
+	msg := &blockpoolv1.PutBlocksRequest{Header: h}
+	if w.first {
+		msg.LeaseId, msg.Epoch = w.lease.GetLeaseId(), w.lease.GetEpoch()
+		w.first = false
+	}
+	for off := 0; ; {
+		end := min(off+ChunkBytes, len(payload))
+		msg.Data = payload[off:end]
+		if err := w.stream.Send(msg); err != nil {
+			return err
+		}
+		off = end
+		if off >= len(payload) {
+			return nil
+		}
+		msg = &blockpoolv1.PutBlocksRequest{}
+	}
+}
+
+// Close finishes the stream and returns the node's acknowledgement: the
+// blocks are durable when it returns without error.
+func (w *Writer) Close() (*blockpoolv1.PutBlocksResponse, error) {
+	return w.stream.CloseAndRecv()
+}
+
+func durationpb(d time.Duration) *durpb.Duration { return durpb.New(d) }

@@ -1,0 +1,198 @@
+// Package runner assembles a scheduler from its configuration: the model and
+// engine, the batch loop, the pool nodes (or an embedded pool), and the gRPC
+// service. The binary's main.go and the end-to-end tests both build a
+// scheduler through it, so they run the same thing.
+package runner
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
+
+	schedulerv1 "github.com/semantic-kv/semantic/pkg/api/semantic/scheduler/v1"
+	"github.com/semantic-kv/semantic/pkg/engine"
+	"github.com/semantic-kv/semantic/pkg/kvspec"
+	"github.com/semantic-kv/semantic/pkg/model"
+	"github.com/semantic-kv/semantic/services/blockpool/node"
+	"github.com/semantic-kv/semantic/services/scheduler/batch"
+	"github.com/semantic-kv/semantic/services/scheduler/embedded"
+	"github.com/semantic-kv/semantic/services/scheduler/poolclient"
+	"github.com/semantic-kv/semantic/services/scheduler/service"
+)
+
+// Config is the scheduler's own configuration (flags).
+type Config struct {
+	Model         string
+	Pool          string
+	BlockTokens   int
+	KVDType       string
+	MaxBatch      int
+	StepTokens    int
+	MaxQueue      int
+	HotCacheBytes int64
+	LeaseTTL      time.Duration
+	Workers       int
+	HolderID      string
+
+	// The embedded pool's settings (used when Pool is empty).
+	PoolCapacityBlocks int
+	PoolMemoryBudget   int64
+	PoolDiskBudget     int64
+}
+
+// RegisterFlags binds the flags of Config.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Model, "model", "builtin:small", "model: builtin:small, builtin:tiny, or llama2c:PATH[,tokenizer=PATH]")
+	fs.StringVar(&c.Pool, "pool", "", "pool nodes: comma-separated host:port or dns:///name:port; empty runs an embedded pool in --data-dir")
+	fs.IntVar(&c.BlockTokens, "block-tokens", 32, "token positions per KV block")
+	fs.StringVar(&c.KVDType, "kv-dtype", "float32", "element type of stored KV blocks: float32 or float16")
+	fs.IntVar(&c.MaxBatch, "max-batch", 32, "most sequences in one engine step")
+	fs.IntVar(&c.StepTokens, "step-tokens", 256, "token budget of one engine step (decode tokens first, then prefill chunks)")
+	fs.IntVar(&c.MaxQueue, "max-queue", 256, "most requests admitted at once (waiting or running); more get RESOURCE_EXHAUSTED")
+	fs.Int64Var(&c.HotCacheBytes, "hot-cache-bytes", 1<<30, "byte budget of the local hot cache of KV blocks")
+	fs.DurationVar(&c.LeaseTTL, "lease-ttl", 30*time.Second, "time to live of block leases (renewed every third of it)")
+	fs.IntVar(&c.Workers, "workers", 0, "engine worker goroutines (0: one per core)")
+	fs.StringVar(&c.HolderID, "holder-id", "", "name of this scheduler on its leases (default: host name and pid)")
+	fs.IntVar(&c.PoolCapacityBlocks, "pool-capacity-blocks", 4096, "embedded pool: capacity in blocks")
+	fs.Int64Var(&c.PoolMemoryBudget, "pool-memory-budget", 1<<30, "embedded pool: bytes of block payloads kept in memory")
+	fs.Int64Var(&c.PoolDiskBudget, "pool-disk-budget", 16<<30, "embedded pool: bytes of block files on disk")
+}
+
+// Deps are what the process provides.
+type Deps struct {
+	DataDir        string
+	Logger         *slog.Logger
+	MeterProvider  metric.MeterProvider
+	TracerProvider trace.TracerProvider
+	// PoolDialOptions are used to dial remote pool nodes (TLS...).
+	PoolDialOptions []grpc.DialOption
+	Version         string
+}
+
+// Scheduler is an assembled scheduler.
+type Scheduler struct {
+	Model    *model.Model
+	Engine   *engine.Engine
+	Loop     *batch.Loop
+	Pool     *poolclient.Cluster
+	Embedded *embedded.Pool
+	Service  *service.Server
+}
+
+// Start builds and starts a scheduler.
+func Start(ctx context.Context, cfg Config, deps Deps) (_ *Scheduler, err error) {
+	log := deps.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Scheduler{}
+	defer func() {
+		if err != nil {
+			_ = s.Close(context.Background())
+		}
+	}()
+	start := time.Now()
+	if s.Model, err = model.Load(cfg.Model, filepath.Join(deps.DataDir, "models")); err != nil {
+		return nil, err
+	}
+	log.Info("model loaded", "model", s.Model.Name, "tag", s.Model.Tag, "params", s.Model.NumParams(),
+		"context", s.Model.Config.SeqLen, "took", time.Since(start).Round(time.Millisecond))
+	if s.Engine, err = engine.New(s.Model, engine.Options{Workers: cfg.Workers, TokensPerBlock: cfg.BlockTokens}); err != nil {
+		return nil, err
+	}
+	dtype, err := parseDType(cfg.KVDType)
+	if err != nil {
+		return nil, err
+	}
+	spec := s.Engine.Spec()
+	spec.DType = dtype
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	holder := cfg.HolderID
+	if holder == "" {
+		host, _ := os.Hostname()
+		holder = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	pcfg := poolclient.Config{Spec: spec, LeaseTTL: cfg.LeaseTTL, Logger: log, DialOptions: deps.PoolDialOptions,
+		CapacityBlocks: uint32(cfg.PoolCapacityBlocks)}
+	if strings.TrimSpace(cfg.Pool) == "" {
+		s.Embedded, err = embedded.Start(node.Config{
+			DataDir: filepath.Join(deps.DataDir, "pool"), CapacityBlocks: cfg.PoolCapacityBlocks,
+			MemoryBudgetBytes: cfg.PoolMemoryBudget, DiskBudgetBytes: cfg.PoolDiskBudget,
+			Spec: &spec, Logger: log.With("component", "embedded-pool"), MeterProvider: deps.MeterProvider, Version: deps.Version,
+		}, log, deps.MeterProvider, deps.TracerProvider)
+		if err != nil {
+			return nil, err
+		}
+		pcfg.Targets = []string{embedded.Target}
+		pcfg.Conns = map[string]*grpc.ClientConn{embedded.Target: s.Embedded.Conn}
+	} else {
+		for _, t := range strings.Split(cfg.Pool, ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				pcfg.Targets = append(pcfg.Targets, t)
+			}
+		}
+	}
+	if s.Pool, err = poolclient.New(pcfg); err != nil {
+		return nil, err
+	}
+	// Wait briefly for a pool node so the first requests do not fail; a
+	// cluster whose nodes come up later is fine too (requests get
+	// UNAVAILABLE until one is healthy).
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	if werr := s.Pool.WaitHealthy(wctx); werr != nil {
+		log.Warn("no healthy pool node yet", "targets", pcfg.Targets)
+	}
+	cancel()
+	s.Loop = batch.New(batch.Config{Engine: s.Engine, MaxBatch: cfg.MaxBatch, StepTokens: cfg.StepTokens, Logger: log})
+	s.Service, err = service.New(service.Config{
+		Model: s.Model, Engine: s.Engine, Loop: s.Loop, Pool: s.Pool, Spec: spec, HolderID: holder,
+		MaxQueue: cfg.MaxQueue, HotCacheBytes: cfg.HotCacheBytes, Logger: log, MeterProvider: deps.MeterProvider,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Register adds the SchedulerService to a gRPC server.
+func (s *Scheduler) Register(r grpc.ServiceRegistrar) {
+	schedulerv1.RegisterSchedulerServiceServer(r, s.Service)
+}
+
+// Close stops the loop (failing what still runs), the pool clients, and the
+// embedded pool.
+func (s *Scheduler) Close(ctx context.Context) error {
+	if s.Loop != nil {
+		s.Loop.Close()
+	}
+	if s.Pool != nil {
+		s.Pool.Close()
+	}
+	var err error
+	if s.Embedded != nil {
+		err = s.Embedded.Close(ctx)
+	}
+	return err
+}
+
+func parseDType(s string) (kvspec.DType, error) {
+	switch s {
+	case "float32", "f32", "":
+		return kvspec.DTypeFloat32, nil
+	case "float16", "f16":
+		return kvspec.DTypeFloat16, nil
+	}
+	return 0, errors.New("--kv-dtype must be float32 or float16")
+}

@@ -1,0 +1,601 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	blockpoolv1 "github.com/semantic-kv/semantic/pkg/api/semantic/blockpool/v1"
+	schedulerv1 "github.com/semantic-kv/semantic/pkg/api/semantic/scheduler/v1"
+	"github.com/semantic-kv/semantic/pkg/engine"
+	"github.com/semantic-kv/semantic/pkg/kvspec"
+	"github.com/semantic-kv/semantic/pkg/rpcstatus"
+	"github.com/semantic-kv/semantic/services/scheduler/batch"
+	"github.com/semantic-kv/semantic/services/scheduler/poolclient"
+)
+
+// Limits on Generate requests.
+const (
+	maxStops    = 16
+	maxStopLen  = 256
+	maxTemp     = 100
+	maxSaltLen  = 128
+	maxPromptID = 1 << 31
+)
+
+// request is one Generate call on its way through the scheduler.
+type request struct {
+	req     *schedulerv1.GenerateRequest
+	arrival time.Time
+	prompt  []int // the prompt as given (tokenized)
+	context []int // what the model computes over: stored context + prompt for append
+	maxTok  int
+	maxPos  int
+	node    *poolclient.Node
+	version uint64 // agent record version read by the lookup
+
+	lease   *poolclient.Lease
+	seq     *engine.Sequence
+	cached  int // positions reused
+	hot     int // of which from the hot cache
+	kShared int // leading blocks used in place (already in the pool)
+	fresh   []*blockpoolv1.LeasedBlock
+	// hashes of the sequence's blocks, filled as blocks are computed.
+	hashes []kvspec.Hash
+}
+
+// Generate runs one request: validate, wait for the agent, find the cached
+// prefix, lease, load, batch, stream, write back, commit, release.
+func (s *Server) Generate(req *schedulerv1.GenerateRequest, stream schedulerv1.SchedulerService_GenerateServer) (err error) {
+	ctx := stream.Context()
+	r := &request{req: req, arrival: time.Now()}
+	defer func() {
+		outcome := "ok"
+		if err != nil {
+			outcome = status.Code(err).String()
+			s.failed.Add(1)
+		} else {
+			s.completed.Add(1)
+		}
+		s.m.requests.Add(context.Background(), 1, metric.WithAttributes(attribute.String("outcome", outcome)))
+	}()
+	if err := s.validate(r); err != nil {
+		return err
+	}
+	select {
+	case s.admit <- struct{}{}:
+		defer func() { <-s.admit }()
+	default:
+		return rpcstatus.Exhausted("scheduler/queue", "admission queue full (%d requests in flight)", cap(s.admit))
+	}
+	unlock, err := s.agents.lock(ctx, req.GetAgentId())
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	if err := s.prepare(ctx, r); err != nil {
+		return err
+	}
+	// From here on the request holds a lease: every path releases it.
+	committed := false
+	defer func() {
+		if _, rerr := r.lease.Release(committed); rerr != nil {
+			s.log.Warn("releasing lease", "agent", req.GetAgentId(), "lease", r.lease.GetLeaseId(), "commit", committed, "err", rerr)
+		}
+		s.leasedBlocks.Add(-int64(len(r.lease.GetBlocks())))
+	}()
+	committed, err = s.run(ctx, r, stream)
+	return err
+}
+
+// validate checks the request and tokenizes the prompt.
+func (s *Server) validate(r *request) error {
+	req := r.req
+	if err := rpcstatus.CheckAgentID("agent_id", req.GetAgentId()); err != nil {
+		return err
+	}
+	m := s.cfg.Model
+	if req.GetPrompt() != "" && len(req.GetPromptTokenIds()) > 0 {
+		return rpcstatus.InvalidArgument("prompt", "give prompt or prompt_token_ids, not both")
+	}
+	switch {
+	case len(req.GetPromptTokenIds()) > 0:
+		r.prompt = make([]int, len(req.GetPromptTokenIds()))
+		for i, id := range req.GetPromptTokenIds() {
+			if int(id) >= m.Config.Vocab {
+				return rpcstatus.InvalidArgument(fmt.Sprintf("prompt_token_ids[%d]", i), "token id %d is outside the vocabulary of %d", id, m.Config.Vocab)
+			}
+			r.prompt[i] = int(id)
+		}
+	case req.GetPrompt() != "":
+		if m.Tokenizer == nil {
+			return rpcstatus.InvalidArgument("prompt", "model %s has no tokenizer: send prompt_token_ids", m.Name)
+		}
+		// A text prompt that continues a stored context must not get a
+		// second BOS in the middle of it.
+		r.prompt = m.Tokenizer.Encode(req.GetPrompt(), !req.GetAppend() && m.BOS >= 0)
+	case !req.GetAppend():
+		return rpcstatus.InvalidArgument("prompt", "prompt or prompt_token_ids is required")
+	}
+	seqLen := m.Config.SeqLen
+	if req.GetMaxTokens() == 0 || int(req.GetMaxTokens()) > seqLen {
+		return rpcstatus.InvalidArgument("max_tokens", "must be in 1..%d", seqLen)
+	}
+	if t := req.GetTemperature(); t < 0 || t > maxTemp || t != t {
+		return rpcstatus.InvalidArgument("temperature", "must be in 0..%d", maxTemp)
+	}
+	if p := req.GetTopP(); p < 0 || p > 1 || p != p {
+		return rpcstatus.InvalidArgument("top_p", "must be in 0..1")
+	}
+	if int(req.GetTopK()) > m.Config.Vocab {
+		return rpcstatus.InvalidArgument("top_k", "must be at most the vocabulary size %d", m.Config.Vocab)
+	}
+	if len(req.GetStop()) > maxStops {
+		return rpcstatus.InvalidArgument("stop", "at most %d stop strings", maxStops)
+	}
+	for i, st := range req.GetStop() {
+		if len(st) == 0 || len(st) > maxStopLen {
+			return rpcstatus.InvalidArgument(fmt.Sprintf("stop[%d]", i), "must be 1..%d bytes", maxStopLen)
+		}
+	}
+	if len(req.GetStop()) > 0 && m.Tokenizer == nil {
+		return rpcstatus.InvalidArgument("stop", "model %s has no tokenizer to match stop strings with", m.Name)
+	}
+	if len(req.GetCacheSalt()) > maxSaltLen {
+		return rpcstatus.InvalidArgument("cache_salt", "at most %d bytes", maxSaltLen)
+	}
+	return nil
+}
+
+// prepare picks the node, finds the cached prefix, leases the blocks and
+// loads the hits. A node that fails with UNAVAILABLE is skipped for the next
+// one in the agent's rendezvous order, so one dead node never fails a request.
+func (s *Server) prepare(ctx context.Context, r *request) error {
+	var lastErr error = poolclient.ErrNoHealthyNode
+	for _, n := range s.cfg.Pool.Order(r.req.GetAgentId()) {
+		if !n.Healthy() {
+			continue
+		}
+		r.node = n
+		err := s.prepareOn(ctx, r)
+		if err == nil {
+			return nil
+		}
+		if status.Code(err) != codes.Unavailable || ctx.Err() != nil {
+			return err
+		}
+		s.log.Warn("pool node failed; trying the next", "pool", n.Addr, "agent", r.req.GetAgentId(), "err", err)
+		lastErr = err
+	}
+	return lastErr
+}
+
+func (s *Server) prepareOn(ctx context.Context, r *request) error {
+	spec := s.cfg.Spec
+	tpb := spec.TokensPerBlock
+	agent := r.req.GetAgentId()
+	r.context = r.prompt
+	if r.req.GetAppend() {
+		resp, err := r.node.Client.GetAgent(ctx, &blockpoolv1.GetAgentRequest{AgentId: agent})
+		switch status.Code(err) {
+		case codes.OK:
+			r.context = append(toInts(resp.GetAgent().GetTokenIds()), r.prompt...)
+		case codes.NotFound:
+		default:
+			return err
+		}
+		if len(r.context) == 0 {
+			return rpcstatus.InvalidArgument("prompt", "append to an agent with no stored context needs a prompt")
+		}
+	}
+	seqLen := s.cfg.Model.Config.SeqLen
+	if len(r.context) >= seqLen {
+		return rpcstatus.InvalidArgument("prompt", "context of %d tokens leaves no room in the model's %d", len(r.context), seqLen)
+	}
+	r.maxPos = min(len(r.context)+int(r.req.GetMaxTokens()), seqLen)
+	r.maxTok = int(r.req.GetMaxTokens())
+
+	lk, err := r.node.Client.LookupAgent(ctx, &blockpoolv1.LookupAgentRequest{
+		AgentId: agent, TokenIds: toUint32s(r.context), ModelTag: spec.ModelTag, CacheSalt: r.req.GetCacheSalt(),
+	})
+	if err != nil {
+		return err
+	}
+	r.version = lk.GetAgentVersion()
+	// At least the last prompt token is computed: its logits give the first
+	// generated token.
+	matched := min(int(lk.GetMatchedTokens()), len(r.context)-1)
+	var pin [][]byte
+	var uses []int
+	for i, b := range lk.GetBlocks() {
+		start := i * tpb
+		if start >= matched {
+			break
+		}
+		use := min(tpb, matched-start, int(b.GetUsableTokens()))
+		if use <= 0 {
+			break
+		}
+		pin = append(pin, b.GetHash())
+		uses = append(uses, use)
+		if use < tpb {
+			break
+		}
+	}
+	kFull := 0
+	for kFull < len(uses) && uses[kFull] == tpb {
+		kFull++
+	}
+	nBlocks := spec.BlocksFor(r.maxPos)
+	count := len(pin) + nBlocks - kFull
+	lease, err := r.node.Lease(ctx, &blockpoolv1.LeaseRequest{
+		Holder: s.cfg.HolderID, AgentId: agent, Count: uint32(count),
+		BlockHashes: pin, ModelTag: spec.ModelTag,
+	})
+	if status.Code(err) == codes.InvalidArgument && rpcstatus.FieldOf(err) == "count" {
+		// More blocks than the node has at all: for the caller that is the
+		// pool being too small, not a malformed request.
+		return rpcstatus.Exhausted("pool/blocks", "request needs %d blocks for %d positions: %v", count, r.maxPos, status.Convert(err).Message())
+	}
+	if err != nil {
+		return err
+	}
+	r.lease = lease
+	s.leasedBlocks.Add(int64(len(lease.GetBlocks())))
+	if err := s.load(ctx, r, pin, uses, nBlocks); err != nil {
+		s.leasedBlocks.Add(-int64(len(lease.GetBlocks())))
+		if _, rerr := lease.Release(false); rerr != nil {
+			s.log.Warn("releasing lease after failed load", "err", rerr)
+		}
+		r.lease = nil
+		return err
+	}
+	return nil
+}
+
+// load builds the sequence's page table: hit blocks from the hot cache or the
+// pool, used in place when full; a partially matching block copied into a
+// fresh page (copy on write); fresh pages for the rest. A hit that cannot be
+// read (evicted, corrupt, node trouble) shortens the reused prefix: the
+// request runs colder, never wrong.
+func (s *Server) load(ctx context.Context, r *request, pin [][]byte, uses []int, nBlocks int) error {
+	eng := s.cfg.Engine
+	spec := s.cfg.Spec
+	tpb := spec.TokensPerBlock
+	lb := r.lease.GetBlocks()
+	hits := int(r.lease.GetHits())
+	pages := make([]*engine.Block, hits)
+	fromHot := make([]bool, hits)
+	var want []uint32
+	var wantIdx []int
+	for i := 0; i < hits; i++ {
+		h, err := kvspec.HashFromBytes(lb[i].GetHash())
+		if err != nil || string(lb[i].GetHash()) != string(pin[i]) {
+			hits = i
+			break
+		}
+		if b, ok := s.hot.Get(h); ok {
+			pages[i], fromHot[i] = b, true
+			continue
+		}
+		want = append(want, lb[i].GetBlockId())
+		wantIdx = append(wantIdx, i)
+	}
+	pages = pages[:hits]
+	if len(want) > 0 {
+		k := 0
+		err := r.lease.ReadBlocks(ctx, want, func(h *blockpoolv1.BlockHeader, payload []byte) error {
+			if kvspec.Checksum(payload) != h.GetChecksum() {
+				return status.Errorf(codes.DataLoss, "block %d: checksum mismatch", h.GetBlockId())
+			}
+			b, err := engine.DecodeBlock(spec, payload, spec.DType)
+			if err != nil {
+				return status.Errorf(codes.DataLoss, "block %d: %v", h.GetBlockId(), err)
+			}
+			s.m.readBytes.Add(ctx, int64(len(payload)))
+			i := wantIdx[k]
+			pages[i] = b
+			if hh, err := kvspec.HashFromBytes(h.GetHash()); err == nil {
+				s.hot.Put(hh, b)
+			}
+			k++
+			return nil
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return status.FromContextError(ctx.Err()).Err()
+			}
+			s.log.Warn("reading cached blocks; continuing with a shorter prefix", "agent", r.req.GetAgentId(), "err", err)
+		}
+	}
+	// The reused prefix ends at the first hit that did not load.
+	usable := 0
+	for usable < len(pages) && pages[usable] != nil {
+		usable++
+	}
+	r.kShared, r.cached, r.hot = 0, 0, 0
+	for r.kShared < usable && uses[r.kShared] == tpb {
+		if fromHot[r.kShared] {
+			r.hot += tpb
+		}
+		r.kShared++
+	}
+	r.cached = r.kShared * tpb
+	seq := &engine.Sequence{Blocks: make([]*engine.Block, 0, nBlocks)}
+	seq.Blocks = append(seq.Blocks, pages[:r.kShared]...)
+	r.fresh = lb[hits:]
+	if need := nBlocks - r.kShared; len(r.fresh) < need {
+		return status.Errorf(codes.Internal, "lease has %d fresh blocks, need %d", len(r.fresh), need)
+	}
+	for len(seq.Blocks) < nBlocks {
+		seq.Blocks = append(seq.Blocks, eng.NewBlock())
+	}
+	if r.kShared < usable {
+		// Copy on write: the partially matching block's leading positions
+		// go into this sequence's own page.
+		n := uses[r.kShared]
+		if err := engine.CopyPrefix(seq.Blocks[r.kShared], pages[r.kShared], spec, n); err != nil {
+			return status.Errorf(codes.Internal, "copy-on-write: %v", err)
+		}
+		r.cached += n
+		if fromHot[r.kShared] {
+			r.hot += n
+		}
+	}
+	seq.Len = r.cached
+	r.seq = seq
+	r.hashes = make([]kvspec.Hash, 0, nBlocks)
+	for i := 0; i < r.kShared; i++ {
+		h, _ := kvspec.HashFromBytes(pin[i])
+		r.hashes = append(r.hashes, h)
+	}
+	return nil
+}
+
+// written is a block handed to the writer.
+type written struct {
+	index  int
+	hash   kvspec.Hash
+	parent kvspec.Hash
+	tokens int
+}
+
+// run feeds the sequence to the loop, streams its tokens, writes its new
+// blocks back as they fill, and commits the agent's record. It reports
+// whether the lease's blocks should be committed on release.
+func (s *Server) run(ctx context.Context, r *request, stream schedulerv1.SchedulerService_GenerateServer) (bool, error) {
+	spec := s.cfg.Spec
+	tpb := spec.TokensPerBlock
+	m := s.cfg.Model
+	salt := r.req.GetCacheSalt()
+	seq := &batch.Seq{
+		Ctx: ctx, Tokens: r.context, Eng: r.seq, MaxTokens: r.maxTok, MaxPositions: r.maxPos,
+		Sampler: engine.NewSampler(engine.SamplingParams{
+			Temperature: r.req.GetTemperature(), TopK: int(r.req.GetTopK()), TopP: r.req.GetTopP(), Seed: r.req.GetSeed(),
+		}),
+		EOS:    m.EOS,
+		Events: make(chan batch.Event, r.maxTok+2),
+	}
+	if len(r.req.GetStop()) > 0 {
+		sm := newStopMatcher(r.req.GetStop())
+		seq.Stop = func(tok int) bool { return sm.push(m.Tokenizer.TokenBytes(tok)) >= 0 }
+	}
+	tokenAt := func(p int) uint32 {
+		if p < len(seq.Tokens) {
+			return uint32(seq.Tokens[p])
+		}
+		return uint32(seq.Generated[p-len(seq.Tokens)])
+	}
+	blockTokens := func(b, n int) []uint32 {
+		out := make([]uint32, n)
+		for i := range out {
+			out[i] = tokenAt(b*tpb + i)
+		}
+		return out
+	}
+	// Full blocks are hashed in the loop goroutine (it owns Generated) and
+	// written back by a writer goroutine while the sequence runs on.
+	nBlocks := len(r.seq.Blocks)
+	toWrite := make(chan written, nBlocks+1)
+	seq.BlockFull = func(b int) {
+		if b < r.kShared {
+			return
+		}
+		var parent kvspec.Hash
+		if b > 0 {
+			parent = r.hashes[b-1]
+		}
+		h := kvspec.ChainHash(parent, blockTokens(b, tpb), spec.ModelTag, salt)
+		r.hashes = append(r.hashes, h)
+		toWrite <- written{index: b, hash: h, parent: parent, tokens: tpb}
+	}
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	writeErr := make(chan error, 1)
+	go func() { writeErr <- s.writeBack(wctx, r, toWrite) }()
+	// finishWriter closes the queue and waits for the writer to end.
+	writerDone := false
+	finishWriter := func() error {
+		if writerDone {
+			return nil
+		}
+		writerDone = true
+		close(toWrite)
+		return <-writeErr
+	}
+	defer func() { wcancel(); _ = finishWriter() }()
+
+	if err := s.cfg.Loop.Submit(seq); err != nil {
+		return false, err
+	}
+	text := newTextStream(r.req.GetStop())
+	var ttft time.Duration
+	index := 0
+	var finish batch.Finish
+	var runErr error
+	sendErr := error(nil)
+	for ev := range seq.Events {
+		if ev.Err != nil {
+			runErr = ev.Err
+			continue
+		}
+		if ev.Finish != batch.FinishNone {
+			finish = ev.Finish
+			continue
+		}
+		if index == 0 {
+			ttft = time.Since(r.arrival)
+		}
+		msg := &schedulerv1.GenerateResponse{TokenId: uint32(ev.Token), Index: uint32(index)}
+		if m.Tokenizer != nil {
+			msg.Text = text.push(m.Tokenizer.TokenBytes(ev.Token))
+		}
+		index++
+		if sendErr == nil {
+			// A client that went away cancels ctx; the loop drops the
+			// sequence at its next step and the events end.
+			sendErr = stream.Send(msg)
+		}
+	}
+	if runErr != nil {
+		return false, runErr
+	}
+	if sendErr != nil {
+		return false, sendErr
+	}
+	// The loop is done with the sequence: the tail block can be hashed here.
+	total := len(seq.Tokens) + len(seq.Generated)
+	if rem := total % tpb; rem != 0 && total/tpb >= r.kShared {
+		b := total / tpb
+		var parent kvspec.Hash
+		if b > 0 {
+			parent = r.hashes[b-1]
+		}
+		h := kvspec.ChainHash(parent, blockTokens(b, rem), spec.ModelTag, salt)
+		r.hashes = append(r.hashes, h)
+		toWrite <- written{index: b, hash: h, parent: parent, tokens: rem}
+	}
+	committed := false
+	if err := finishWriter(); err != nil {
+		s.log.Warn("writing blocks back failed; the agent's record is not updated", "agent", r.req.GetAgentId(), "err", err)
+	} else {
+		committed = s.commit(ctx, r, seq, total)
+	}
+
+	usage := &schedulerv1.Usage{
+		PromptTokens: uint32(len(r.context)), CachedTokens: uint32(r.cached), CompletionTokens: uint32(len(seq.Generated)),
+		TimeToFirstTokenMs: float64(ttft.Microseconds()) / 1000, HotCachedTokens: uint32(r.hot), PoolNode: r.node.Name(),
+	}
+	s.promptToks.Add(uint64(len(r.context)))
+	s.cachedToks.Add(uint64(r.cached))
+	bg := context.Background()
+	s.m.promptToks.Add(bg, int64(len(r.context)))
+	s.m.cachedToks.Add(bg, int64(r.cached))
+	s.m.hotToks.Add(bg, int64(r.hot))
+	s.m.genToks.Add(bg, int64(len(seq.Generated)))
+	if index > 0 {
+		s.m.ttft.Record(bg, ttft.Seconds())
+	}
+	// Text held back for a possible stop string goes out with the last message.
+	return committed, stream.Send(&schedulerv1.GenerateResponse{FinishReason: finishReason(finish), Usage: usage, Text: text.flush()})
+}
+
+// writeBack writes each block it is handed through the lease, over one
+// PutBlocks stream, and adds it to the hot cache.
+func (s *Server) writeBack(ctx context.Context, r *request, in <-chan written) error {
+	spec := s.cfg.Spec
+	var w *poolclient.Writer
+	var err error
+	for blk := range in {
+		if err != nil {
+			continue // drain; the first error stands
+		}
+		if w == nil {
+			if w, err = r.lease.NewWriter(ctx); err != nil {
+				continue
+			}
+		}
+		slot := r.fresh[blk.index-r.kShared]
+		page := r.seq.Blocks[blk.index]
+		payload := page.Bytes()
+		if spec.DType != kvspec.DTypeFloat32 {
+			if payload, err = engine.EncodeBlock(spec, page, spec.DType); err != nil {
+				continue
+			}
+		}
+		hdr := &blockpoolv1.BlockHeader{
+			BlockId: slot.GetBlockId(), Hash: blk.hash[:], TokenCount: uint32(blk.tokens),
+			Checksum: kvspec.Checksum(payload), Size: uint64(len(payload)),
+		}
+		if blk.index > 0 {
+			hdr.ParentHash = blk.parent[:]
+		}
+		if err = w.Write(hdr, payload); err != nil {
+			continue
+		}
+		s.m.writeBytes.Add(ctx, int64(len(payload)))
+		s.hot.Put(blk.hash, page)
+	}
+	if err != nil {
+		return err
+	}
+	if w != nil {
+		_, err = w.Close()
+	}
+	return err
+}
+
+// commit records the agent's new context: every block of prompt + completion.
+// A lost race with another scheduler (ABORTED) keeps the other's record.
+func (s *Server) commit(ctx context.Context, r *request, seq *batch.Seq, total int) bool {
+	tokens := make([]uint32, 0, total)
+	for _, t := range seq.Tokens {
+		tokens = append(tokens, uint32(t))
+	}
+	for _, t := range seq.Generated {
+		tokens = append(tokens, uint32(t))
+	}
+	nb := s.cfg.Spec.BlocksFor(total)
+	if len(r.hashes) < nb {
+		s.log.Error("missing block hashes at commit", "have", len(r.hashes), "want", nb)
+		return false
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	_, err := r.node.Client.CommitAgent(cctx, &blockpoolv1.CommitAgentRequest{
+		LeaseId: r.lease.GetLeaseId(), Epoch: r.lease.GetEpoch(), AgentId: r.req.GetAgentId(),
+		ModelTag: s.cfg.Spec.ModelTag, BlockHashes: poolclient.HashesToBytes(r.hashes[:nb]), TokenIds: tokens,
+		ExpectedVersion: r.version, CacheSalt: r.req.GetCacheSalt(),
+	})
+	if status.Code(err) == codes.Aborted {
+		s.m.commitRaces.Add(ctx, 1)
+		s.log.Info("agent was committed by another scheduler meanwhile; keeping theirs", "agent", r.req.GetAgentId())
+		return true // the blocks are still good cache content
+	}
+	if err != nil {
+		s.log.Warn("committing agent", "agent", r.req.GetAgentId(), "err", err)
+		return false
+	}
+	return true
+}
+
+func finishReason(f batch.Finish) schedulerv1.FinishReason {
+	switch f {
+	case batch.FinishLength:
+		return schedulerv1.FinishReason_FINISH_REASON_LENGTH
+	case batch.FinishStop:
+		return schedulerv1.FinishReason_FINISH_REASON_STOP
+	case batch.FinishEOS:
+		return schedulerv1.FinishReason_FINISH_REASON_EOS
+	case batch.FinishContext:
+		return schedulerv1.FinishReason_FINISH_REASON_CONTEXT
+	}
+	return schedulerv1.FinishReason_FINISH_REASON_UNSPECIFIED
+}
+

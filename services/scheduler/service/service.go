@@ -1,0 +1,311 @@
+// Package service implements semantic.scheduler.v1.SchedulerService: it
+// admits Generate requests, finds each agent's cached prefix on its home pool
+// node, leases blocks, hands the sequence to the batch loop, streams tokens,
+// writes the new blocks back and commits the agent's record.
+package service
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	blockpoolv1 "github.com/semantic-kv/semantic/pkg/api/semantic/blockpool/v1"
+	schedulerv1 "github.com/semantic-kv/semantic/pkg/api/semantic/scheduler/v1"
+	"github.com/semantic-kv/semantic/pkg/engine"
+	"github.com/semantic-kv/semantic/pkg/kvspec"
+	"github.com/semantic-kv/semantic/pkg/model"
+	"github.com/semantic-kv/semantic/pkg/rpcstatus"
+	"github.com/semantic-kv/semantic/services/scheduler/batch"
+	"github.com/semantic-kv/semantic/services/scheduler/hotcache"
+	"github.com/semantic-kv/semantic/services/scheduler/poolclient"
+)
+
+// Config wires the service.
+type Config struct {
+	Model  *model.Model
+	Engine *engine.Engine
+	Loop   *batch.Loop
+	Pool   *poolclient.Cluster
+	// Spec is the pool spec: the engine's geometry with the storage dtype.
+	Spec kvspec.Spec
+	// HolderID names this scheduler on its leases.
+	HolderID string
+	// MaxQueue bounds requests admitted (waiting or running); more are
+	// refused with RESOURCE_EXHAUSTED.
+	MaxQueue int
+	// HotCacheBytes is the budget of the local block cache.
+	HotCacheBytes int64
+	Logger        *slog.Logger
+	MeterProvider metric.MeterProvider
+}
+
+// Server is the SchedulerService.
+type Server struct {
+	schedulerv1.UnimplementedSchedulerServiceServer
+
+	cfg    Config
+	log    *slog.Logger
+	admit  chan struct{}
+	agents *agentLocks
+	hot    *hotcache.Cache[*engine.Block]
+
+	leasedBlocks atomic.Int64
+	completed    atomic.Uint64
+	failed       atomic.Uint64
+	promptToks   atomic.Uint64
+	cachedToks   atomic.Uint64
+
+	rateMu     sync.Mutex
+	rateAt     time.Time
+	rateTokens uint64
+	rate       float64
+
+	m metrics
+}
+
+type metrics struct {
+	requests    metric.Int64Counter
+	ttft        metric.Float64Histogram
+	promptToks  metric.Int64Counter
+	cachedToks  metric.Int64Counter
+	hotToks     metric.Int64Counter
+	genToks     metric.Int64Counter
+	commitRaces metric.Int64Counter
+	writeBytes  metric.Int64Counter
+	readBytes   metric.Int64Counter
+}
+
+// New builds the service.
+func New(cfg Config) (*Server, error) {
+	if cfg.MaxQueue <= 0 {
+		cfg.MaxQueue = 256
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	mp := cfg.MeterProvider
+	if mp == nil {
+		mp = noop.NewMeterProvider()
+	}
+	s := &Server{
+		cfg: cfg, log: cfg.Logger, admit: make(chan struct{}, cfg.MaxQueue), agents: newAgentLocks(),
+		hot:    hotcache.New[*engine.Block](cfg.HotCacheBytes, int64(cfg.Engine.Spec().BlockBytes())),
+		rateAt: time.Now(),
+	}
+	m := mp.Meter("semantic.scheduler")
+	var err error
+	reg := func(name, unit, desc string) metric.Int64Counter {
+		c, e := m.Int64Counter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+		if e != nil {
+			err = e
+		}
+		return c
+	}
+	s.m.requests = reg("semantic.scheduler.requests", "{request}", "Generate requests by outcome")
+	s.m.promptToks = reg("semantic.scheduler.prompt_tokens", "{token}", "prompt tokens of finished requests")
+	s.m.cachedToks = reg("semantic.scheduler.cached_tokens", "{token}", "prompt tokens served from the cache instead of prefilled")
+	s.m.hotToks = reg("semantic.scheduler.hot_cached_tokens", "{token}", "cached tokens served from the local hot cache")
+	s.m.genToks = reg("semantic.scheduler.generated_tokens", "{token}", "tokens generated")
+	s.m.commitRaces = reg("semantic.scheduler.commit_conflicts", "{commit}", "agent commits that lost an optimistic-concurrency race")
+	s.m.writeBytes = reg("semantic.scheduler.pool_write_bytes", "By", "block bytes written to pool nodes")
+	s.m.readBytes = reg("semantic.scheduler.pool_read_bytes", "By", "block bytes read from pool nodes")
+	if s.m.ttft, err = m.Float64Histogram("semantic.scheduler.time_to_first_token", metric.WithUnit("s"),
+		metric.WithDescription("time from arrival to first token"),
+		metric.WithExplicitBucketBoundaries(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)); err != nil {
+		return nil, err
+	}
+	if err != nil {
+		return nil, err
+	}
+	if _, err := m.Int64ObservableGauge("semantic.scheduler.hot_cache_bytes", metric.WithUnit("By"),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(s.hot.Stats().Bytes)
+			return nil
+		})); err != nil {
+		return nil, err
+	}
+	if _, err := m.Int64ObservableGauge("semantic.scheduler.sequences", metric.WithUnit("{sequence}"),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			st := cfg.Loop.Stats()
+			o.Observe(int64(st.Running))
+			return nil
+		})); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// GetStats reports the scheduler's state.
+func (s *Server) GetStats(context.Context, *schedulerv1.GetStatsRequest) (*schedulerv1.GetStatsResponse, error) {
+	st := s.cfg.Loop.Stats()
+	hs := s.hot.Stats()
+	resp := &schedulerv1.GetStatsResponse{
+		Running: uint32(st.Running), Waiting: uint32(st.Waiting), BatchSize: uint32(st.LastBatch), MaxBatchSize: uint32(st.MaxBatch),
+		DecodeTokensPerSecond: s.decodeRate(st.DecodeTokens),
+		BlocksLeased:          uint32(s.leasedBlocks.Load()),
+		RequestsCompleted:     s.completed.Load(), RequestsFailed: s.failed.Load(),
+		HotCacheBytes: uint64(hs.Bytes), Model: s.cfg.Model.Name + " (" + s.cfg.Model.Tag + ")",
+		PrefillTokens: st.PrefillTokens, CachedTokens: s.cachedToks.Load(),
+	}
+	if p := s.promptToks.Load(); p > 0 {
+		resp.PrefixHitRate = float64(s.cachedToks.Load()) / float64(p)
+	}
+	for _, n := range s.cfg.Pool.Nodes() {
+		resp.PoolNodes = append(resp.PoolNodes, &schedulerv1.PoolNodeStatus{Address: n.Addr, NodeId: n.ID(), Healthy: n.Healthy()})
+	}
+	return resp, nil
+}
+
+// decodeRate is decode tokens per second since the previous call at least a
+// second ago (so that polling does not produce noise).
+func (s *Server) decodeRate(total uint64) float64 {
+	s.rateMu.Lock()
+	defer s.rateMu.Unlock()
+	if d := time.Since(s.rateAt); d >= time.Second {
+		s.rate = float64(total-s.rateTokens) / d.Seconds()
+		s.rateAt, s.rateTokens = time.Now(), total
+	}
+	return s.rate
+}
+
+// ListAgents merges the agents of every healthy pool node, most recently
+// used first. The page token is the number of agents already returned.
+func (s *Server) ListAgents(ctx context.Context, req *schedulerv1.ListAgentsRequest) (*schedulerv1.ListAgentsResponse, error) {
+	size := int(req.GetPageSize())
+	if size == 0 {
+		size = 100
+	}
+	if size > 1000 {
+		return nil, rpcstatus.InvalidArgument("page_size", "must be at most 1000")
+	}
+	offset, err := parseOffset(req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	var all []*schedulerv1.AgentInfo
+	for _, n := range s.cfg.Pool.Nodes() {
+		if !n.Healthy() {
+			continue
+		}
+		token := ""
+		for {
+			resp, err := n.Client.ListAgents(ctx, &blockpoolv1.ListAgentsRequest{PageSize: 1000, PageToken: token})
+			if err != nil {
+				return nil, err
+			}
+			for _, a := range resp.GetAgents() {
+				all = append(all, &schedulerv1.AgentInfo{
+					AgentId: a.GetAgentId(), TokenCount: a.GetTokenCount(), BlockCount: a.GetBlockCount(),
+					Version: a.GetVersion(), LastUsedTime: a.GetLastUsedTime(), PoolNode: n.Name(), ModelTag: a.GetModelTag(),
+				})
+			}
+			if token = resp.GetNextPageToken(); token == "" {
+				break
+			}
+		}
+	}
+	sortAgents(all)
+	out := &schedulerv1.ListAgentsResponse{}
+	if offset < len(all) {
+		end := min(offset+size, len(all))
+		out.Agents = all[offset:end]
+		if end < len(all) {
+			out.NextPageToken = formatOffset(end)
+		}
+	}
+	return out, nil
+}
+
+// GetAgent asks the agent's nodes in rendezvous order for its record.
+func (s *Server) GetAgent(ctx context.Context, req *schedulerv1.GetAgentRequest) (*schedulerv1.GetAgentResponse, error) {
+	if err := rpcstatus.CheckAgentID("agent_id", req.GetAgentId()); err != nil {
+		return nil, err
+	}
+	rec, node, err := s.findAgent(ctx, req.GetAgentId())
+	if err != nil {
+		return nil, err
+	}
+	info := &schedulerv1.AgentInfo{
+		AgentId: rec.GetAgentId(), TokenCount: uint32(len(rec.GetTokenIds())), BlockCount: uint32(len(rec.GetBlockHashes())),
+		Version: rec.GetVersion(), LastUsedTime: rec.GetLastUsedTime(), PoolNode: node.Name(), ModelTag: rec.GetModelTag(),
+		TokenIds: rec.GetTokenIds(),
+	}
+	if tok := s.cfg.Model.Tokenizer; tok != nil {
+		// Proto strings must be valid UTF-8; a byte-level model may have produced anything.
+		info.Text = strings.ToValidUTF8(tok.Decode(toInts(rec.GetTokenIds())), "\uFFFD")
+	}
+	return &schedulerv1.GetAgentResponse{Agent: info}, nil
+}
+
+// findAgent returns the agent's record from the first healthy node in its
+// rendezvous order that has one.
+func (s *Server) findAgent(ctx context.Context, agent string) (*blockpoolv1.AgentRecord, *poolclient.Node, error) {
+	healthy := false
+	for _, n := range s.cfg.Pool.Order(agent) {
+		if !n.Healthy() {
+			continue
+		}
+		healthy = true
+		resp, err := n.Client.GetAgent(ctx, &blockpoolv1.GetAgentRequest{AgentId: agent})
+		if status.Code(err) == codes.NotFound {
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		return resp.GetAgent(), n, nil
+	}
+	if !healthy {
+		return nil, nil, poolclient.ErrNoHealthyNode
+	}
+	return nil, nil, status.Errorf(codes.NotFound, "agent %q has no cached context", agent)
+}
+
+// DeleteAgent drops the agent's records on every healthy node (a cold run on
+// a fallback node may have left one there too).
+func (s *Server) DeleteAgent(ctx context.Context, req *schedulerv1.DeleteAgentRequest) (*schedulerv1.DeleteAgentResponse, error) {
+	if err := rpcstatus.CheckAgentID("agent_id", req.GetAgentId()); err != nil {
+		return nil, err
+	}
+	unlock, err := s.agents.lock(ctx, req.GetAgentId())
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	deleted, healthy := false, false
+	for _, n := range s.cfg.Pool.Nodes() {
+		if !n.Healthy() {
+			continue
+		}
+		healthy = true
+		_, err := n.Client.DeleteAgent(ctx, &blockpoolv1.DeleteAgentRequest{AgentId: req.GetAgentId()})
+		switch status.Code(err) {
+		case codes.OK:
+			deleted = true
+		case codes.NotFound:
+		default:
+			return nil, err
+		}
+	}
+	if !healthy {
+		return nil, poolclient.ErrNoHealthyNode
+	}
+	return &schedulerv1.DeleteAgentResponse{Deleted: deleted}, nil
+}
+
+// HotCacheStats exposes the local cache's counters (tests, benchmarks).
+func (s *Server) HotCacheStats() hotcache.Stats { return s.hot.Stats() }
+
+// LeasedBlocks is the number of blocks this scheduler holds leases on.
+func (s *Server) LeasedBlocks() int { return int(s.leasedBlocks.Load()) }
+
+// BusyAgents is the number of agents with a request in flight or waiting.
+func (s *Server) BusyAgents() int { return s.agents.busy() }

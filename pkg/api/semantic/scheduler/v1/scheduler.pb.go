@@ -334,7 +334,9 @@ type GenerateResponse struct {
 	// The generated token (token messages only).
 	TokenId uint32 `protobuf:"varint,1,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
 	// The text of the token, when the model has a tokenizer. Bytes of an
-	// incomplete UTF-8 sequence are held back until it completes.
+	// incomplete UTF-8 sequence, and bytes that may still turn into a stop
+	// string, are held back and sent with a later message; the final message
+	// carries whatever was held back to the end.
 	Text string `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
 	// Position of the token in the completion, from 0.
 	Index uint32 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`

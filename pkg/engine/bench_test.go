@@ -1,0 +1,162 @@
+package engine
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/semantic-kv/semantic/pkg/kvspec"
+	"github.com/semantic-kv/semantic/pkg/model"
+)
+
+var smallModel = sync.OnceValues(func() (*model.Model, error) { return model.Load("builtin:small", "") })
+
+func loadSmall(b *testing.B) *model.Model {
+	m, err := smallModel()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return m
+}
+
+// BenchmarkGemm compares the kernel (single goroutine, and over all workers)
+// with the naive triple loop on the same shapes, in GFLOP/s.
+func BenchmarkGemm(b *testing.B) {
+	for _, sh := range []struct{ m, n, k int }{{1, 1376, 512}, {16, 1376, 512}, {128, 1376, 512}, {128, 512, 1376}} {
+		r := &model.SplitMix64{State: 1}
+		a, w := randSlice(r, sh.m*sh.k), randSlice(r, sh.n*sh.k)
+		c := make([]float32, sh.m*sh.n)
+		flops := 2 * float64(sh.m*sh.n*sh.k)
+		e := &Engine{workers: 0}
+		run := func(name string, f func()) {
+			b.Run(fmt.Sprintf("%s/m=%d,n=%d,k=%d", name, sh.m, sh.n, sh.k), func(b *testing.B) {
+				for i := 0; i < b.N; i++ {
+					f()
+				}
+				b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		}
+		run("naive", func() { naiveGemm(sh.m, sh.n, sh.k, a, sh.k, w, sh.k, c, sh.n) })
+		saved := useAsm
+		useAsm = false
+		run("go-1thread", func() { gemmCols(sh.m, sh.k, a, sh.k, w, sh.k, c, sh.n, 0, sh.n) })
+		useAsm = saved
+		if haveAsm {
+			run("asm-1thread", func() { gemmCols(sh.m, sh.k, a, sh.k, w, sh.k, c, sh.n, 0, sh.n) })
+		}
+		e.workers = 2
+		run("asm-2workers", func() { e.gemm(sh.m, sh.n, sh.k, a, sh.k, w, c, sh.n) })
+	}
+}
+
+// BenchmarkDecode: tokens/s of decode steps at batch 1, 4, 16 on
+// builtin:small, each sequence holding 128-384 positions of context.
+func BenchmarkDecode(b *testing.B) {
+	m := loadSmall(b)
+	for _, batch := range []int{1, 4, 16} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			e := newEngine(b, m, 16, 0)
+			r := &model.SplitMix64{State: 3}
+			var in []StepInput
+			for i := 0; i < batch; i++ {
+				s := newSeq(e, 384)
+				if _, err := e.Step([]StepInput{{Seq: s, Tokens: randTokens(r, 128, m.Config.Vocab)}}); err != nil {
+					b.Fatal(err)
+				}
+				in = append(in, StepInput{Seq: s, Tokens: []int{int(r.Next() % 256)}})
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				for _, x := range in {
+					if x.Seq.Len >= 384 {
+						x.Seq.Len = 128
+					}
+				}
+				if _, err := e.Step(in); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "tokens/s")
+		})
+	}
+}
+
+// BenchmarkPrefill: tokens/s of one prompt prefilled in one step.
+func BenchmarkPrefill(b *testing.B) {
+	m := loadSmall(b)
+	for _, n := range []int{512, 4096} {
+		b.Run(fmt.Sprintf("tokens=%d", n), func(b *testing.B) {
+			e := newEngine(b, m, 16, 0)
+			r := &model.SplitMix64{State: 4}
+			prompt := randTokens(r, n, m.Config.Vocab)
+			s := newSeq(e, n)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				s.Len = 0
+				if _, err := e.Step([]StepInput{{Seq: s, Tokens: prompt}}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "tokens/s")
+		})
+	}
+}
+
+// BenchmarkF16Agreement measures what float16 block storage does to greedy
+// decoding on builtin:small: prompts are prefilled, their blocks encoded as
+// float16 and decoded into a fresh sequence, and generation resumes from
+// there; tokens are compared with the float32 (exact) resume. Run with
+// -benchtime=1x; it reports the fraction of identical generated tokens and
+// of prompts whose whole continuation is identical.
+func BenchmarkF16Agreement(b *testing.B) {
+	m := loadSmall(b)
+	const prompts, gen = 16, 32
+	for i := 0; i < b.N; i++ {
+		e := newEngine(b, m, 16, 0)
+		spec := e.Spec()
+		r := &model.SplitMix64{State: 77}
+		same, total, whole := 0, 0, 0
+		for p := 0; p < prompts; p++ {
+			text := make([]byte, 64+intn(r, 192))
+			for j := range text {
+				text[j] = byte(' ' + intn(r, 95))
+			}
+			prompt := m.Tokenizer.Encode(string(text), true)
+			s := newSeq(e, len(prompt)+gen)
+			if _, err := e.Step([]StepInput{{Seq: s, Tokens: prompt[:len(prompt)-1]}}); err != nil {
+				b.Fatal(err)
+			}
+			resume := func(dtype kvspec.DType) []int {
+				w := &Sequence{Len: s.Len}
+				for _, blk := range s.Blocks {
+					payload, err := EncodeBlock(spec, blk, dtype)
+					if err != nil {
+						b.Fatal(err)
+					}
+					d, err := DecodeBlock(spec, payload, dtype)
+					if err != nil {
+						b.Fatal(err)
+					}
+					w.Blocks = append(w.Blocks, d)
+				}
+				toks, _ := greedy(b, e, w, prompt[len(prompt)-1:], gen)
+				return toks
+			}
+			ref, half := resume(kvspec.DTypeFloat32), resume(kvspec.DTypeFloat16)
+			eq := true
+			for j := range ref {
+				if ref[j] == half[j] {
+					same++
+				} else {
+					eq = false
+				}
+				total++
+			}
+			if eq {
+				whole++
+			}
+		}
+		b.ReportMetric(float64(same)/float64(total), "same-token-frac")
+		b.ReportMetric(float64(whole)/prompts, "identical-prompt-frac")
+	}
+}

@@ -1,0 +1,215 @@
+package engine
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"unsafe"
+
+	"github.com/semantic-kv/semantic/pkg/kvspec"
+)
+
+// Block is one KV page in the kvspec layout, as float32: for each layer, the
+// K section [TokensPerBlock][KVHeads][HeadDim], then the V section.
+type Block struct{ Data []float32 }
+
+// NewBlock returns a zeroed page of the engine's geometry.
+func (e *Engine) NewBlock() *Block { return &Block{Data: make([]float32, e.blockFloats)} }
+
+var littleEndian = func() bool {
+	x := uint16(1)
+	return *(*byte)(unsafe.Pointer(&x)) == 1
+}()
+
+// Bytes is the block's float32 payload for the pool. On little-endian hosts
+// it is a view of Data (no copy: writes through it change the block);
+// otherwise it is an encoded copy.
+func (b *Block) Bytes() []byte {
+	if len(b.Data) == 0 {
+		return nil
+	}
+	if littleEndian {
+		return unsafe.Slice((*byte)(unsafe.Pointer(&b.Data[0])), 4*len(b.Data))
+	}
+	out := make([]byte, 4*len(b.Data))
+	for i, v := range b.Data {
+		binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(v))
+	}
+	return out
+}
+
+// payloadSize is the byte size of a block of spec's geometry stored as dtype.
+func payloadSize(spec kvspec.Spec, dtype kvspec.DType) (int, error) {
+	s := spec
+	s.DType = dtype
+	if err := s.Validate(); err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrBlockGeometry, err)
+	}
+	return s.BlockBytes(), nil
+}
+
+// EncodeBlock serialises b (float32 pages of spec's geometry; spec.DType is
+// ignored) as a payload of dtype. Float16 rounds to nearest even; values past
+// the half range become ±Inf.
+func EncodeBlock(spec kvspec.Spec, b *Block, dtype kvspec.DType) ([]byte, error) {
+	n, err := payloadSize(spec, dtype)
+	if err != nil {
+		return nil, err
+	}
+	elems := n / dtype.Size()
+	if b == nil || len(b.Data) != elems {
+		got := -1
+		if b != nil {
+			got = len(b.Data)
+		}
+		return nil, fmt.Errorf("%w: block has %d floats, spec needs %d", ErrBlockGeometry, got, elems)
+	}
+	out := make([]byte, n)
+	switch dtype {
+	case kvspec.DTypeFloat32:
+		if littleEndian {
+			copy(out, b.Bytes())
+		} else {
+			for i, v := range b.Data {
+				binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(v))
+			}
+		}
+	case kvspec.DTypeFloat16:
+		for i, v := range b.Data {
+			binary.LittleEndian.PutUint16(out[2*i:], F32ToF16(v))
+		}
+	}
+	return out, nil
+}
+
+// DecodeBlock parses a payload of dtype into a new float32 page, checking its
+// size against spec's geometry (spec.DType is ignored).
+func DecodeBlock(spec kvspec.Spec, payload []byte, dtype kvspec.DType) (*Block, error) {
+	n, err := payloadSize(spec, dtype)
+	if err != nil {
+		return nil, err
+	}
+	if len(payload) != n {
+		return nil, fmt.Errorf("%w: payload of %d bytes, spec %v as %v needs %d", ErrBlockGeometry, len(payload), spec, dtype, n)
+	}
+	elems := n / dtype.Size()
+	b := &Block{Data: make([]float32, elems)}
+	switch dtype {
+	case kvspec.DTypeFloat32:
+		if littleEndian {
+			copy(b.Bytes(), payload)
+		} else {
+			for i := range b.Data {
+				b.Data[i] = math.Float32frombits(binary.LittleEndian.Uint32(payload[4*i:]))
+			}
+		}
+	case kvspec.DTypeFloat16:
+		for i := range b.Data {
+			b.Data[i] = F16ToF32(binary.LittleEndian.Uint16(payload[2*i:]))
+		}
+	}
+	return b, nil
+}
+
+// BlockView returns a block that aliases a float32 payload with no copy when
+// the host is little-endian and the payload is 4-byte aligned (the pool's
+// buffers are), and a decoded copy otherwise. The caller must keep the
+// payload alive and unchanged while the block is in use.
+func BlockView(spec kvspec.Spec, payload []byte) (*Block, error) {
+	n, err := payloadSize(spec, kvspec.DTypeFloat32)
+	if err != nil {
+		return nil, err
+	}
+	if len(payload) != n {
+		return nil, fmt.Errorf("%w: payload of %d bytes, spec %v needs %d", ErrBlockGeometry, len(payload), spec, n)
+	}
+	if littleEndian && uintptr(unsafe.Pointer(&payload[0]))%4 == 0 {
+		return &Block{Data: unsafe.Slice((*float32)(unsafe.Pointer(&payload[0])), n/4)}, nil
+	}
+	return DecodeBlock(spec, payload, kvspec.DTypeFloat32)
+}
+
+// CopyPrefix copies the first n positions of every layer's K and V from src
+// to dst and zeroes dst's remaining positions (kvspec: rows past a partial
+// block's count are zero), for copy-on-write reuse of a partially matching
+// block. It returns an error, changing nothing, if a block does not match
+// spec or n is outside [0, TokensPerBlock]; callers may ignore it when the
+// arguments are known good.
+func CopyPrefix(dst, src *Block, spec kvspec.Spec, n int) error {
+	size, err := payloadSize(spec, kvspec.DTypeFloat32)
+	if err != nil {
+		return err
+	}
+	floats := size / 4
+	if dst == nil || src == nil || len(dst.Data) != floats || len(src.Data) != floats {
+		return fmt.Errorf("%w: CopyPrefix blocks must have %d floats", ErrBlockGeometry, floats)
+	}
+	if n < 0 || n > spec.TokensPerBlock {
+		return fmt.Errorf("%w: CopyPrefix of %d positions, block holds %d", ErrBadInput, n, spec.TokensPerBlock)
+	}
+	row := spec.RowElems()
+	sec := spec.TokensPerBlock * row
+	for s := 0; s < 2*spec.Layers; s++ {
+		o := s * sec
+		copy(dst.Data[o:o+n*row], src.Data[o:o+n*row])
+		clear(dst.Data[o+n*row : o+sec])
+	}
+	return nil
+}
+
+// F32ToF16 converts to IEEE half precision, rounding to nearest even;
+// overflow gives ±Inf, NaN stays NaN.
+func F32ToF16(f float32) uint16 {
+	b := math.Float32bits(f)
+	sign := uint16(b>>16) & 0x8000
+	exp := int(b>>23) & 0xff
+	mant := b & 0x7fffff
+	if exp == 0xff {
+		if mant != 0 {
+			return sign | 0x7e00
+		}
+		return sign | 0x7c00
+	}
+	e := exp - 127 + 15
+	if e >= 0x1f {
+		return sign | 0x7c00
+	}
+	if e <= 0 {
+		if e < -10 {
+			return sign
+		}
+		m := mant | 0x800000
+		shift := uint(14 - e)
+		h := m >> shift
+		rem := m & (1<<shift - 1)
+		halfway := uint32(1) << (shift - 1)
+		if rem > halfway || (rem == halfway && h&1 == 1) {
+			h++
+		}
+		return sign | uint16(h)
+	}
+	h := uint32(e)<<10 | mant>>13
+	rem := mant & 0x1fff
+	if rem > 0x1000 || (rem == 0x1000 && h&1 == 1) {
+		h++ // a carry into the exponent is correct, up to Inf
+	}
+	return sign | uint16(h)
+}
+
+// F16ToF32 converts IEEE half precision to float32 exactly.
+func F16ToF32(h uint16) float32 {
+	sign := uint32(h&0x8000) << 16
+	exp := uint32(h>>10) & 0x1f
+	mant := uint32(h & 0x3ff)
+	switch {
+	case exp == 0:
+		v := float32(mant) * (1.0 / (1 << 24))
+		if sign != 0 {
+			v = -v
+		}
+		return v
+	case exp == 0x1f:
+		return math.Float32frombits(sign | 0x7f800000 | mant<<13)
+	}
+	return math.Float32frombits(sign | (exp+112)<<23 | mant<<13)
+}

@@ -1,0 +1,544 @@
+// Package engine runs the batched transformer forward pass of a model.Model
+// over KV pages laid out exactly as kvspec blocks, so blocks from the pool
+// are attended over in place. It contains no RPC; the scheduler drives it.
+//
+// Every output element is computed with a reduction order that depends only
+// on the model, never on the batch: a request gets bit-identical logits
+// whether it runs alone or batched, and whether its KV was computed in one
+// prefill, in chunks, or one token at a time (see docs/engine.md).
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/semantic-kv/semantic/pkg/kvspec"
+	"github.com/semantic-kv/semantic/pkg/model"
+)
+
+// Errors of Step and the block codec; test with errors.Is.
+var (
+	// ErrBadToken: a token id outside [0, vocab).
+	ErrBadToken = errors.New("token id out of vocabulary")
+	// ErrContextLength: a sequence would grow past the model's context.
+	ErrContextLength = errors.New("context length exceeded")
+	// ErrBlockGeometry: a block or payload does not match the spec, or a
+	// sequence has too few blocks for its positions.
+	ErrBlockGeometry = errors.New("block geometry mismatch")
+	// ErrBadInput: a malformed batch (nil sequence, no tokens, a sequence
+	// twice, a block written by one sequence and used by another).
+	ErrBadInput = errors.New("bad step input")
+)
+
+// DefaultTokensPerBlock is the page size when Options leaves it zero.
+const DefaultTokensPerBlock = 16
+
+// Options configure an Engine.
+type Options struct {
+	Workers        int // goroutines per parallel region; 0 = GOMAXPROCS
+	TokensPerBlock int // positions per KV page; 0 = DefaultTokensPerBlock
+}
+
+// Engine runs forward passes for one model. It is not safe for concurrent
+// use: call Step from one goroutine at a time (the scheduler's loop). Step
+// itself spreads the work over Options.Workers goroutines.
+type Engine struct {
+	m       *model.Model
+	cfg     model.Config
+	spec    kvspec.Spec
+	workers int
+	tpb     int
+	hd, kv  int
+	group   int // query heads per KV head
+
+	// Padded sizes: every dimension is rounded up to a multiple of 8 so the
+	// kernels never need a tail; the padding is zero and adds exact zeros.
+	dimP, kvP, hidP, vocabP, qkvN int
+	layers                        []packedLayer
+	finalNorm                     []float32
+	cls                           []float32 // [vocabP][dimP]
+	ropeCos, ropeSin              []float32 // [SeqLen][hd/2]
+	blockFloats                   int
+
+	buf     scratch
+	scores  [][]float32 // per worker, SeqLen
+	writers map[*Block]int
+}
+
+type packedLayer struct {
+	attNorm, ffnNorm []float32
+	wqkv             []float32 // [qkvN][dimP]: q rows, then k rows at dimP, v rows at dimP+kvP
+	wo               []float32 // [dimP][dimP]
+	w13              []float32 // [2*hidP][dimP]: w1 rows then w3 rows at hidP
+	w2               []float32 // [dimP][hidP]
+}
+
+type scratch struct {
+	rows                 int
+	x, xb, qkv, att, tmp []float32
+	h13, hb              []float32
+	pos                  []int
+	seq                  []int
+	xl, logits           []float32
+	batch                int
+}
+
+func pad8(n int) int { return (n + 7) &^ 7 }
+
+// pack copies a [rows][cols] matrix into dst rows starting at row r0 with
+// stride ld (dst is zeroed already).
+func pack(dst []float32, ld, r0 int, src []float32, rows, cols int) {
+	for r := 0; r < rows; r++ {
+		copy(dst[(r0+r)*ld:(r0+r)*ld+cols], src[r*cols:(r+1)*cols])
+	}
+}
+
+// New prepares an engine: it validates the options and repacks the weights
+// into padded, fused matrices (q/k/v in one, w1/w3 in one), so each step
+// reads each weight once for the whole batch.
+func New(m *model.Model, opts Options) (*Engine, error) {
+	if m == nil {
+		return nil, fmt.Errorf("%w: nil model", ErrBadInput)
+	}
+	c := m.Config
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Workers < 0 || opts.TokensPerBlock < 0 {
+		return nil, fmt.Errorf("%w: negative option %+v", ErrBadInput, opts)
+	}
+	w := opts.Workers
+	if w == 0 {
+		w = runtime.GOMAXPROCS(0)
+	}
+	tpb := opts.TokensPerBlock
+	if tpb == 0 {
+		tpb = DefaultTokensPerBlock
+	}
+	spec := m.CacheSpec(tpb, kvspec.DTypeFloat32)
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	e := &Engine{
+		m: m, cfg: c, spec: spec, workers: w, tpb: tpb,
+		hd: c.HeadDim(), kv: c.KVDim(), group: c.Heads / c.KVHeads,
+		dimP: pad8(c.Dim), kvP: pad8(c.KVDim()), hidP: pad8(c.HiddenDim), vocabP: pad8(c.Vocab),
+		blockFloats: spec.BlockBytes() / 4,
+		writers:     map[*Block]int{},
+	}
+	e.qkvN = e.dimP + 2*e.kvP
+	if len(m.Layers) != c.Layers {
+		return nil, fmt.Errorf("%w: model has %d layers, config says %d", ErrBadInput, len(m.Layers), c.Layers)
+	}
+	for i := range m.Layers {
+		l := &m.Layers[i]
+		if len(l.AttNorm) != c.Dim || len(l.FFNNorm) != c.Dim || len(l.Wq) != c.Dim*c.Dim || len(l.Wk) != e.kv*c.Dim ||
+			len(l.Wv) != e.kv*c.Dim || len(l.Wo) != c.Dim*c.Dim || len(l.W1) != c.HiddenDim*c.Dim ||
+			len(l.W2) != c.HiddenDim*c.Dim || len(l.W3) != c.HiddenDim*c.Dim {
+			return nil, fmt.Errorf("%w: layer %d weights do not match the config", ErrBadInput, i)
+		}
+	}
+	if len(m.Embedding) != c.Vocab*c.Dim || len(m.Classifier) != c.Vocab*c.Dim || len(m.FinalNorm) != c.Dim {
+		return nil, fmt.Errorf("%w: embedding/classifier/final norm do not match the config", ErrBadInput)
+	}
+	e.layers = make([]packedLayer, c.Layers)
+	var wg sync.WaitGroup
+	for i := range e.layers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l, p := &m.Layers[i], &e.layers[i]
+			p.attNorm, p.ffnNorm = l.AttNorm, l.FFNNorm
+			p.wqkv = make([]float32, e.qkvN*e.dimP)
+			pack(p.wqkv, e.dimP, 0, l.Wq, c.Dim, c.Dim)
+			pack(p.wqkv, e.dimP, e.dimP, l.Wk, e.kv, c.Dim)
+			pack(p.wqkv, e.dimP, e.dimP+e.kvP, l.Wv, e.kv, c.Dim)
+			p.wo = make([]float32, e.dimP*e.dimP)
+			pack(p.wo, e.dimP, 0, l.Wo, c.Dim, c.Dim)
+			p.w13 = make([]float32, 2*e.hidP*e.dimP)
+			pack(p.w13, e.dimP, 0, l.W1, c.HiddenDim, c.Dim)
+			pack(p.w13, e.dimP, e.hidP, l.W3, c.HiddenDim, c.Dim)
+			p.w2 = make([]float32, e.dimP*e.hidP)
+			pack(p.w2, e.hidP, 0, l.W2, c.Dim, c.HiddenDim)
+		}()
+	}
+	wg.Wait()
+	e.finalNorm = m.FinalNorm
+	e.cls = make([]float32, e.vocabP*e.dimP)
+	pack(e.cls, e.dimP, 0, m.Classifier, c.Vocab, c.Dim)
+	// RoPE tables, computed as run.c does in float32: freq = 1/theta^(i/hs)
+	// for the even index i of each adjacent pair, angle = pos*freq.
+	half := e.hd / 2
+	e.ropeCos = make([]float32, c.SeqLen*half)
+	e.ropeSin = make([]float32, c.SeqLen*half)
+	for i := 0; i < half; i++ {
+		ex := float32(2*i) / float32(e.hd)
+		freq := 1 / float32(math.Pow(float64(c.RopeTheta), float64(ex)))
+		for pos := 0; pos < c.SeqLen; pos++ {
+			v := float64(float32(pos) * freq)
+			e.ropeCos[pos*half+i] = float32(math.Cos(v))
+			e.ropeSin[pos*half+i] = float32(math.Sin(v))
+		}
+	}
+	e.scores = make([][]float32, w)
+	for i := range e.scores {
+		e.scores[i] = make([]float32, c.SeqLen)
+	}
+	return e, nil
+}
+
+// Model is the engine's model.
+func (e *Engine) Model() *model.Model { return e.m }
+
+// Spec is the float32 spec of the pages the engine attends over.
+func (e *Engine) Spec() kvspec.Spec { return e.spec }
+
+// Workers is the number of goroutines a step uses.
+func (e *Engine) Workers() int { return e.workers }
+
+// CheckSpec reports whether blocks of spec s can be decoded for this engine:
+// the same geometry and model tag (any dtype).
+func (e *Engine) CheckSpec(s kvspec.Spec) error {
+	want := e.spec
+	want.DType = s.DType
+	if s != want {
+		return fmt.Errorf("%w: spec {%v} does not match engine {%v}", ErrBlockGeometry, s, e.spec)
+	}
+	return want.Validate()
+}
+
+// Sequence is one sequence's page table. Len positions have their KV filled;
+// Blocks[i] holds positions [i*TokensPerBlock, (i+1)*TokensPerBlock).
+type Sequence struct {
+	Blocks []*Block
+	Len    int
+}
+
+// StepInput appends Tokens to Seq at positions Seq.Len, Seq.Len+1, ....
+type StepInput struct {
+	Seq    *Sequence
+	Tokens []int
+}
+
+func (e *Engine) validate(batch []StepInput) error {
+	clear(e.writers)
+	seen := make(map[*Sequence]int, len(batch))
+	for i, in := range batch {
+		if in.Seq == nil {
+			return fmt.Errorf("%w: input %d: nil sequence", ErrBadInput, i)
+		}
+		if j, dup := seen[in.Seq]; dup {
+			return fmt.Errorf("%w: inputs %d and %d are the same sequence", ErrBadInput, j, i)
+		}
+		seen[in.Seq] = i
+		if len(in.Tokens) == 0 {
+			return fmt.Errorf("%w: input %d: no tokens", ErrBadInput, i)
+		}
+		for _, t := range in.Tokens {
+			if t < 0 || t >= e.cfg.Vocab {
+				return fmt.Errorf("%w: input %d: token %d not in [0,%d)", ErrBadToken, i, t, e.cfg.Vocab)
+			}
+		}
+		s := in.Seq
+		if s.Len < 0 {
+			return fmt.Errorf("%w: input %d: negative length %d", ErrBadInput, i, s.Len)
+		}
+		end := s.Len + len(in.Tokens)
+		if end > e.cfg.SeqLen {
+			return fmt.Errorf("%w: input %d: %d positions + %d tokens > context %d", ErrContextLength, i, s.Len, len(in.Tokens), e.cfg.SeqLen)
+		}
+		need := (end + e.tpb - 1) / e.tpb
+		if len(s.Blocks) < need {
+			return fmt.Errorf("%w: input %d: %d positions need %d blocks of %d tokens, sequence has %d", ErrBlockGeometry, i, end, need, e.tpb, len(s.Blocks))
+		}
+		for b := 0; b < need; b++ {
+			blk := s.Blocks[b]
+			if blk == nil || len(blk.Data) != e.blockFloats {
+				n := -1
+				if blk != nil {
+					n = len(blk.Data)
+				}
+				return fmt.Errorf("%w: input %d: block %d has %d floats, spec needs %d", ErrBlockGeometry, i, b, n, e.blockFloats)
+			}
+		}
+		for b := s.Len / e.tpb; b < need; b++ {
+			if j, ok := e.writers[s.Blocks[b]]; ok && j != i {
+				return fmt.Errorf("%w: inputs %d and %d write the same block", ErrBadInput, j, i)
+			}
+			e.writers[s.Blocks[b]] = i
+		}
+	}
+	// A block this step writes must not be read by another sequence of the
+	// step: its bits would depend on the order of the work.
+	for i, in := range batch {
+		for b := 0; b < (in.Seq.Len+len(in.Tokens)+e.tpb-1)/e.tpb; b++ {
+			if j, ok := e.writers[in.Seq.Blocks[b]]; ok && j != i {
+				return fmt.Errorf("%w: input %d reads a block that input %d writes", ErrBadInput, i, j)
+			}
+		}
+	}
+	return nil
+}
+
+func grow(s []float32, n int) []float32 {
+	if cap(s) >= n {
+		return s[:n]
+	}
+	return make([]float32, n)
+}
+
+func (e *Engine) ensure(rows, batch int) {
+	b := &e.buf
+	b.x = grow(b.x, rows*e.dimP)
+	b.xb = grow(b.xb, rows*e.dimP)
+	b.qkv = grow(b.qkv, rows*e.qkvN)
+	b.att = grow(b.att, rows*e.dimP)
+	b.tmp = grow(b.tmp, rows*e.dimP)
+	b.h13 = grow(b.h13, rows*2*e.hidP)
+	b.hb = grow(b.hb, rows*e.hidP)
+	b.xl = grow(b.xl, batch*e.dimP)
+	b.logits = grow(b.logits, batch*e.vocabP)
+	if cap(b.pos) < rows {
+		b.pos = make([]int, rows)
+		b.seq = make([]int, rows)
+	}
+	b.pos, b.seq = b.pos[:rows], b.seq[:rows]
+}
+
+// parallel runs fn over [0,n) in chunks of grain, on up to e.workers
+// goroutines (the caller's included). Which goroutine runs a chunk never
+// affects a result: chunks write disjoint outputs.
+func (e *Engine) parallel(n, grain int, fn func(w, lo, hi int)) {
+	if n <= 0 {
+		return
+	}
+	grain = max(grain, 1)
+	chunks := (n + grain - 1) / grain
+	nw := min(e.workers, chunks)
+	if nw <= 1 {
+		fn(0, 0, n)
+		return
+	}
+	var next atomic.Int64
+	work := func(w int) {
+		for {
+			c := int(next.Add(1)) - 1
+			if c >= chunks {
+				return
+			}
+			lo := c * grain
+			fn(w, lo, min(lo+grain, n))
+		}
+	}
+	var wg sync.WaitGroup
+	wg.Add(nw - 1)
+	for w := 1; w < nw; w++ {
+		go func() {
+			defer wg.Done()
+			work(w)
+		}()
+	}
+	work(0)
+	wg.Wait()
+}
+
+// gemm is C = A·Wᵀ for m rows, n output columns (a multiple of 4), split
+// over goroutines by columns only, never along k.
+func (e *Engine) gemm(m, n, k int, a []float32, lda int, w []float32, c []float32, ldc int) {
+	tiles := n / 4
+	grain := max(1, tiles/(4*e.workers))
+	e.parallel(tiles, grain, func(_, lo, hi int) {
+		gemmCols(m, k, a, lda, w, k, c, ldc, 4*lo, 4*hi)
+	})
+}
+
+func rmsnorm(out, x, w []float32, eps float32) {
+	n := len(w)
+	x = x[:n]
+	var ss float32
+	for _, v := range x {
+		ss += float32(v * v)
+	}
+	ss /= float32(n)
+	ss += eps
+	ss = 1 / float32(math.Sqrt(float64(ss)))
+	out = out[:n]
+	for j := range out {
+		out[j] = w[j] * float32(ss*x[j])
+	}
+}
+
+func expf(x float32) float32 { return float32(math.Exp(float64(x))) }
+
+// Step advances every input by its tokens in one forward pass and returns the
+// logits after the last token of each input. It writes the new positions' K
+// and V into the sequences' blocks in place and advances Seq.Len. All input
+// is validated before any state is touched, so an error leaves blocks and
+// lengths unchanged.
+func (e *Engine) Step(batch []StepInput) ([][]float32, error) {
+	if len(batch) == 0 {
+		return nil, nil
+	}
+	if err := e.validate(batch); err != nil {
+		return nil, err
+	}
+	c := e.cfg
+	rows := 0
+	for _, in := range batch {
+		rows += len(in.Tokens)
+	}
+	e.ensure(rows, len(batch))
+	b := &e.buf
+	r := 0
+	last := make([]int, len(batch))
+	for i, in := range batch {
+		for t, tok := range in.Tokens {
+			b.pos[r] = in.Seq.Len + t
+			b.seq[r] = i
+			copy(b.x[r*e.dimP:r*e.dimP+c.Dim], e.m.Embedding[tok*c.Dim:(tok+1)*c.Dim])
+			r++
+		}
+		last[i] = r - 1
+	}
+	dP := e.dimP
+	for li := range e.layers {
+		L := &e.layers[li]
+		e.parallel(rows, 16, func(_, lo, hi int) {
+			for r := lo; r < hi; r++ {
+				rmsnorm(b.xb[r*dP:], b.x[r*dP:], L.attNorm, c.NormEps)
+			}
+		})
+		e.gemm(rows, e.qkvN, dP, b.xb, dP, L.wqkv, b.qkv, e.qkvN)
+		e.parallel(rows, 16, func(_, lo, hi int) {
+			for r := lo; r < hi; r++ {
+				e.ropeAndStore(batch[b.seq[r]].Seq, li, b.pos[r], b.qkv[r*e.qkvN:(r+1)*e.qkvN])
+			}
+		})
+		e.attention(batch, rows, li)
+		e.gemm(rows, dP, dP, b.att, dP, L.wo, b.tmp, dP)
+		e.parallel(rows, 16, func(_, lo, hi int) {
+			for r := lo; r < hi; r++ {
+				x, t := b.x[r*dP:r*dP+c.Dim], b.tmp[r*dP:r*dP+c.Dim]
+				for j := range x {
+					x[j] += t[j]
+				}
+				rmsnorm(b.xb[r*dP:], x, L.ffnNorm, c.NormEps)
+			}
+		})
+		e.gemm(rows, 2*e.hidP, dP, b.xb, dP, L.w13, b.h13, 2*e.hidP)
+		e.parallel(rows, 16, func(_, lo, hi int) {
+			for r := lo; r < hi; r++ {
+				h1 := b.h13[r*2*e.hidP : r*2*e.hidP+c.HiddenDim]
+				h3 := b.h13[r*2*e.hidP+e.hidP : r*2*e.hidP+e.hidP+c.HiddenDim]
+				out := b.hb[r*e.hidP : r*e.hidP+c.HiddenDim]
+				for j, v := range h1 {
+					v *= 1 / (1 + expf(-v))
+					out[j] = v * h3[j]
+				}
+			}
+		})
+		e.gemm(rows, dP, e.hidP, b.hb, e.hidP, L.w2, b.tmp, dP)
+		e.parallel(rows, 16, func(_, lo, hi int) {
+			for r := lo; r < hi; r++ {
+				x, t := b.x[r*dP:r*dP+c.Dim], b.tmp[r*dP:r*dP+c.Dim]
+				for j := range x {
+					x[j] += t[j]
+				}
+			}
+		})
+	}
+	for i, r := range last {
+		rmsnorm(b.xl[i*dP:], b.x[r*dP:], e.finalNorm, c.NormEps)
+	}
+	e.gemm(len(batch), e.vocabP, dP, b.xl, dP, e.cls, b.logits, e.vocabP)
+	out := make([][]float32, len(batch))
+	for i := range out {
+		out[i] = append([]float32(nil), b.logits[i*e.vocabP:i*e.vocabP+c.Vocab]...)
+		batch[i].Seq.Len += len(batch[i].Tokens)
+	}
+	return out, nil
+}
+
+// ropeAndStore rotates q and k of one row in place (adjacent pairs (i, i+1)
+// inside each head, as run.c) and writes k and v into the page at pos.
+func (e *Engine) ropeAndStore(s *Sequence, layer, pos int, qkv []float32) {
+	half := e.hd / 2
+	cs, sn := e.ropeCos[pos*half:(pos+1)*half], e.ropeSin[pos*half:(pos+1)*half]
+	rot := func(v []float32) {
+		for h := 0; h+e.hd <= len(v); h += e.hd {
+			for i := 0; i < half; i++ {
+				v0, v1 := v[h+2*i], v[h+2*i+1]
+				fcr, fci := cs[i], sn[i]
+				v[h+2*i] = float32(v0*fcr) - float32(v1*fci)
+				v[h+2*i+1] = float32(v0*fci) + float32(v1*fcr)
+			}
+		}
+	}
+	rot(qkv[:e.cfg.Dim])
+	k := qkv[e.dimP : e.dimP+e.kv]
+	rot(k)
+	v := qkv[e.dimP+e.kvP : e.dimP+e.kvP+e.kv]
+	blk := s.Blocks[pos/e.tpb].Data
+	slot := pos % e.tpb
+	ko := (2*layer*e.tpb + slot) * e.kv
+	vo := ((2*layer+1)*e.tpb + slot) * e.kv
+	copy(blk[ko:ko+e.kv], k)
+	copy(blk[vo:vo+e.kv], v)
+}
+
+// attention computes, for every row and query head, softmax(q·K/sqrt(hs))·V
+// over positions 0..pos of the row's sequence, reading K and V from the
+// pages. Each (row, head) is one job on one goroutine with a sequential loop
+// over positions, so its value is independent of the batch and of chunking.
+func (e *Engine) attention(batch []StepInput, rows, layer int) {
+	b := &e.buf
+	c := e.cfg
+	hd, tpb, kv := e.hd, e.tpb, e.kv
+	scale := float32(math.Sqrt(float64(hd)))
+	e.parallel(rows*c.Heads, 8, func(w, lo, hi int) {
+		sc := e.scores[w]
+		for job := lo; job < hi; job++ {
+			r, h := job/c.Heads, job%c.Heads
+			pos := b.pos[r]
+			blocks := batch[b.seq[r]].Seq.Blocks
+			q := b.qkv[r*e.qkvN+h*hd : r*e.qkvN+(h+1)*hd]
+			hoff := (h / e.group) * hd
+			att := sc[:pos+1]
+			// Positions are visited block by block, in order; within a block
+			// the K (V) rows of one head are kv floats apart.
+			for b0 := 0; b0 <= pos; b0 += tpb {
+				n := min(tpb, pos+1-b0)
+				blk := blocks[b0/tpb].Data
+				ko := 2*layer*tpb*kv + hoff
+				scores(n, hd, q, blk[ko:], kv, scale, att[b0:b0+n])
+			}
+			maxv := float32(math.Inf(-1))
+			for _, s := range att {
+				if s > maxv {
+					maxv = s
+				}
+			}
+			var sum float32
+			for t := range att {
+				v := expf(att[t] - maxv)
+				att[t] = v
+				sum += v
+			}
+			for t := range att {
+				att[t] /= sum
+			}
+			out := b.att[r*e.dimP+h*hd : r*e.dimP+(h+1)*hd]
+			clear(out)
+			for b0 := 0; b0 <= pos; b0 += tpb {
+				n := min(tpb, pos+1-b0)
+				blk := blocks[b0/tpb].Data
+				vo := (2*layer+1)*tpb*kv + hoff
+				accum(n, hd, att[b0:b0+n], blk[vo:], kv, out)
+			}
+		}
+	})
+}

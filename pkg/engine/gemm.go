@@ -1,0 +1,136 @@
+package engine
+
+// useAsm selects the kernel family for the whole process. It is a variable
+// only so tests can run the pure-Go family too; it must not change while an
+// Engine is stepping.
+var useAsm = haveAsm
+
+// goDot is the pure-Go twin of the assembly kernels' per-element order: 8
+// lane accumulators over k in order, then the fixed HSUM tree. The explicit
+// float32 conversions forbid the compiler from fusing multiply and add, so
+// the order (and the rounding) is the same on every architecture.
+func goDot(k int, x, y []float32) float32 {
+	var l0, l1, l2, l3, l4, l5, l6, l7 float32
+	x, y = x[:k], y[:k]
+	for p := 0; p+8 <= k; p += 8 {
+		a, b := x[p:p+8:p+8], y[p:p+8:p+8]
+		l0 += float32(a[0] * b[0])
+		l1 += float32(a[1] * b[1])
+		l2 += float32(a[2] * b[2])
+		l3 += float32(a[3] * b[3])
+		l4 += float32(a[4] * b[4])
+		l5 += float32(a[5] * b[5])
+		l6 += float32(a[6] * b[6])
+		l7 += float32(a[7] * b[7])
+	}
+	a0, a1, a2, a3 := l0+l4, l1+l5, l2+l6, l3+l7
+	return (a0 + a2) + (a1 + a3)
+}
+
+func goTile(rows, k int, x []float32, ldx int, w []float32, ldw int, c []float32, ldc int) {
+	for i := 0; i < rows; i++ {
+		for j := 0; j < 4; j++ {
+			c[i*ldc+j] = goDot(k, x[i*ldx:], w[j*ldw:])
+		}
+	}
+}
+
+// dot is q.k for attention: the kernels' order when the length is a multiple
+// of 8, a plain sequential sum otherwise. The choice depends only on the
+// model's head size, never on the batch.
+func dot(k int, x, y []float32) float32 {
+	if k%8 == 0 {
+		if useAsm {
+			return asmDot(k, x, y)
+		}
+		return goDot(k, x, y)
+	}
+	var s float32
+	x, y = x[:k], y[:k]
+	for i := range x {
+		s += float32(x[i] * y[i])
+	}
+	return s
+}
+
+// axpy is y += a*x, element-wise (each y[i] is its own sum).
+func axpy(k int, a float32, x, y []float32) {
+	if useAsm && k%8 == 0 {
+		asmAxpy(k, a, x, y)
+		return
+	}
+	x, y = x[:k], y[:k]
+	for i := range y {
+		y[i] += float32(a * x[i])
+	}
+}
+
+// gemmCols computes C[i][j] = dot(A row i, W row j) for rows i < m and
+// columns j in [j0, j1). k must be a multiple of 8 and j0, j1 multiples of 4
+// (the engine pads every dimension so they are). Rows of A are processed in
+// blocks that stay in L2 while W's rows stream through; every element is one
+// whole-k dot product, so neither the blocking nor the tile shape nor the
+// column split between goroutines can change its value.
+func gemmCols(m, k int, a []float32, lda int, w []float32, ldw int, c []float32, ldc int, j0, j1 int) {
+	const mb = 48
+	tile := goTile
+	if useAsm {
+		tile = asmTile
+	}
+	for i0 := 0; i0 < m; i0 += mb {
+		i1 := min(i0+mb, m)
+		for j := j0; j < j1; j += 4 {
+			wj := w[j*ldw:]
+			for i := i0; i < i1; {
+				r := min(3, i1-i)
+				tile(r, k, a[i*lda:], lda, wj, ldw, c[i*ldc+j:], ldc)
+				i += r
+			}
+		}
+	}
+}
+
+// naiveGemm is the textbook triple loop, the baseline for benchmarks and a
+// reference for tests (it sums in a different order, so compare with a
+// tolerance).
+func naiveGemm(m, n, k int, a []float32, lda int, w []float32, ldw int, c []float32, ldc int) {
+	for i := 0; i < m; i++ {
+		for j := 0; j < n; j++ {
+			var s float32
+			for p := 0; p < k; p++ {
+				s += a[i*lda+p] * w[j*ldw+p]
+			}
+			c[i*ldc+j] = s
+		}
+	}
+}
+
+// scores sets out[t] = dot(q, k[t*stride:])/scale for t < n: the same values
+// as calling dot per position, with the per-call overhead removed.
+func scores(n, hd int, q, k []float32, stride int, scale float32, out []float32) {
+	if n == 0 {
+		return
+	}
+	if useAsm && hd%8 == 0 {
+		asmScores(n, hd, q, k, stride, scale, out)
+		return
+	}
+	for t := 0; t < n; t++ {
+		out[t] = dot(hd, q, k[t*stride:]) / scale
+	}
+}
+
+// accum adds a[t]*v[t*stride:] to out for t < n in order: the same values as
+// calling axpy per position.
+func accum(n, hd int, a, v []float32, stride int, out []float32) {
+	if n == 0 {
+		return
+	}
+	if useAsm && hd%32 == 0 {
+		asmAccum(n, hd, a, v, stride, out)
+		return
+	}
+	for t := 0; t < n; t++ {
+		axpy(hd, a[t], v[t*stride:], out)
+	}
+}

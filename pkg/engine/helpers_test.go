@@ -1,0 +1,91 @@
+package engine
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/semantic-kv/semantic/pkg/model"
+)
+
+// modelsDir finds shared/models: $SEMANTIC_MODELS_DIR, else ../shared/models
+// next to the directory holding go.work. Under CI=true a missing file fails
+// the test; elsewhere it skips.
+func modelsFile(t testing.TB, name string) string {
+	t.Helper()
+	dir := os.Getenv("SEMANTIC_MODELS_DIR")
+	if dir == "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for d := wd; ; d = filepath.Dir(d) {
+			if _, err := os.Stat(filepath.Join(d, "go.work")); err == nil {
+				dir = filepath.Join(d, "..", "shared", "models")
+				break
+			}
+			if filepath.Dir(d) == d {
+				break
+			}
+		}
+	}
+	p := filepath.Join(dir, name)
+	if _, err := os.Stat(p); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("required test model %s missing (dir %q): %v", name, dir, err)
+		}
+		t.Skipf("test model %s not found: %v", name, err)
+	}
+	return p
+}
+
+var tinyModel = func() func(testing.TB) *model.Model {
+	var m *model.Model
+	return func(t testing.TB) *model.Model {
+		if m == nil {
+			var err error
+			if m, err = model.Load("builtin:tiny", ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return m
+	}
+}()
+
+func newEngine(t testing.TB, m *model.Model, tpb, workers int) *Engine {
+	t.Helper()
+	e, err := New(m, Options{Workers: workers, TokensPerBlock: tpb})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// newSeq allocates enough blocks for n positions.
+func newSeq(e *Engine, n int) *Sequence {
+	s := &Sequence{}
+	for i := 0; i < (n+e.tpb-1)/e.tpb; i++ {
+		s.Blocks = append(s.Blocks, e.NewBlock())
+	}
+	return s
+}
+
+// greedy prefills prompt in one step then decodes n tokens one at a time,
+// returning the generated ids and every step's logits.
+func greedy(t testing.TB, e *Engine, s *Sequence, prompt []int, n int) ([]int, [][]float32) {
+	t.Helper()
+	var out []int
+	var all [][]float32
+	toks := prompt
+	for i := 0; i < n; i++ {
+		lg, err := e.Step([]StepInput{{Seq: s, Tokens: toks}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, lg[0])
+		next := Argmax(lg[0])
+		out = append(out, next)
+		toks = []int{next}
+	}
+	return out, all
+}

@@ -1,0 +1,16 @@
+//go:build !amd64 || purego
+
+package engine
+
+const haveAsm = false
+
+func asmTile(rows, k int, x []float32, ldx int, w []float32, ldw int, c []float32, ldc int) {
+	panic("unreachable")
+}
+func asmDot(k int, x, y []float32) float32     { panic("unreachable") }
+func asmAxpy(k int, a float32, x, y []float32) { panic("unreachable") }
+
+func asmScores(n, hd int, q, k []float32, stride int, scale float32, out []float32) {
+	panic("unreachable")
+}
+func asmAccum(n, hd int, a, v []float32, stride int, out []float32) { panic("unreachable") }

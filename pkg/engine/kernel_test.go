@@ -1,0 +1,115 @@
+package engine
+
+import (
+	"math"
+	"testing"
+
+	"github.com/semantic-kv/semantic/pkg/model"
+)
+
+func randSlice(r *model.SplitMix64, n int) []float32 {
+	s := make([]float32, n)
+	for i := range s {
+		s[i] = r.Uniform(1)
+	}
+	return s
+}
+
+// forEachKernel runs f with the assembly kernels (when the CPU has them) and
+// with the pure-Go kernels.
+func forEachKernel(t *testing.T, f func(t *testing.T)) {
+	saved := useAsm
+	defer func() { useAsm = saved }()
+	if haveAsm {
+		useAsm = true
+		t.Run("asm", f)
+	}
+	useAsm = false
+	t.Run("go", f)
+}
+
+// TestGemmBatchInvariant: every element of a multi-row GEMM equals, bit for
+// bit, the single-row GEMM of its row and the lone dot product of its row and
+// column, whatever tile (3x4, 2x4, 1x4) computed it; and it is close to the
+// naive triple loop.
+func TestGemmBatchInvariant(t *testing.T) {
+	forEachKernel(t, func(t *testing.T) {
+		r := &model.SplitMix64{State: 42}
+		for _, k := range []int{8, 16, 64, 176, 520} {
+			for _, m := range []int{1, 2, 3, 4, 5, 7, 50, 97} {
+				n := 12
+				a, w := randSlice(r, m*k), randSlice(r, n*k)
+				c := make([]float32, m*n)
+				gemmCols(m, k, a, k, w, k, c, n, 0, n)
+				ref := make([]float32, m*n)
+				naiveGemm(m, n, k, a, k, w, k, ref, n)
+				for i := 0; i < m; i++ {
+					one := make([]float32, n)
+					gemmCols(1, k, a[i*k:], k, w, k, one, n, 0, n)
+					half := make([]float32, n)
+					gemmCols(1, k, a[i*k:], k, w, k, half, n, 0, 4)
+					gemmCols(1, k, a[i*k:], k, w, k, half, n, 4, n)
+					for j := 0; j < n; j++ {
+						got := c[i*n+j]
+						d := dot(k, a[i*k:], w[j*k:])
+						if math.Float32bits(got) != math.Float32bits(one[j]) || got != d || got != half[j] {
+							t.Fatalf("k=%d m=%d (%d,%d): batch %v, single row %v, split %v, dot %v", k, m, i, j, got, one[j], half[j], d)
+						}
+						if diff := math.Abs(float64(got - ref[i*n+j])); diff > 1e-4*float64(k) {
+							t.Fatalf("k=%d m=%d (%d,%d): %v vs naive %v", k, m, i, j, got, ref[i*n+j])
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+func TestAxpy(t *testing.T) {
+	forEachKernel(t, func(t *testing.T) {
+		r := &model.SplitMix64{State: 7}
+		for _, k := range []int{8, 16, 24, 6} {
+			x, y := randSlice(r, k), randSlice(r, k)
+			want := append([]float32(nil), y...)
+			for i := range want {
+				want[i] += 0.5 * x[i]
+			}
+			axpy(k, 0.5, x, y)
+			for i := range y {
+				if math.Abs(float64(y[i]-want[i])) > 1e-6 {
+					t.Fatalf("k=%d i=%d: %v want %v", k, i, y[i], want[i])
+				}
+			}
+		}
+	})
+}
+
+// TestAttentionRuns: the run kernels give exactly the per-position values.
+func TestAttentionRuns(t *testing.T) {
+	forEachKernel(t, func(t *testing.T) {
+		r := &model.SplitMix64{State: 11}
+		for _, hd := range []int{8, 16, 32, 64, 96, 6} {
+			for _, n := range []int{1, 5, 16} {
+				stride := 3 * hd
+				q, k := randSlice(r, hd), randSlice(r, n*stride)
+				got := make([]float32, n)
+				scores(n, hd, q, k, stride, 8, got)
+				for i := range got {
+					if want := dot(hd, q, k[i*stride:]) / 8; got[i] != want {
+						t.Fatalf("scores hd=%d n=%d t=%d: %v want %v", hd, n, i, got[i], want)
+					}
+				}
+				a := randSlice(r, n)
+				out, want := randSlice(r, hd), make([]float32, hd)
+				copy(want, out)
+				accum(n, hd, a, k, stride, out)
+				for i := 0; i < n; i++ {
+					axpy(hd, a[i], k[i*stride:], want)
+				}
+				if !sameBits(out, want) {
+					t.Fatalf("accum hd=%d n=%d differs", hd, n)
+				}
+			}
+		}
+	})
+}

@@ -1,0 +1,123 @@
+package model
+
+import (
+	"fmt"
+	"math"
+	"sync"
+
+	"github.com/semantic-kv/semantic/pkg/tokenizer"
+)
+
+// builtinSpec is a named generated model.
+type builtinSpec struct {
+	cfg  Config
+	seed uint64
+}
+
+var builtins = map[string]builtinSpec{
+	// tiny: for tests; every forward pass is cheap.
+	"tiny": {Config{Dim: 64, HiddenDim: 176, Layers: 4, Heads: 4, KVHeads: 2, Vocab: tokenizer.ByteVocab, SeqLen: 2048, NormEps: 1e-5, RopeTheta: 10000}, 0x5EED_0000_0000_0001},
+	// small: the default for running and benchmarking, ~23M parameters,
+	// room for 4K-token prompts plus generation.
+	"small": {Config{Dim: 512, HiddenDim: 1376, Layers: 8, Heads: 8, KVHeads: 4, Vocab: tokenizer.ByteVocab, SeqLen: 8192, NormEps: 1e-5, RopeTheta: 10000}, 0x5EED_0000_0000_0002},
+}
+
+// BuiltinNames lists the sizes Builtin accepts.
+func BuiltinNames() []string { return []string{"tiny", "small"} }
+
+// SplitMix64 is the PRNG of the built-in weights (Steele, Lea & Flood 2014):
+// a 64-bit counter advanced by the golden-ratio constant and finalised by two
+// xor-shift-multiply rounds. It is defined here, not taken from math/rand, so
+// the weights are the same on every machine and Go version.
+type SplitMix64 struct{ State uint64 }
+
+// Next returns the next 64 random bits.
+func (s *SplitMix64) Next() uint64 {
+	s.State += 0x9E3779B97F4A7C15
+	z := s.State
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EB
+	return z ^ (z >> 31)
+}
+
+// Uniform returns a float32 uniform on [-a, a): the top 24 bits give u in
+// [0,1) exactly, 2u-1 is exact, and the single rounding of the product by a
+// is IEEE-defined, so the value is identical everywhere.
+func (s *SplitMix64) Uniform(a float32) float32 {
+	u := float32(s.Next()>>40) * (1.0 / (1 << 24))
+	return (2*u - 1) * a
+}
+
+// Builtin generates the named built-in model ("tiny" or "small").
+func Builtin(size string) (*Model, error) {
+	spec, ok := builtins[size]
+	if !ok {
+		return nil, fmt.Errorf("%w: builtin:%s (sizes: tiny, small)", ErrUnknownModel, size)
+	}
+	c := spec.cfg
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	m := &Model{
+		Name:      "builtin:" + size,
+		Config:    c,
+		Tokenizer: tokenizer.NewByte(),
+		BOS:       tokenizer.ByteBOS,
+		EOS:       tokenizer.ByteEOS,
+		Layers:    make([]Layer, c.Layers),
+	}
+	kv := c.KVDim()
+	// Uniform(a) has standard deviation a/sqrt(3); a = sqrt(3/fan_in) keeps
+	// each projection's output at unit variance for unit-RMS input (RMSNorm
+	// guarantees that), so attention scores are O(1) and logits have spread
+	// but no outliers. The residual writers (wo, w2) are further scaled by
+	// 1/sqrt(2*layers) so the residual stream grows slowly with depth.
+	fan := func(n int) float32 { return float32(math.Sqrt(3 / float64(n))) }
+	res := float32(1 / math.Sqrt(2*float64(c.Layers)))
+	type job struct {
+		dst *[]float32
+		n   int
+		a   float32 // 0 means constant 1 (norm weights)
+	}
+	var jobs []job
+	jobs = append(jobs, job{&m.Embedding, c.Vocab * c.Dim, 1})
+	for i := range m.Layers {
+		l := &m.Layers[i]
+		jobs = append(jobs,
+			job{&l.AttNorm, c.Dim, 0},
+			job{&l.Wq, c.Dim * c.Dim, fan(c.Dim)},
+			job{&l.Wk, kv * c.Dim, fan(c.Dim)},
+			job{&l.Wv, kv * c.Dim, fan(c.Dim)},
+			job{&l.Wo, c.Dim * c.Dim, fan(c.Dim) * res},
+			job{&l.FFNNorm, c.Dim, 0},
+			job{&l.W1, c.HiddenDim * c.Dim, fan(c.Dim)},
+			job{&l.W2, c.Dim * c.HiddenDim, fan(c.HiddenDim) * res},
+			job{&l.W3, c.HiddenDim * c.Dim, fan(c.Dim)},
+		)
+	}
+	jobs = append(jobs, job{&m.FinalNorm, c.Dim, 0}, job{&m.Classifier, c.Vocab * c.Dim, 2 * fan(c.Dim)})
+	// Each tensor has its own stream (seed mixed with its index), so the
+	// tensors can be generated in parallel and stay identical.
+	var wg sync.WaitGroup
+	for i, j := range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := make([]float32, j.n)
+			if j.a == 0 {
+				for k := range t {
+					t[k] = 1
+				}
+			} else {
+				r := SplitMix64{State: spec.seed ^ (uint64(i+1) * 0xD1B54A32D192ED03)}
+				for k := range t {
+					t[k] = r.Uniform(j.a)
+				}
+			}
+			*j.dst = t
+		}()
+	}
+	wg.Wait()
+	m.Tag = m.computeTag()
+	return m, nil
+}

@@ -55,9 +55,15 @@ build: ## static binaries bin/scheduler and bin/blockpool
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/scheduler ./services/scheduler
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/blockpool ./services/blockpool
 
+# `make run` settings; override on the command line (make run MODEL=builtin:tiny).
+MODEL          ?= builtin:small
+DATA_DIR       ?= ./data
+LISTEN         ?= :50051
+METRICS_LISTEN ?= :9090
+
 .PHONY: run
 run: build ## the scheduler with its embedded pool and the default model
-	bin/scheduler --model builtin:small --data-dir ./data --listen :50051 --metrics-listen :9090
+	exec bin/scheduler --model $(MODEL) --data-dir $(DATA_DIR) --listen $(LISTEN) --metrics-listen '$(METRICS_LISTEN)'
 
 .PHONY: run-pool
 run-pool: build ## a standalone pool node on :50061

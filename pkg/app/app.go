@@ -192,10 +192,7 @@ func serve(ctx context.Context, b Binary, fs *flag.FlagSet, common *Common, log 
 			stop = s
 		}
 	}
-	for name := range gs.GetServiceInfo() {
-		hs.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
-	}
-	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	server.MarkServing(gs, hs)
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- gs.Serve(ln) }()

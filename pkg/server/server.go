@@ -82,6 +82,9 @@ func New(opts Options) (*grpc.Server, *health.Server, error) {
 		// Schedulers keep long-lived connections to pools with client-side
 		// pings; allow them rather than answering with GOAWAY.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		// Stop waits for handlers to return, so stores are closed only after
+		// every handler has released what it holds.
+		grpc.WaitForHandlers(true),
 		grpc.ChainUnaryInterceptor(unaryInterceptor(log)),
 		grpc.ChainStreamInterceptor(streamInterceptor(log)),
 	}
@@ -185,4 +188,13 @@ func streamInterceptor(log *slog.Logger) grpc.StreamServerInterceptor {
 		}()
 		return handler(srv, &ctxStream{ServerStream: ss, ctx: ctx})
 	}
+}
+
+// MarkServing sets every service registered on s, and the server as a whole
+// (""), to SERVING on hs. Call it after registering services, before Serve.
+func MarkServing(s *grpc.Server, hs *health.Server) {
+	for name := range s.GetServiceInfo() {
+		hs.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 }

@@ -17,7 +17,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/semantic-kv/semantic/pkg/server"
@@ -48,10 +47,7 @@ func Start(cfg node.Config, log *slog.Logger, mp metric.MeterProvider, tp trace.
 		return nil, err
 	}
 	n.Register(srv)
-	for name := range srv.GetServiceInfo() {
-		hs.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
-	}
-	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	server.MarkServing(srv, hs)
 	lis := bufconn.Listen(4 << 20)
 	p := &Pool{Node: n, srv: srv, lis: lis, done: make(chan error, 1)}
 	go func() { p.done <- srv.Serve(lis) }()

@@ -99,7 +99,7 @@ func (n *Node) watch(ctx context.Context) {
 				backoff = 100 * time.Millisecond
 			}
 		}
-		if n.healthy.Swap(false) {
+		if n.healthy.Swap(false) && ctx.Err() == nil {
 			log.Warn("pool node unhealthy", "err", err)
 		}
 		select {

@@ -82,16 +82,18 @@ func (s *Server) Generate(req *schedulerv1.GenerateRequest, stream schedulerv1.S
 	if err := s.prepare(ctx, r); err != nil {
 		return err
 	}
-	// From here on the request holds a lease: every path releases it.
-	committed := false
-	defer func() {
-		if _, rerr := r.lease.Release(committed); rerr != nil {
-			s.log.Warn("releasing lease", "agent", req.GetAgentId(), "lease", r.lease.GetLeaseId(), "commit", committed, "err", rerr)
-		}
-		s.leasedBlocks.Add(-int64(len(r.lease.GetBlocks())))
-	}()
-	committed, err = s.run(ctx, r, stream)
-	return err
+	// From here on the request holds a lease: every path releases it, and
+	// before the final message, so that a client that sees the end of its
+	// stream can count on its agent's cache being settled.
+	final, committed, err := s.run(ctx, r, stream)
+	if _, rerr := r.lease.Release(committed); rerr != nil {
+		s.log.Warn("releasing lease", "agent", req.GetAgentId(), "lease", r.lease.GetLeaseId(), "commit", committed, "err", rerr)
+	}
+	s.leasedBlocks.Add(-int64(len(r.lease.GetBlocks())))
+	if err != nil {
+		return err
+	}
+	return stream.Send(final)
 }
 
 // validate checks the request and tokenizes the prompt.
@@ -367,9 +369,11 @@ type written struct {
 }
 
 // run feeds the sequence to the loop, streams its tokens, writes its new
-// blocks back as they fill, and commits the agent's record. It reports
-// whether the lease's blocks should be committed on release.
-func (s *Server) run(ctx context.Context, r *request, stream schedulerv1.SchedulerService_GenerateServer) (bool, error) {
+// blocks back as they fill, and commits the agent's record. It returns the
+// final message to send and whether the lease's blocks should be committed on
+// release. It must not panic past its caller's release: the loop and the
+// writer recover or report errors.
+func (s *Server) run(ctx context.Context, r *request, stream schedulerv1.SchedulerService_GenerateServer) (*schedulerv1.GenerateResponse, bool, error) {
 	spec := s.cfg.Spec
 	tpb := spec.TokensPerBlock
 	m := s.cfg.Model
@@ -432,7 +436,7 @@ func (s *Server) run(ctx context.Context, r *request, stream schedulerv1.Schedul
 	defer func() { wcancel(); _ = finishWriter() }()
 
 	if err := s.cfg.Loop.Submit(seq); err != nil {
-		return false, err
+		return nil, false, err
 	}
 	text := newTextStream(r.req.GetStop())
 	var ttft time.Duration
@@ -464,10 +468,10 @@ func (s *Server) run(ctx context.Context, r *request, stream schedulerv1.Schedul
 		}
 	}
 	if runErr != nil {
-		return false, runErr
+		return nil, false, runErr
 	}
 	if sendErr != nil {
-		return false, sendErr
+		return nil, false, sendErr
 	}
 	// The loop is done with the sequence: the tail block can be hashed here.
 	total := len(seq.Tokens) + len(seq.Generated)
@@ -503,7 +507,7 @@ func (s *Server) run(ctx context.Context, r *request, stream schedulerv1.Schedul
 		s.m.ttft.Record(bg, ttft.Seconds())
 	}
 	// Text held back for a possible stop string goes out with the last message.
-	return committed, stream.Send(&schedulerv1.GenerateResponse{FinishReason: finishReason(finish), Usage: usage, Text: text.flush()})
+	return &schedulerv1.GenerateResponse{FinishReason: finishReason(finish), Usage: usage, Text: text.flush()}, committed, nil
 }
 
 // writeBack writes each block it is handed through the lease, over one

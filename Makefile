@@ -103,6 +103,10 @@ test: ## every module's tests with -race
 bench: ## all benchmarks (see docs/performance.md)
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
+.PHONY: bench-e2e
+bench-e2e: ## end-to-end: TTFT cold vs warm, batched decode (docs/performance.md)
+	$(GO) run ./services/scheduler/cmd/semantic-bench $(BENCH_ARGS)
+
 .PHONY: clean
 clean:
 	rm -rf bin

@@ -1,0 +1,117 @@
+package kvspec
+
+import (
+	"errors"
+	"testing"
+)
+
+func validSpec() Spec {
+	return Spec{Layers: 2, KVHeads: 2, HeadDim: 4, TokensPerBlock: 3, DType: DTypeFloat32, ModelTag: "m"}
+}
+
+func TestLayoutOffsets(t *testing.T) {
+	s := validSpec()
+	// 3 tokens x 2 heads x 4 dims x 4 bytes = 96 bytes per section.
+	if s.SectionBytes() != 96 || s.BlockBytes() != 4*96 {
+		t.Fatalf("section %d block %d", s.SectionBytes(), s.BlockBytes())
+	}
+	if s.KOffset(0) != 0 || s.VOffset(0) != 96 || s.KOffset(1) != 192 || s.VOffset(1) != 288 {
+		t.Fatal("K then V per layer")
+	}
+	s.DType = DTypeFloat16
+	if s.BlockBytes() != 2*96 {
+		t.Fatalf("float16 halves the block: %d", s.BlockBytes())
+	}
+	if s.BlocksFor(0) != 0 || s.BlocksFor(1) != 1 || s.BlocksFor(3) != 1 || s.BlocksFor(4) != 2 {
+		t.Fatal("BlocksFor")
+	}
+}
+
+func TestValidateNamesTheField(t *testing.T) {
+	cases := map[string]func(*Spec){
+		"layers":           func(s *Spec) { s.Layers = 0 },
+		"kv_heads":         func(s *Spec) { s.KVHeads = MaxKVHeads + 1 },
+		"head_dim":         func(s *Spec) { s.HeadDim = -1 },
+		"tokens_per_block": func(s *Spec) { s.TokensPerBlock = 0 },
+		"dtype":            func(s *Spec) { s.DType = 9 },
+		"model_tag":        func(s *Spec) { s.ModelTag = "" },
+	}
+	for field, mutate := range cases {
+		s := validSpec()
+		mutate(&s)
+		err := s.Validate()
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != field || !errors.Is(err, ErrInvalidSpec) {
+			t.Errorf("%s: got %v", field, err)
+		}
+	}
+	if err := validSpec().Validate(); err != nil {
+		t.Fatal(err)
+	}
+	big := Spec{Layers: 256, KVHeads: 256, HeadDim: 1024, TokensPerBlock: 1024, DType: DTypeFloat32, ModelTag: "m"}
+	if err := big.Validate(); err == nil {
+		t.Fatal("a block over MaxBlockBytes must be refused")
+	}
+}
+
+func TestChainHash(t *testing.T) {
+	toks := []uint32{1, 2, 3, 4, 5, 6, 7}
+	hs := ChainHashes(toks, 3, "m", "", false)
+	if len(hs) != 2 {
+		t.Fatalf("full blocks only: %d", len(hs))
+	}
+	withTail := ChainHashes(toks, 3, "m", "", true)
+	if len(withTail) != 3 || withTail[0] != hs[0] || withTail[1] != hs[1] {
+		t.Fatal("tail hash must extend the same chain")
+	}
+	if hs[1] != ChainHash(hs[0], toks[3:6], "m", "") {
+		t.Fatal("chained")
+	}
+	// Every input matters: parent, tokens, model, salt.
+	base := ChainHash(Hash{}, toks[:3], "m", "")
+	for name, h := range map[string]Hash{
+		"parent": ChainHash(hs[1], toks[:3], "m", ""),
+		"tokens": ChainHash(Hash{}, []uint32{1, 2, 4}, "m", ""),
+		"model":  ChainHash(Hash{}, toks[:3], "m2", ""),
+		"salt":   ChainHash(Hash{}, toks[:3], "m", "tenant"),
+		"length": ChainHash(Hash{}, toks[:2], "m", ""),
+	} {
+		if h == base {
+			t.Errorf("%s does not change the hash", name)
+		}
+	}
+	if _, err := HashFromBytes(make([]byte, 31)); err == nil {
+		t.Fatal("short hash accepted")
+	}
+}
+
+func TestChecksumChunked(t *testing.T) {
+	data := []byte("the quick brown fox jumps over the lazy dog")
+	crc := uint32(0)
+	for i := 0; i < len(data); i += 5 {
+		crc = UpdateChecksum(crc, data[i:min(i+5, len(data))])
+	}
+	if crc != Checksum(data) {
+		t.Fatal("chunked CRC differs")
+	}
+}
+
+// The chain hash must be a pure function that never collides model/salt
+// boundaries: moving bytes between model tag and salt changes the hash.
+func FuzzChainHash(f *testing.F) {
+	f.Add([]byte{1, 2, 3}, "model", "salt")
+	f.Add([]byte{}, "", "")
+	f.Fuzz(func(t *testing.T, raw []byte, model, salt string) {
+		toks := make([]uint32, len(raw))
+		for i, b := range raw {
+			toks[i] = uint32(b)
+		}
+		h := ChainHash(Hash{}, toks, model, salt)
+		if h != ChainHash(Hash{}, toks, model, salt) {
+			t.Fatal("not deterministic")
+		}
+		if len(model) > 0 && ChainHash(Hash{}, toks, model[1:], model[:1]+salt) == h {
+			t.Fatal("model/salt boundary collision")
+		}
+	})
+}

@@ -59,6 +59,8 @@ type Binary struct {
 	DefaultListen, DefaultMetricsListen string
 	// Flags registers the binary's own flags.
 	Flags func(fs *flag.FlagSet)
+	// ServerOptions are extra gRPC server options (transport tuning).
+	ServerOptions []grpc.ServerOption
 	// Start registers services on rt.GRPC before the server starts serving.
 	// The returned stop runs at shutdown, after the gRPC server has stopped
 	// and before telemetry is flushed; it closes stores.
@@ -169,6 +171,7 @@ func serve(ctx context.Context, b Binary, fs *flag.FlagSet, common *Common, log 
 		TLSCertFile: common.TLSCert, TLSKeyFile: common.TLSKey,
 		KeepaliveTime: common.KeepaliveTime,
 		MeterProvider: tel.MeterProvider, TracerProvider: tel.TracerProvider,
+		Extra: b.ServerOptions,
 	})
 	if err != nil {
 		return err

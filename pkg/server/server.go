@@ -41,6 +41,9 @@ type Options struct {
 	KeepaliveTime, KeepaliveTimeout time.Duration
 	MeterProvider                   metric.MeterProvider
 	TracerProvider                  trace.TracerProvider
+	// Extra options are applied last, so they override the defaults (a
+	// service's transport tuning, codecs).
+	Extra []grpc.ServerOption
 }
 
 // DefaultMaxMsgBytes is the default message size limit.
@@ -98,7 +101,7 @@ func New(opts Options) (*grpc.Server, *health.Server, error) {
 		}
 		sopts = append(sopts, grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})))
 	}
-	s := grpc.NewServer(sopts...)
+	s := grpc.NewServer(append(sopts, opts.Extra...)...)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(s, hs)
 	reflection.Register(s)

@@ -25,6 +25,7 @@ import (
 	schedulerv1 "github.com/semantic-kv/semantic/pkg/api/semantic/scheduler/v1"
 	"github.com/semantic-kv/semantic/pkg/server"
 	"github.com/semantic-kv/semantic/services/blockpool/node"
+	bpserver "github.com/semantic-kv/semantic/services/blockpool/server"
 	"github.com/semantic-kv/semantic/services/scheduler/runner"
 )
 
@@ -53,7 +54,7 @@ func (h *Harness) StartPool() error {
 	if err != nil {
 		return err
 	}
-	srv, hs, err := server.New(server.Options{Logger: h.Log, MaxMsgBytes: 64 << 20})
+	srv, hs, err := server.New(server.Options{Logger: h.Log, Extra: bpserver.ServerOptions()})
 	if err != nil {
 		return err
 	}

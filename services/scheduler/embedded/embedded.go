@@ -21,6 +21,7 @@ import (
 
 	"github.com/semantic-kv/semantic/pkg/server"
 	"github.com/semantic-kv/semantic/services/blockpool/node"
+	bpserver "github.com/semantic-kv/semantic/services/blockpool/server"
 )
 
 // Target is the address the embedded pool is known by in the scheduler.
@@ -41,7 +42,8 @@ func Start(cfg node.Config, log *slog.Logger, mp metric.MeterProvider, tp trace.
 	if err != nil {
 		return nil, fmt.Errorf("embedded pool: %w", err)
 	}
-	srv, hs, err := server.New(server.Options{Logger: log.With("component", "embedded-pool"), MeterProvider: mp, TracerProvider: tp, MaxMsgBytes: 64 << 20})
+	srv, hs, err := server.New(server.Options{Logger: log.With("component", "embedded-pool"), MeterProvider: mp, TracerProvider: tp,
+		Extra: bpserver.ServerOptions()})
 	if err != nil {
 		_ = n.Close()
 		return nil, err
@@ -51,10 +53,9 @@ func Start(cfg node.Config, log *slog.Logger, mp metric.MeterProvider, tp trace.
 	lis := bufconn.Listen(4 << 20)
 	p := &Pool{Node: n, srv: srv, lis: lis, done: make(chan error, 1)}
 	go func() { p.done <- srv.Serve(lis) }()
-	p.Conn, err = grpc.NewClient("passthrough:///"+Target,
+	p.Conn, err = grpc.NewClient("passthrough:///"+Target, append(bpserver.ClientOptions(),
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))
+		grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		_ = p.Close(context.Background())
 		return nil, err

@@ -22,6 +22,7 @@ import (
 
 	blockpoolv1 "github.com/semantic-kv/semantic/pkg/api/semantic/blockpool/v1"
 	"github.com/semantic-kv/semantic/pkg/kvspec"
+	bpserver "github.com/semantic-kv/semantic/services/blockpool/server"
 )
 
 // Config describes the pool nodes to use.
@@ -107,10 +108,13 @@ func (c *Cluster) addNode(addr string) error {
 	conn := c.cfg.Conns[addr]
 	owned := false
 	if conn == nil {
-		opts := c.cfg.DialOptions
-		if len(opts) == 0 {
-			opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+		// The block pool's own client options (windows, buffers, the
+		// copy-avoiding codec) first; the caller's (credentials) after.
+		opts := bpserver.ClientOptions()
+		if len(c.cfg.DialOptions) == 0 {
+			opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		}
+		opts = append(opts, c.cfg.DialOptions...)
 		var err error
 		if conn, err = grpc.NewClient(addr, opts...); err != nil {
 			return fmt.Errorf("pool %s: %w", addr, err)

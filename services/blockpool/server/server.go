@@ -1,0 +1,364 @@
+// Package server is the gRPC face of the block pool
+// (semantic.blockpool.v1.BlockPoolService): it validates every request,
+// converts between wire and domain types, streams payloads, and maps domain
+// errors to status codes in one place (errors.go).
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+
+	blockpoolv1 "github.com/semantic-kv/semantic/pkg/api/semantic/blockpool/v1"
+	"github.com/semantic-kv/semantic/pkg/rpcstatus"
+	"github.com/semantic-kv/semantic/services/blockpool/pool"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/encoding/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Server implements blockpoolv1.BlockPoolServiceServer over a pool.
+type Server struct {
+	blockpoolv1.UnimplementedBlockPoolServiceServer
+	p       *pool.Pool
+	version string
+	log     *slog.Logger
+}
+
+// New returns a server for p; version is reported by GetPoolInfo.
+func New(p *pool.Pool, version string, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{p: p, version: version, log: log}
+}
+
+// Register registers the service on s.
+func (s *Server) Register(r grpc.ServiceRegistrar) {
+	blockpoolv1.RegisterBlockPoolServiceServer(r, s)
+}
+
+// ServerOptions are the grpc.Server options this service is tuned for: a
+// receive limit that admits a MaxChunkBytes data chunk plus its header, HTTP/2
+// windows and buffers sized for megabyte blocks, and the zero-copy codec for
+// GetBlocks data (byte-identical on the wire to the proto codec).
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(MaxChunkBytes + 64<<10),
+		grpc.InitialWindowSize(8 << 20), grpc.InitialConnWindowSize(16 << 20),
+		grpc.WriteBufferSize(1 << 20), grpc.ReadBufferSize(1 << 20),
+		grpc.ForceServerCodecV2(newCodec()),
+	}
+}
+
+// ClientOptions are the matching dial options for a client that reads and
+// writes blocks: windows, buffers and message limits for MaxChunkBytes chunks.
+func ClientOptions() []grpc.DialOption {
+	return []grpc.DialOption{
+		grpc.WithInitialWindowSize(8 << 20), grpc.WithInitialConnWindowSize(16 << 20),
+		grpc.WithReadBufferSize(1 << 20), grpc.WithWriteBufferSize(1 << 20),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxChunkBytes+64<<10), grpc.MaxCallSendMsgSize(MaxChunkBytes+64<<10),
+			grpc.ForceCodecV2(clientCodec{base: encoding.GetCodecV2(proto.Name)})),
+	}
+}
+
+func (s *Server) info() *blockpoolv1.GetPoolInfoResponse {
+	c := s.p.Counts()
+	return &blockpoolv1.GetPoolInfoResponse{
+		NodeId: c.NodeID, Spec: SpecToProto(c.Spec), CapacityBlocks: uint32(c.Capacity),
+		FreeBlocks: uint32(c.Free), LeasedBlocks: uint32(c.Leased), CachedBlocks: uint32(c.Cached),
+		MemoryBytes: uint64(c.MemoryBytes), DiskBytes: uint64(c.DiskBytes),
+		MemoryBudgetBytes: uint64(c.MemoryBudget), DiskBudgetBytes: uint64(c.DiskBudget),
+		Epoch: c.Epoch, ActiveLeases: uint32(c.ActiveLeases), Agents: uint32(c.Agents), Version: s.version,
+	}
+}
+
+// GetPoolInfo implements the RPC.
+func (s *Server) GetPoolInfo(context.Context, *blockpoolv1.GetPoolInfoRequest) (*blockpoolv1.GetPoolInfoResponse, error) {
+	return s.info(), nil
+}
+
+// Reconfigure implements the RPC.
+func (s *Server) Reconfigure(ctx context.Context, r *blockpoolv1.ReconfigureRequest) (*blockpoolv1.ReconfigureResponse, error) {
+	spec, err := SpecFromProto("spec", r.Spec)
+	if err != nil {
+		return nil, err
+	}
+	if r.CapacityBlocks > MaxCapacityBlocks {
+		return nil, rpcstatus.InvalidArgument("capacity_blocks", "at most %d", MaxCapacityBlocks)
+	}
+	res, err := s.p.Reconfigure(ctx, spec, int(r.CapacityBlocks))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	s.log.Info("pool reconfigured", "spec", spec.String(), "capacity", r.CapacityBlocks,
+		"dropped_blocks", res.DroppedBlocks, "dropped_agents", res.DroppedAgents)
+	return &blockpoolv1.ReconfigureResponse{Info: s.info(), DroppedBlocks: uint32(res.DroppedBlocks), DroppedAgents: uint32(res.DroppedAgents)}, nil
+}
+
+// Lease implements the RPC.
+func (s *Server) Lease(ctx context.Context, r *blockpoolv1.LeaseRequest) (*blockpoolv1.LeaseResponse, error) {
+	hs, ttl, err := ValidateLease(r, s.p.MaxTTL())
+	if err != nil {
+		return nil, err
+	}
+	g, err := s.p.Lease(ctx, pool.LeaseRequest{Holder: r.Holder, AgentID: r.AgentId, Count: int(r.Count), Hashes: hs, TTL: ttl, ModelTag: r.ModelTag})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &blockpoolv1.LeaseResponse{LeaseId: g.LeaseID, Epoch: g.Epoch, ExpireTime: timestamppb.New(g.Expire),
+		Ttl: durationpb.New(g.TTL), Hits: uint32(g.Hits), Blocks: make([]*blockpoolv1.LeasedBlock, len(g.Blocks))}
+	for i, b := range g.Blocks {
+		lb := &blockpoolv1.LeasedBlock{BlockId: b.ID, Filled: b.Filled, TokenCount: uint32(b.TokenCount)}
+		if b.Filled {
+			lb.Hash = b.Hash[:]
+		}
+		resp.Blocks[i] = lb
+	}
+	return resp, nil
+}
+
+// KeepAlive implements the RPC: one answer per request, until the client
+// closes its side or the stream's context ends.
+func (s *Server) KeepAlive(stream blockpoolv1.BlockPoolService_KeepAliveServer) error {
+	ctx := stream.Context()
+	for {
+		r, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		resp := &blockpoolv1.KeepAliveResponse{LeaseId: r.LeaseId}
+		exp, ttl, err := s.p.KeepAlive(ctx, r.LeaseId, r.Epoch)
+		switch {
+		case err == nil:
+			resp.Status = blockpoolv1.LeaseStatus_LEASE_STATUS_ACTIVE
+			resp.ExpireTime, resp.Ttl = timestamppb.New(exp), durationpb.New(ttl)
+		case errors.Is(err, pool.ErrNotFound):
+			resp.Status = blockpoolv1.LeaseStatus_LEASE_STATUS_NOT_FOUND
+		default:
+			return toStatus(err)
+		}
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+	}
+}
+
+// Release implements the RPC.
+func (s *Server) Release(ctx context.Context, r *blockpoolv1.ReleaseRequest) (*blockpoolv1.ReleaseResponse, error) {
+	res, err := s.p.Release(ctx, r.LeaseId, r.Epoch, r.Commit)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &blockpoolv1.ReleaseResponse{FreedBlocks: uint32(res.Freed), CachedBlocks: uint32(res.Cached)}, nil
+}
+
+// PutBlocks implements the RPC. Each block is committed (durable) as soon as
+// its last byte arrives; a stream that breaks mid-block aborts that block,
+// which stays unfilled, and no file is left behind.
+func (s *Server) PutBlocks(stream blockpoolv1.BlockPoolService_PutBlocksServer) (err error) {
+	ctx := stream.Context()
+	var (
+		leaseID, epoch uint64
+		w              *pool.BlockWrite
+		size           uint64
+		blocks         uint32
+		bytes          uint64
+		first          = true
+	)
+	defer func() {
+		if w != nil {
+			w.Abort()
+		}
+	}()
+	for {
+		m, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			if w != nil {
+				return rpcstatus.InvalidArgument("data", "stream ended after %d of %d bytes of a block", w.Received(), size)
+			}
+			return stream.SendAndClose(&blockpoolv1.PutBlocksResponse{BlocksWritten: blocks, BytesWritten: bytes})
+		}
+		if err != nil {
+			return err
+		}
+		if first {
+			if m.LeaseId == 0 {
+				return rpcstatus.InvalidArgument("lease_id", "the first message must name the lease")
+			}
+			leaseID, epoch, first = m.LeaseId, m.Epoch, false
+		} else if m.LeaseId != 0 && (m.LeaseId != leaseID || m.Epoch != epoch) {
+			return rpcstatus.InvalidArgument("lease_id", "one stream writes through one lease")
+		}
+		if len(m.Data) > MaxChunkBytes {
+			return rpcstatus.InvalidArgument("data", "chunk of %d bytes exceeds %d", len(m.Data), MaxChunkBytes)
+		}
+		if h := m.Header; h != nil {
+			if w != nil {
+				return rpcstatus.InvalidArgument("header", "new block after %d of %d bytes of the previous one", w.Received(), size)
+			}
+			hash, parent, err := ValidateHeader(h)
+			if err != nil {
+				return err
+			}
+			w, err = s.p.BeginWrite(ctx, leaseID, epoch, pool.WriteHeader{BlockID: h.BlockId, Hash: hash, Parent: parent,
+				TokenCount: int(h.TokenCount), Checksum: h.Checksum, Size: int64(h.Size)})
+			if err != nil {
+				return toStatus(err)
+			}
+			size = h.Size
+		} else if len(m.Data) > 0 && w == nil {
+			return rpcstatus.InvalidArgument("header", "data before a block header")
+		}
+		if len(m.Data) > 0 {
+			if err := w.Write(m.Data); err != nil {
+				return toStatus(err)
+			}
+		}
+		if w != nil && uint64(w.Received()) == size {
+			err := w.Commit(ctx)
+			w = nil
+			if err != nil {
+				return toStatus(err)
+			}
+			blocks++
+			bytes += size
+		}
+	}
+}
+
+// GetBlocks implements the RPC. Payloads are sent as sub-slices of the
+// stored buffer: no copy beyond the one into the wire.
+func (s *Server) GetBlocks(r *blockpoolv1.GetBlocksRequest, stream blockpoolv1.BlockPoolService_GetBlocksServer) error {
+	ctx := stream.Context()
+	if len(r.BlockIds) == 0 {
+		return rpcstatus.InvalidArgument("block_ids", "must not be empty")
+	}
+	if c := s.p.Counts().Capacity; len(r.BlockIds) > c {
+		return rpcstatus.InvalidArgument("block_ids", "at most %d ids", c)
+	}
+	chunk := int(r.ChunkBytes)
+	if chunk == 0 {
+		chunk = DefaultChunkBytes
+	}
+	if chunk < MinChunkBytes || chunk > MaxChunkBytes {
+		return rpcstatus.InvalidArgument("chunk_bytes", "must be 0 or in %d..%d, got %d", MinChunkBytes, MaxChunkBytes, chunk)
+	}
+	for _, id := range r.BlockIds {
+		d, err := s.p.ReadBlock(ctx, r.LeaseId, r.Epoch, id)
+		if err != nil {
+			return toStatus(err)
+		}
+		h := &blockpoolv1.BlockHeader{BlockId: id, Hash: d.Hash[:], TokenCount: uint32(d.TokenCount),
+			Checksum: d.Checksum, Size: uint64(len(d.Payload))}
+		if !d.Parent.IsZero() {
+			h.ParentHash = d.Parent[:]
+		}
+		// The header is a message of its own, as the contract describes;
+		// data messages follow, each a window on the stored payload.
+		if err := stream.Send(&blockpoolv1.GetBlocksResponse{Header: h}); err != nil {
+			return err
+		}
+		msg := &blockpoolv1.GetBlocksResponse{}
+		for off := 0; off < len(d.Payload); off += chunk {
+			msg.Data = d.Payload[off:min(off+chunk, len(d.Payload))]
+			if err := stream.Send(msg); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// CommitAgent implements the RPC.
+func (s *Server) CommitAgent(ctx context.Context, r *blockpoolv1.CommitAgentRequest) (*blockpoolv1.CommitAgentResponse, error) {
+	hs, err := ValidateCommit(r)
+	if err != nil {
+		return nil, err
+	}
+	v, err := s.p.CommitAgent(ctx, pool.CommitRequest{LeaseID: r.LeaseId, Epoch: r.Epoch, AgentID: r.AgentId, ModelTag: r.ModelTag,
+		Salt: r.CacheSalt, Hashes: hs, Tokens: r.TokenIds, ExpectedVersion: r.ExpectedVersion})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &blockpoolv1.CommitAgentResponse{Version: v}, nil
+}
+
+// LookupAgent implements the RPC.
+func (s *Server) LookupAgent(ctx context.Context, r *blockpoolv1.LookupAgentRequest) (*blockpoolv1.LookupAgentResponse, error) {
+	if err := ValidateLookup(r); err != nil {
+		return nil, err
+	}
+	res, err := s.p.Lookup(ctx, pool.LookupRequest{AgentID: r.AgentId, Tokens: r.TokenIds, ModelTag: r.ModelTag, Salt: r.CacheSalt})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &blockpoolv1.LookupAgentResponse{MatchedTokens: uint32(res.MatchedTokens), AgentVersion: res.AgentVersion,
+		AgentTokenIds: res.AgentTokens, Source: blockpoolv1.MatchSource(res.Source)}
+	for _, b := range res.Blocks {
+		resp.Blocks = append(resp.Blocks, &blockpoolv1.CachedBlock{Hash: b.Hash[:], TokenCount: uint32(b.TokenCount), UsableTokens: uint32(b.UsableTokens)})
+	}
+	return resp, nil
+}
+
+func recordToProto(r *pool.AgentRecord) *blockpoolv1.AgentRecord {
+	out := &blockpoolv1.AgentRecord{AgentId: r.AgentID, ModelTag: r.ModelTag, TokenIds: r.Tokens, Version: r.Version,
+		LastUsedTime: timestamppb.New(r.LastUsed), CreateTime: timestamppb.New(r.Created), CacheSalt: r.Salt,
+		BlockHashes: make([][]byte, len(r.Hashes))}
+	for i := range r.Hashes {
+		out.BlockHashes[i] = r.Hashes[i][:]
+	}
+	return out
+}
+
+// ListAgents implements the RPC.
+func (s *Server) ListAgents(ctx context.Context, r *blockpoolv1.ListAgentsRequest) (*blockpoolv1.ListAgentsResponse, error) {
+	n := int(r.PageSize)
+	if n == 0 {
+		n = DefaultPageSize
+	}
+	if n > MaxPageSize {
+		return nil, rpcstatus.InvalidArgument("page_size", "at most %d", MaxPageSize)
+	}
+	page, next, err := s.p.ListAgents(n, r.PageToken)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &blockpoolv1.ListAgentsResponse{NextPageToken: next}
+	for _, a := range page {
+		resp.Agents = append(resp.Agents, &blockpoolv1.AgentSummary{AgentId: a.AgentID, ModelTag: a.ModelTag,
+			TokenCount: uint32(len(a.Tokens)), BlockCount: uint32(len(a.Hashes)), Version: a.Version,
+			LastUsedTime: timestamppb.New(a.LastUsed)})
+	}
+	return resp, nil
+}
+
+// GetAgent implements the RPC.
+func (s *Server) GetAgent(ctx context.Context, r *blockpoolv1.GetAgentRequest) (*blockpoolv1.GetAgentResponse, error) {
+	if err := rpcstatus.CheckAgentID("agent_id", r.AgentId); err != nil {
+		return nil, err
+	}
+	a, err := s.p.GetAgent(r.AgentId)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &blockpoolv1.GetAgentResponse{Agent: recordToProto(a)}, nil
+}
+
+// DeleteAgent implements the RPC.
+func (s *Server) DeleteAgent(ctx context.Context, r *blockpoolv1.DeleteAgentRequest) (*blockpoolv1.DeleteAgentResponse, error) {
+	if err := rpcstatus.CheckAgentID("agent_id", r.AgentId); err != nil {
+		return nil, err
+	}
+	n, err := s.p.DeleteAgent(ctx, r.AgentId, r.ExpectedVersion)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &blockpoolv1.DeleteAgentResponse{ReleasedBlocks: uint32(n)}, nil
+}

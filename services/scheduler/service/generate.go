@@ -184,6 +184,12 @@ func (s *Server) prepareOn(ctx context.Context, r *request) error {
 	agent := r.req.GetAgentId()
 	r.context = r.prompt
 	if r.req.GetAppend() {
+		// The stored context lives on the agent's home node only: appending
+		// to a fallback node's (missing or older) copy would silently drop
+		// turns. Full-context requests have no such problem: they run cold.
+		if order := s.cfg.Pool.Order(agent); len(order) > 0 && order[0] != r.node {
+			return status.Errorf(codes.Unavailable, "append needs agent %q's home pool node %s, which is down; resend the whole context instead", agent, order[0].Name())
+		}
 		resp, err := r.node.Client.GetAgent(ctx, &blockpoolv1.GetAgentRequest{AgentId: agent})
 		switch status.Code(err) {
 		case codes.OK:

@@ -112,7 +112,10 @@ type GenerateRequest struct {
 	// 1..256 bytes); the stop string is not returned.
 	Stop []string `protobuf:"bytes,9,rep,name=stop,proto3" json:"stop,omitempty"`
 	// Continue from the agent's stored context: the prompt is appended to what
-	// the agent has already seen instead of replacing it.
+	// the agent has already seen instead of replacing it. The stored context
+	// lives on the agent's home pool node: while that node is down, append
+	// requests fail with UNAVAILABLE (requests that resend the whole context
+	// run cold on another node instead).
 	Append bool `protobuf:"varint,10,opt,name=append,proto3" json:"append,omitempty"`
 	// Tenant salt: blocks are shared by content only between requests with the same salt.
 	CacheSalt     string `protobuf:"bytes,11,opt,name=cache_salt,json=cacheSalt,proto3" json:"cache_salt,omitempty"`

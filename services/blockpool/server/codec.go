@@ -6,12 +6,13 @@ import (
 	"google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
+	gproto "google.golang.org/protobuf/proto"
 )
 
-// zeroCopyCodec is the proto codec, except that a GetBlocksResponse that
-// carries only data is encoded without copying the payload: the message is a
-// 1-6 byte field header followed by the payload slice itself, which grpc
-// writes straight to the transport. Payloads are immutable once filled, so
+// zeroCopyCodec is the proto codec, except that a GetBlocksResponse with a
+// large data field is encoded without copying the payload: the message is the
+// marshalled header (if any) and the data field's tag and length, followed by
+// the payload slice itself, which grpc writes straight to the transport. Payloads are immutable once filled, so
 // holding the slice until it is written is safe. The wire bytes are exactly
 // what proto.Marshal would produce.
 type zeroCopyCodec struct{ base encoding.CodecV2 }
@@ -20,10 +21,21 @@ type zeroCopyCodec struct{ base encoding.CodecV2 }
 const zeroCopyMin = 4 << 10
 
 func (c zeroCopyCodec) Marshal(v any) (mem.BufferSlice, error) {
-	if m, ok := v.(*blockpoolv1.GetBlocksResponse); ok && m.Header == nil && len(m.Data) >= zeroCopyMin {
-		hdr := protowire.AppendTag(make([]byte, 0, 8), 2, protowire.BytesType)
-		hdr = protowire.AppendVarint(hdr, uint64(len(m.Data)))
-		return mem.BufferSlice{mem.SliceBuffer(hdr), mem.SliceBuffer(m.Data)}, nil
+	if m, ok := v.(*blockpoolv1.GetBlocksResponse); ok && len(m.Data) >= zeroCopyMin {
+		// Field 1 (the block header, if any) then field 2 (the data): the
+		// order proto.Marshal uses, so the bytes are the same.
+		var prefix []byte
+		if m.Header != nil {
+			hb, err := gproto.Marshal(m.Header)
+			if err != nil {
+				return nil, err
+			}
+			prefix = protowire.AppendTag(make([]byte, 0, len(hb)+16), 1, protowire.BytesType)
+			prefix = protowire.AppendBytes(prefix, hb)
+		}
+		prefix = protowire.AppendTag(prefix, 2, protowire.BytesType)
+		prefix = protowire.AppendVarint(prefix, uint64(len(m.Data)))
+		return mem.BufferSlice{mem.SliceBuffer(prefix), mem.SliceBuffer(m.Data)}, nil
 	}
 	return c.base.Marshal(v)
 }
@@ -48,11 +60,26 @@ func (c clientCodec) Unmarshal(data mem.BufferSlice, v any) error {
 		return c.base.Unmarshal(data, v)
 	}
 	b := data.Materialize()
-	// Fast path only for the exact shape the server sends: one data field.
-	num, typ, n := protowire.ConsumeTag(b)
+	// Fast path only for the exact shapes the server sends: an optional
+	// header field, then one data field.
+	var hdr *blockpoolv1.BlockHeader
+	rest := b
+	if num, typ, n := protowire.ConsumeTag(rest); n > 0 && num == 1 && typ == protowire.BytesType {
+		hb, m1 := protowire.ConsumeBytes(rest[n:])
+		if m1 < 0 {
+			return c.base.Unmarshal(mem.BufferSlice{mem.SliceBuffer(b)}, v)
+		}
+		hdr = &blockpoolv1.BlockHeader{}
+		if err := gproto.Unmarshal(hb, hdr); err != nil {
+			return err
+		}
+		rest = rest[n+m1:]
+	}
+	num, typ, n := protowire.ConsumeTag(rest)
 	if n > 0 && num == 2 && typ == protowire.BytesType {
-		if payload, m2 := protowire.ConsumeBytes(b[n:]); m2 > 0 && n+m2 == len(b) {
+		if payload, m2 := protowire.ConsumeBytes(rest[n:]); m2 > 0 && n+m2 == len(rest) {
 			m.Reset()
+			m.Header = hdr
 			m.Data = payload
 			return nil
 		}

@@ -260,17 +260,15 @@ func (s *Server) GetBlocks(r *blockpoolv1.GetBlocksRequest, stream blockpoolv1.B
 		if !d.Parent.IsZero() {
 			h.ParentHash = d.Parent[:]
 		}
-		// The header is a message of its own, as the contract describes;
-		// data messages follow, each a window on the stored payload.
-		if err := stream.Send(&blockpoolv1.GetBlocksResponse{Header: h}); err != nil {
-			return err
-		}
-		msg := &blockpoolv1.GetBlocksResponse{}
+		// The header travels with the first chunk, so a small block is one
+		// message; further data messages are windows on the stored payload.
+		msg := &blockpoolv1.GetBlocksResponse{Header: h}
 		for off := 0; off < len(d.Payload); off += chunk {
 			msg.Data = d.Payload[off:min(off+chunk, len(d.Payload))]
 			if err := stream.Send(msg); err != nil {
 				return err
 			}
+			msg = &blockpoolv1.GetBlocksResponse{}
 		}
 	}
 	return nil

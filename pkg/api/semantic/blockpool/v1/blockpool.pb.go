@@ -1408,7 +1408,8 @@ func (x *GetBlocksRequest) GetChunkBytes() uint32 {
 }
 
 // GetBlocksResponse is one message of the GetBlocks stream: a header starts a
-// block, data messages carry its payload in order.
+// block (the same message may carry the block's first data chunk), data
+// messages carry the rest of its payload in order.
 type GetBlocksResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Starts a new block.

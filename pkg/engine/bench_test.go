@@ -50,41 +50,56 @@ func BenchmarkGemm(b *testing.B) {
 }
 
 // BenchmarkDecode: tokens/s of decode steps at batch 1, 4, 16 on
-// builtin:small, each sequence holding 128-384 positions of context.
+// builtin:small. ctx=256: each sequence holds 128-384 positions of context;
+// ctx=1K: 1024-1152 positions (one prompt is prefilled, its blocks copied to
+// the other sequences).
 func BenchmarkDecode(b *testing.B) {
 	m := loadSmall(b)
-	for _, batch := range []int{1, 4, 16} {
-		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
-			e := newEngine(b, m, 16, 0)
-			r := &model.SplitMix64{State: 3}
-			var in []StepInput
-			for i := 0; i < batch; i++ {
-				s := newSeq(e, 384)
-				if _, err := e.Step([]StepInput{{Seq: s, Tokens: randTokens(r, 128, m.Config.Vocab)}}); err != nil {
+	for _, ctx := range []struct {
+		name   string
+		lo, hi int
+	}{{"256", 128, 384}, {"1K", 1024, 1152}} {
+		for _, batch := range []int{1, 4, 16} {
+			b.Run(fmt.Sprintf("ctx=%s/batch=%d", ctx.name, batch), func(b *testing.B) {
+				e := newEngine(b, m, 16, 0)
+				r := &model.SplitMix64{State: 3}
+				first := newSeq(e, ctx.hi)
+				if _, err := e.Step([]StepInput{{Seq: first, Tokens: randTokens(r, ctx.lo, m.Config.Vocab)}}); err != nil {
 					b.Fatal(err)
 				}
-				in = append(in, StepInput{Seq: s, Tokens: []int{int(r.Next() % 256)}})
-			}
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				for _, x := range in {
-					if x.Seq.Len >= 384 {
-						x.Seq.Len = 128
+				var in []StepInput
+				for i := 0; i < batch; i++ {
+					s := first
+					if i > 0 {
+						s = newSeq(e, ctx.hi)
+						s.Len = first.Len
+						for j := range s.Blocks {
+							copy(s.Blocks[j].Data, first.Blocks[j].Data)
+						}
+					}
+					in = append(in, StepInput{Seq: s, Tokens: []int{int(r.Next() % 256)}})
+				}
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					for _, x := range in {
+						if x.Seq.Len >= ctx.hi {
+							x.Seq.Len = ctx.lo
+						}
+					}
+					if _, err := e.Step(in); err != nil {
+						b.Fatal(err)
 					}
 				}
-				if _, err := e.Step(in); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "tokens/s")
-		})
+				b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "tokens/s")
+			})
+		}
 	}
 }
 
 // BenchmarkPrefill: tokens/s of one prompt prefilled in one step.
 func BenchmarkPrefill(b *testing.B) {
 	m := loadSmall(b)
-	for _, n := range []int{512, 4096} {
+	for _, n := range []int{512, 1024, 2048, 4096} {
 		b.Run(fmt.Sprintf("tokens=%d", n), func(b *testing.B) {
 			e := newEngine(b, m, 16, 0)
 			r := &model.SplitMix64{State: 4}

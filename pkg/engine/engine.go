@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -65,7 +66,8 @@ type Engine struct {
 	blockFloats                   int
 
 	buf     scratch
-	scores  [][]float32 // per worker, SeqLen
+	attw    []attnWork // per worker
+	jobs    []attnJob
 	writers map[*Block]int
 }
 
@@ -78,13 +80,11 @@ type packedLayer struct {
 }
 
 type scratch struct {
-	rows                 int
 	x, xb, qkv, att, tmp []float32
 	h13, hb              []float32
 	pos                  []int
 	seq                  []int
 	xl, logits           []float32
-	batch                int
 }
 
 func pad8(n int) int { return (n + 7) &^ 7 }
@@ -120,6 +120,7 @@ func New(m *model.Model, opts Options) (*Engine, error) {
 		tpb = DefaultTokensPerBlock
 	}
 	spec := m.CacheSpec(tpb, kvspec.DTypeFloat32)
+	spec.ModelTag = CacheTag(m.Tag)
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
@@ -184,15 +185,30 @@ func New(m *model.Model, opts Options) (*Engine, error) {
 			e.ropeSin[pos*half+i] = float32(math.Sin(v))
 		}
 	}
-	e.scores = make([][]float32, w)
-	for i := range e.scores {
-		e.scores[i] = make([]float32, c.SeqLen)
-	}
+	e.attw = make([]attnWork, w)
 	return e, nil
 }
 
 // Model is the engine's model.
 func (e *Engine) Model() *model.Model { return e.m }
+
+// ArithmeticVersion names the engine's floating-point procedure (kernels,
+// reduction orders, exp). Warm output equals cold output bit for bit only when
+// the cached KV was computed by the same procedure, so it is part of the cache
+// tag: bump it with any change that can alter a single bit of K, V or logits.
+const ArithmeticVersion = 2
+
+// CacheTag is the model tag stamped on this engine's KV blocks: the weights'
+// tag, the arithmetic version and the kernel family (AVX2 and pure-Go kernels
+// round differently), so no block is ever resumed by an engine that would
+// not have computed exactly the same bits.
+func CacheTag(modelTag string) string {
+	family := "go"
+	if useAsm {
+		family = "avx2"
+	}
+	return fmt.Sprintf("%s/e%d-%s", modelTag, ArithmeticVersion, family)
+}
 
 // Spec is the float32 spec of the pages the engine attends over.
 func (e *Engine) Spec() kvspec.Spec { return e.spec }
@@ -372,8 +388,6 @@ func rmsnorm(out, x, w []float32, eps float32) {
 	}
 }
 
-func expf(x float32) float32 { return float32(math.Exp(float64(x))) }
-
 // Step advances every input by its tokens in one forward pass and returns the
 // logits after the last token of each input. It writes the new positions' K
 // and V into the sequences' blocks in place and advances Seq.Len. All input
@@ -432,13 +446,11 @@ func (e *Engine) Step(batch []StepInput) ([][]float32, error) {
 		e.gemm(rows, 2*e.hidP, dP, b.xb, dP, L.w13, b.h13, 2*e.hidP)
 		e.parallel(rows, 16, func(_, lo, hi int) {
 			for r := lo; r < hi; r++ {
-				h1 := b.h13[r*2*e.hidP : r*2*e.hidP+c.HiddenDim]
-				h3 := b.h13[r*2*e.hidP+e.hidP : r*2*e.hidP+e.hidP+c.HiddenDim]
-				out := b.hb[r*e.hidP : r*e.hidP+c.HiddenDim]
-				for j, v := range h1 {
-					v *= 1 / (1 + expf(-v))
-					out[j] = v * h3[j]
-				}
+				// The whole padded row: the padding is zero in and out.
+				h1 := b.h13[r*2*e.hidP : r*2*e.hidP+e.hidP]
+				h3 := b.h13[r*2*e.hidP+e.hidP : (r+1)*2*e.hidP]
+				out := b.hb[r*e.hidP : (r+1)*e.hidP]
+				silu(h1, h3, out)
 			}
 		})
 		e.gemm(rows, dP, e.hidP, b.hb, e.hidP, L.w2, b.tmp, dP)
@@ -490,55 +502,169 @@ func (e *Engine) ropeAndStore(s *Sequence, layer, pos int, qkv []float32) {
 	copy(blk[vo:vo+e.kv], v)
 }
 
+// attnJob is one unit of attention work: query rows [r0, r1) of one
+// sequence (consecutive positions) against one KV head, i.e. every query
+// head of that KV head's group for those rows.
+type attnJob struct {
+	r0, r1, kvh int
+	cost        int
+}
+
+// attnWork is one worker's attention scratch.
+type attnWork struct {
+	s   []float32 // scores then exp weights: [vectors][ld]
+	acc []float32 // [vectors][hd]
+	sum []float32 // [vectors]
+}
+
+// attnTileFloats bounds the score buffer of one job (rows x group x
+// positions), so it stays in L2 while the job's K/V pages stream through L1.
+const attnTileFloats = 1 << 17
+
+// attnMaxRows bounds the query rows of one job.
+const attnMaxRows = 16
+
 // attention computes, for every row and query head, softmax(q·K/sqrt(hs))·V
 // over positions 0..pos of the row's sequence, reading K and V from the
-// pages. Each (row, head) is one job on one goroutine with a sequential loop
-// over positions, so its value is independent of the batch and of chunking.
+// pages.
+//
+// Every (row, head) value is computed by one goroutine with one procedure
+// that depends only on the row's query and positions 0..pos (see
+// attnVector), so it is independent of the batch and of chunking. Work is
+// grouped to reuse K/V from cache: a job is up to attnMaxRows consecutive
+// rows of one sequence times the query heads of one KV head; it walks the
+// pages once for the scores (each K row used by every query of the job,
+// through the batch-invariant GEMM tiles) and once for the weighted V sum.
+// Jobs are handed out largest first.
 func (e *Engine) attention(batch []StepInput, rows, layer int) {
 	b := &e.buf
 	c := e.cfg
-	hd, tpb, kv := e.hd, e.tpb, e.kv
-	scale := float32(math.Sqrt(float64(hd)))
-	e.parallel(rows*c.Heads, 8, func(w, lo, hi int) {
-		sc := e.scores[w]
-		for job := lo; job < hi; job++ {
-			r, h := job/c.Heads, job%c.Heads
-			pos := b.pos[r]
-			blocks := batch[b.seq[r]].Seq.Blocks
-			q := b.qkv[r*e.qkvN+h*hd : r*e.qkvN+(h+1)*hd]
-			hoff := (h / e.group) * hd
-			att := sc[:pos+1]
-			// Positions are visited block by block, in order; within a block
-			// the K (V) rows of one head are kv floats apart.
-			for b0 := 0; b0 <= pos; b0 += tpb {
-				n := min(tpb, pos+1-b0)
-				blk := blocks[b0/tpb].Data
-				ko := 2*layer*tpb*kv + hoff
-				scores(n, hd, q, blk[ko:], kv, scale, att[b0:b0+n])
-			}
-			maxv := float32(math.Inf(-1))
-			for _, s := range att {
-				if s > maxv {
-					maxv = s
-				}
-			}
-			var sum float32
-			for t := range att {
-				v := expf(att[t] - maxv)
-				att[t] = v
-				sum += v
-			}
-			for t := range att {
-				att[t] /= sum
-			}
-			out := b.att[r*e.dimP+h*hd : r*e.dimP+(h+1)*hd]
-			clear(out)
-			for b0 := 0; b0 <= pos; b0 += tpb {
-				n := min(tpb, pos+1-b0)
-				blk := blocks[b0/tpb].Data
-				vo := (2*layer+1)*tpb*kv + hoff
-				accum(n, hd, att[b0:b0+n], blk[vo:], kv, out)
+	jobs := e.jobs[:0]
+	for r0 := 0; r0 < rows; {
+		r1 := r0 + 1
+		for r1 < rows && b.seq[r1] == b.seq[r0] {
+			r1++
+		}
+		// Rows r0..r1-1 are one input: consecutive positions.
+		p := b.pos[r1-1] + 1
+		per := max(1, min(attnMaxRows, attnTileFloats/(e.group*pad8(p))))
+		for t0 := r0; t0 < r1; t0 += per {
+			t1 := min(t0+per, r1)
+			for kvh := 0; kvh < c.KVHeads; kvh++ {
+				jobs = append(jobs, attnJob{r0: t0, r1: t1, kvh: kvh, cost: (t1 - t0) * (b.pos[t1-1] + 1)})
 			}
 		}
+		r0 = r1
+	}
+	e.jobs = jobs
+	slices.SortStableFunc(jobs, func(x, y attnJob) int { return y.cost - x.cost })
+	e.parallel(len(jobs), 1, func(w, lo, hi int) {
+		for _, j := range jobs[lo:hi] {
+			e.attnJob(&e.attw[w], batch[b.seq[j.r0]].Seq.Blocks, layer, j)
+		}
 	})
+}
+
+// attnJob runs one job. For every query vector v (row i, head g of the
+// group) the value is, in this order:
+//
+//  1. raw[t] = dot(q, K[t]) for t = 0..pos (the GEMM element order, whatever
+//     tile computes it);
+//  2. m = max(raw)/scale;
+//  3. w[t] = exp(raw[t]/scale - m), summed in 8 lanes (expSum);
+//  4. acc = sum over t in order of w[t]*V[t] (one FMA chain per element);
+//  5. out = acc / sum.
+//
+// Extra scores a tile computes past a row's own position are ignored.
+func (e *Engine) attnJob(ws *attnWork, blocks []*Block, layer int, j attnJob) {
+	b := &e.buf
+	hd, tpb, kv, g := e.hd, e.tpb, e.kv, e.group
+	nr := j.r1 - j.r0
+	nv := nr * g
+	pos0 := b.pos[j.r0]
+	p := b.pos[j.r1-1] + 1
+	// Row stride of the score buffer: padded past a multiple of 4 KiB so the
+	// rows of the job do not all map to the same L1 sets.
+	ld := pad8(p) + 16
+	ws.s = grow(ws.s, nv*ld)
+	ws.acc = grow(ws.acc, nv*hd)
+	ws.sum = grow(ws.sum, nv)
+	sc, acc := ws.s, ws.acc
+	qrow := func(i, h int) []float32 {
+		o := (j.r0+i)*e.qkvN + (j.kvh*g+h)*hd
+		return b.qkv[o : o+hd]
+	}
+	tiles := hd%8 == 0
+	// 1. Scores, page by page: every K row of the page is used by all the
+	// job's queries while it is in L1.
+	for b0 := 0; b0 < p; b0 += tpb {
+		n := min(tpb, p-b0)
+		kb := blocks[b0/tpb].Data[2*layer*tpb*kv+j.kvh*hd:]
+		i0 := max(0, b0-pos0) // rows before i0 end before this page
+		for h := 0; h < g; h++ {
+			for i := i0; i < nr; {
+				rr := 1
+				if tiles {
+					rr = min(3, nr-i)
+				}
+				q := b.qkv[(j.r0+i)*e.qkvN+(j.kvh*g+h)*hd:]
+				out := sc[(h*nr+i)*ld+b0:]
+				t := 0
+				if tiles {
+					t = n &^ 3
+					if useAsm {
+						asmTileRun(rr, t/4, hd, q, e.qkvN, kb, kv, out, ld)
+					} else {
+						for u := 0; u < t; u += 4 {
+							goTile(rr, hd, q, e.qkvN, kb[u*kv:], kv, out[u:], ld)
+						}
+					}
+				}
+				for ; t < n; t++ {
+					for x := 0; x < rr; x++ {
+						out[x*ld+t] = dot(hd, qrow(i+x, h), kb[t*kv:])
+					}
+				}
+				i += rr
+			}
+		}
+	}
+	// 2-3. Softmax weights (unnormalised) and their sums.
+	scale := float32(math.Sqrt(float64(hd)))
+	ninf := float32(math.Inf(-1))
+	for h := 0; h < g; h++ {
+		for i := 0; i < nr; i++ {
+			v := h*nr + i
+			n := pos0 + i + 1
+			row := sc[v*ld : v*ld+pad8(n)]
+			for t := n; t < len(row); t++ {
+				row[t] = ninf
+			}
+			ws.sum[v] = expSum(row, scale, vmax(row)/scale)
+		}
+	}
+	// 4. Weighted V sums, page by page.
+	clear(acc[:nv*hd])
+	for b0 := 0; b0 < p; b0 += tpb {
+		n := min(tpb, p-b0)
+		vb := blocks[b0/tpb].Data[(2*layer+1)*tpb*kv+j.kvh*hd:]
+		i0 := max(0, b0-pos0)
+		for h := 0; h < g; h++ {
+			for i := i0; i < nr; i++ {
+				v := h*nr + i
+				accum(min(n, pos0+i+1-b0), hd, sc[v*ld+b0:], vb, kv, acc[v*hd:(v+1)*hd])
+			}
+		}
+	}
+	// 5. Normalise into the output rows.
+	for h := 0; h < g; h++ {
+		for i := 0; i < nr; i++ {
+			v := h*nr + i
+			out := b.att[(j.r0+i)*e.dimP+(j.kvh*g+h)*hd:][:hd]
+			s := ws.sum[v]
+			for d, x := range acc[v*hd : (v+1)*hd] {
+				out[d] = x / s
+			}
+		}
+	}
 }

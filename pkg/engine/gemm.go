@@ -1,5 +1,7 @@
 package engine
 
+import "math"
+
 // useAsm selects the kernel family for the whole process. It is a variable
 // only so tests can run the pure-Go family too; it must not change while an
 // Engine is stepping.
@@ -133,4 +135,111 @@ func accum(n, hd int, a, v []float32, stride int, out []float32) {
 	for t := 0; t < n; t++ {
 		axpy(hd, a[t], v[t*stride:], out)
 	}
+}
+
+// Constants of the float32 exp (Cephes expf), shared with the assembly
+// table expc.
+const (
+	expHi   = float32(88.3762626647949)
+	expLo   = float32(-88.3762626647949)
+	expLog2 = float32(1.44269504088896341)
+	expC1   = float32(0.693359375)
+	expC2   = float32(-2.12194440e-4)
+	expP0   = float32(1.9875691500e-4)
+	expP1   = float32(1.3981999507e-3)
+	expP2   = float32(8.3334519073e-3)
+	expP3   = float32(4.1665795894e-2)
+	expP4   = float32(1.6666665459e-1)
+	expP5   = float32(5.0000001201e-1)
+)
+
+// goExp is the pure-Go twin of the assembly EXPF: clamp to [expLo, expHi],
+// n = floor(x*log2e + 0.5), r = x - n*ln2 with ln2 split in two, a degree-5
+// polynomial, times 2^n. Every operation is an explicit float32 rounding (no
+// fusion), so the result is the same on every architecture; it differs from
+// the FMA version in the last bit sometimes, like the other kernels of the
+// pure-Go family. Relative error is a few ulp; exp(-Inf) = 0.
+func goExp(x float32) float32 {
+	if x != x {
+		return x
+	}
+	if x > expHi {
+		x = expHi
+	}
+	if x < expLo {
+		x = expLo
+	}
+	fx := float32(math.Floor(float64(float32(float32(x*expLog2) + 0.5))))
+	r := float32(x - float32(fx*expC1))
+	r = float32(r - float32(fx*expC2))
+	y := float32(float32(expP0*r) + expP1)
+	y = float32(float32(y*r) + expP2)
+	y = float32(float32(y*r) + expP3)
+	y = float32(float32(y*r) + expP4)
+	y = float32(float32(y*r) + expP5)
+	z := float32(r * r)
+	y = float32(float32(y*z) + r)
+	y = float32(y + 1)
+	return float32(y * math.Float32frombits(uint32(int32(fx)+127)<<23))
+}
+
+// vexp sets out[i] = exp(x[i]); len(x) must be a multiple of 8 on the
+// assembly path.
+func vexp(x, out []float32) {
+	if useAsm && len(x)%8 == 0 {
+		asmExp(x, out)
+		return
+	}
+	for i, v := range x {
+		out[i] = goExp(v)
+	}
+}
+
+// expSum sets s[t] = exp(s[t]/scale - m) and returns the sum of the new
+// values: lane j (of 8) sums t = j, j+8, ... in order, then the HSUM tree.
+// len(s) is a multiple of 8. Both families follow this order.
+func expSum(s []float32, scale, m float32) float32 {
+	if useAsm {
+		return asmExpSum(s, scale, m)
+	}
+	var l [8]float32
+	for p := 0; p+8 <= len(s); p += 8 {
+		c := s[p : p+8 : p+8]
+		for j := range c {
+			v := goExp(float32(float32(c[j]/scale) - m))
+			c[j] = v
+			l[j] += v
+		}
+	}
+	a0, a1, a2, a3 := l[0]+l[4], l[1]+l[5], l[2]+l[6], l[3]+l[7]
+	return (a0 + a2) + (a1 + a3)
+}
+
+// silu sets out[i] = (h1[i] * (1/(1+exp(-h1[i])))) * h3[i]; len(h1) is a
+// multiple of 8.
+func silu(h1, h3, out []float32) {
+	if useAsm {
+		asmSilu(h1, h3, out)
+		return
+	}
+	h3, out = h3[:len(h1)], out[:len(h1)]
+	for i, v := range h1 {
+		v = float32(v * float32(1/float32(1+goExp(-v))))
+		out[i] = float32(v * h3[i])
+	}
+}
+
+// vmax is the largest element of s (len(s) a positive multiple of 8). max
+// is exact, so the order does not matter.
+func vmax(s []float32) float32 {
+	if useAsm {
+		return asmMax(s)
+	}
+	m := s[0]
+	for _, x := range s[1:] {
+		if x > m {
+			m = x
+		}
+	}
+	return m
 }

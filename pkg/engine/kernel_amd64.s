@@ -277,7 +277,8 @@ sdone:
 // func accumRun(n, hd int, a *float32, v *float32, stride int, out *float32)
 // out[i] += a[t]*v[t*stride+i] for t = 0..n-1 in order, one FMA per term:
 // the same per-element sequence as n calls of axpy8, with out kept in
-// registers. hd is a positive multiple of 32.
+// registers (64 columns at a time: eight independent FMA chains, then 32).
+// hd is a positive multiple of 32.
 TEXT ·accumRun(SB), NOSPLIT, $0-48
 	MOVQ n+0(FP), BX
 	MOVQ hd+8(FP), CX
@@ -289,7 +290,50 @@ TEXT ·accumRun(SB), NOSPLIT, $0-48
 	TESTQ BX, BX
 	JEQ  adone
 
+achunk64:
+	CMPQ CX, $64
+	JLT  achunk
+	VMOVUPS 0(DX), Y0
+	VMOVUPS 32(DX), Y1
+	VMOVUPS 64(DX), Y2
+	VMOVUPS 96(DX), Y3
+	VMOVUPS 128(DX), Y4
+	VMOVUPS 160(DX), Y5
+	VMOVUPS 192(DX), Y6
+	VMOVUPS 224(DX), Y7
+	MOVQ DI, R9
+	XORQ AX, AX
+
+at64:
+	VBROADCASTSS (SI)(AX*4), Y8
+	VFMADD231PS 0(R9), Y8, Y0
+	VFMADD231PS 32(R9), Y8, Y1
+	VFMADD231PS 64(R9), Y8, Y2
+	VFMADD231PS 96(R9), Y8, Y3
+	VFMADD231PS 128(R9), Y8, Y4
+	VFMADD231PS 160(R9), Y8, Y5
+	VFMADD231PS 192(R9), Y8, Y6
+	VFMADD231PS 224(R9), Y8, Y7
+	ADDQ R8, R9
+	INCQ AX
+	CMPQ AX, BX
+	JLT  at64
+	VMOVUPS Y0, 0(DX)
+	VMOVUPS Y1, 32(DX)
+	VMOVUPS Y2, 64(DX)
+	VMOVUPS Y3, 96(DX)
+	VMOVUPS Y4, 128(DX)
+	VMOVUPS Y5, 160(DX)
+	VMOVUPS Y6, 192(DX)
+	VMOVUPS Y7, 224(DX)
+	ADDQ $256, DX
+	ADDQ $256, DI
+	SUBQ $64, CX
+	JMP  achunk64
+
 achunk:
+	TESTQ CX, CX
+	JEQ  adone
 	VMOVUPS 0(DX), Y0
 	VMOVUPS 32(DX), Y1
 	VMOVUPS 64(DX), Y2
@@ -314,8 +358,422 @@ at:
 	ADDQ $128, DX
 	ADDQ $128, DI
 	SUBQ $32, CX
-	JNZ  achunk
+	JMP  achunk
 
 adone:
+	VZEROUPPER
+	RET
+
+// expc: 8-lane constants of the float32 exp (Cephes expf): clamp bounds,
+// log2(e), 0.5, ln2 split in two (Cody-Waite), polynomial p0..p5, 1.0 and
+// the int32 exponent bias 127. Entry i is at expc<>+32*i.
+// hi
+DATA expc<>+0(SB)/4, $0x42b0c0a5
+DATA expc<>+4(SB)/4, $0x42b0c0a5
+DATA expc<>+8(SB)/4, $0x42b0c0a5
+DATA expc<>+12(SB)/4, $0x42b0c0a5
+DATA expc<>+16(SB)/4, $0x42b0c0a5
+DATA expc<>+20(SB)/4, $0x42b0c0a5
+DATA expc<>+24(SB)/4, $0x42b0c0a5
+DATA expc<>+28(SB)/4, $0x42b0c0a5
+// lo
+DATA expc<>+32(SB)/4, $0xc2b0c0a5
+DATA expc<>+36(SB)/4, $0xc2b0c0a5
+DATA expc<>+40(SB)/4, $0xc2b0c0a5
+DATA expc<>+44(SB)/4, $0xc2b0c0a5
+DATA expc<>+48(SB)/4, $0xc2b0c0a5
+DATA expc<>+52(SB)/4, $0xc2b0c0a5
+DATA expc<>+56(SB)/4, $0xc2b0c0a5
+DATA expc<>+60(SB)/4, $0xc2b0c0a5
+// log2e
+DATA expc<>+64(SB)/4, $0x3fb8aa3b
+DATA expc<>+68(SB)/4, $0x3fb8aa3b
+DATA expc<>+72(SB)/4, $0x3fb8aa3b
+DATA expc<>+76(SB)/4, $0x3fb8aa3b
+DATA expc<>+80(SB)/4, $0x3fb8aa3b
+DATA expc<>+84(SB)/4, $0x3fb8aa3b
+DATA expc<>+88(SB)/4, $0x3fb8aa3b
+DATA expc<>+92(SB)/4, $0x3fb8aa3b
+// half
+DATA expc<>+96(SB)/4, $0x3f000000
+DATA expc<>+100(SB)/4, $0x3f000000
+DATA expc<>+104(SB)/4, $0x3f000000
+DATA expc<>+108(SB)/4, $0x3f000000
+DATA expc<>+112(SB)/4, $0x3f000000
+DATA expc<>+116(SB)/4, $0x3f000000
+DATA expc<>+120(SB)/4, $0x3f000000
+DATA expc<>+124(SB)/4, $0x3f000000
+// c1
+DATA expc<>+128(SB)/4, $0x3f318000
+DATA expc<>+132(SB)/4, $0x3f318000
+DATA expc<>+136(SB)/4, $0x3f318000
+DATA expc<>+140(SB)/4, $0x3f318000
+DATA expc<>+144(SB)/4, $0x3f318000
+DATA expc<>+148(SB)/4, $0x3f318000
+DATA expc<>+152(SB)/4, $0x3f318000
+DATA expc<>+156(SB)/4, $0x3f318000
+// c2
+DATA expc<>+160(SB)/4, $0xb95e8083
+DATA expc<>+164(SB)/4, $0xb95e8083
+DATA expc<>+168(SB)/4, $0xb95e8083
+DATA expc<>+172(SB)/4, $0xb95e8083
+DATA expc<>+176(SB)/4, $0xb95e8083
+DATA expc<>+180(SB)/4, $0xb95e8083
+DATA expc<>+184(SB)/4, $0xb95e8083
+DATA expc<>+188(SB)/4, $0xb95e8083
+// p0
+DATA expc<>+192(SB)/4, $0x39506967
+DATA expc<>+196(SB)/4, $0x39506967
+DATA expc<>+200(SB)/4, $0x39506967
+DATA expc<>+204(SB)/4, $0x39506967
+DATA expc<>+208(SB)/4, $0x39506967
+DATA expc<>+212(SB)/4, $0x39506967
+DATA expc<>+216(SB)/4, $0x39506967
+DATA expc<>+220(SB)/4, $0x39506967
+// p1
+DATA expc<>+224(SB)/4, $0x3ab743ce
+DATA expc<>+228(SB)/4, $0x3ab743ce
+DATA expc<>+232(SB)/4, $0x3ab743ce
+DATA expc<>+236(SB)/4, $0x3ab743ce
+DATA expc<>+240(SB)/4, $0x3ab743ce
+DATA expc<>+244(SB)/4, $0x3ab743ce
+DATA expc<>+248(SB)/4, $0x3ab743ce
+DATA expc<>+252(SB)/4, $0x3ab743ce
+// p2
+DATA expc<>+256(SB)/4, $0x3c088908
+DATA expc<>+260(SB)/4, $0x3c088908
+DATA expc<>+264(SB)/4, $0x3c088908
+DATA expc<>+268(SB)/4, $0x3c088908
+DATA expc<>+272(SB)/4, $0x3c088908
+DATA expc<>+276(SB)/4, $0x3c088908
+DATA expc<>+280(SB)/4, $0x3c088908
+DATA expc<>+284(SB)/4, $0x3c088908
+// p3
+DATA expc<>+288(SB)/4, $0x3d2aa9c1
+DATA expc<>+292(SB)/4, $0x3d2aa9c1
+DATA expc<>+296(SB)/4, $0x3d2aa9c1
+DATA expc<>+300(SB)/4, $0x3d2aa9c1
+DATA expc<>+304(SB)/4, $0x3d2aa9c1
+DATA expc<>+308(SB)/4, $0x3d2aa9c1
+DATA expc<>+312(SB)/4, $0x3d2aa9c1
+DATA expc<>+316(SB)/4, $0x3d2aa9c1
+// p4
+DATA expc<>+320(SB)/4, $0x3e2aaaaa
+DATA expc<>+324(SB)/4, $0x3e2aaaaa
+DATA expc<>+328(SB)/4, $0x3e2aaaaa
+DATA expc<>+332(SB)/4, $0x3e2aaaaa
+DATA expc<>+336(SB)/4, $0x3e2aaaaa
+DATA expc<>+340(SB)/4, $0x3e2aaaaa
+DATA expc<>+344(SB)/4, $0x3e2aaaaa
+DATA expc<>+348(SB)/4, $0x3e2aaaaa
+// p5
+DATA expc<>+352(SB)/4, $0x3f000000
+DATA expc<>+356(SB)/4, $0x3f000000
+DATA expc<>+360(SB)/4, $0x3f000000
+DATA expc<>+364(SB)/4, $0x3f000000
+DATA expc<>+368(SB)/4, $0x3f000000
+DATA expc<>+372(SB)/4, $0x3f000000
+DATA expc<>+376(SB)/4, $0x3f000000
+DATA expc<>+380(SB)/4, $0x3f000000
+// one
+DATA expc<>+384(SB)/4, $0x3f800000
+DATA expc<>+388(SB)/4, $0x3f800000
+DATA expc<>+392(SB)/4, $0x3f800000
+DATA expc<>+396(SB)/4, $0x3f800000
+DATA expc<>+400(SB)/4, $0x3f800000
+DATA expc<>+404(SB)/4, $0x3f800000
+DATA expc<>+408(SB)/4, $0x3f800000
+DATA expc<>+412(SB)/4, $0x3f800000
+// i127
+DATA expc<>+416(SB)/4, $0x0000007f
+DATA expc<>+420(SB)/4, $0x0000007f
+DATA expc<>+424(SB)/4, $0x0000007f
+DATA expc<>+428(SB)/4, $0x0000007f
+DATA expc<>+432(SB)/4, $0x0000007f
+DATA expc<>+436(SB)/4, $0x0000007f
+DATA expc<>+440(SB)/4, $0x0000007f
+DATA expc<>+444(SB)/4, $0x0000007f
+GLOBL expc<>(SB), RODATA|NOPTR, $448
+
+// EXPF sets X = exp(X) on 8 lanes, the same sequence of roundings on every
+// call path (goExp is its pure-Go twin, without fusion). Y14 and Y13 must
+// hold the clamp bounds (expc entries 0 and 1); T1..T3 are clobbered. NaN
+// stays NaN; exp(x) = 0 for x <= -88.37 (so -Inf gives 0) and is finite for
+// every finite x. Algorithm: n = floor(x*log2e + 0.5), r = x - n*ln2 (two
+// FMAs with ln2 split), exp(r) by Cephes' degree-5 polynomial, times 2^n
+// built in the exponent bits.
+#define EXPF(X, T1, T2, T3) \
+	VMINPS       X, Y14, X; \
+	VMAXPS       X, Y13, X; \
+	VMOVUPS      expc<>+64(SB), T1; \
+	VFMADD213PS  expc<>+96(SB), X, T1; \
+	VROUNDPS     $1, T1, T1; \
+	VFNMADD231PS expc<>+128(SB), T1, X; \
+	VFNMADD231PS expc<>+160(SB), T1, X; \
+	VMOVUPS      expc<>+192(SB), T2; \
+	VFMADD213PS  expc<>+224(SB), X, T2; \
+	VFMADD213PS  expc<>+256(SB), X, T2; \
+	VFMADD213PS  expc<>+288(SB), X, T2; \
+	VFMADD213PS  expc<>+320(SB), X, T2; \
+	VFMADD213PS  expc<>+352(SB), X, T2; \
+	VMULPS       X, X, T3; \
+	VFMADD213PS  X, T3, T2; \
+	VADDPS       expc<>+384(SB), T2, T2; \
+	VCVTTPS2DQ   T1, T1; \
+	VPADDD       expc<>+416(SB), T1, T1; \
+	VPSLLD       $23, T1, T1; \
+	VMULPS       T1, T2, X
+
+// func expRun(n8 int, x *float32, out *float32)
+// out[i] = exp(x[i]) for i < n8 (a multiple of 8).
+TEXT ·expRun(SB), NOSPLIT, $0-24
+	MOVQ n8+0(FP), CX
+	MOVQ x+8(FP), SI
+	MOVQ out+16(FP), DI
+	VMOVUPS expc<>+0(SB), Y14
+	VMOVUPS expc<>+32(SB), Y13
+	SHLQ $2, CX
+	XORQ AX, AX
+	TESTQ CX, CX
+	JEQ  edone
+
+eloop:
+	VMOVUPS (SI)(AX*1), Y0
+	EXPF(Y0, Y1, Y2, Y3)
+	VMOVUPS Y0, (DI)(AX*1)
+	ADDQ $32, AX
+	CMPQ AX, CX
+	JLT  eloop
+
+edone:
+	VZEROUPPER
+	RET
+
+// func expSumRun(n8 int, s *float32, scale float32, m float32) float32
+// s[t] = exp(s[t]/scale - m) in place for t < n8 (a multiple of 8) and
+// returns their sum: lane j sums t = j, j+8, ... in order, then the HSUM
+// tree (goExpSum is the twin).
+TEXT ·expSumRun(SB), NOSPLIT, $0-28
+	MOVQ n8+0(FP), CX
+	MOVQ s+8(FP), SI
+	VBROADCASTSS scale+16(FP), Y11
+	VBROADCASTSS m+20(FP), Y12
+	VMOVUPS expc<>+0(SB), Y14
+	VMOVUPS expc<>+32(SB), Y13
+	VXORPS Y5, Y5, Y5
+	SHLQ $2, CX
+	XORQ AX, AX
+	TESTQ CX, CX
+	JEQ  xdone
+
+xloop:
+	VMOVUPS (SI)(AX*1), Y0
+	VDIVPS  Y11, Y0, Y0
+	VSUBPS  Y12, Y0, Y0
+	EXPF(Y0, Y1, Y2, Y3)
+	VMOVUPS Y0, (SI)(AX*1)
+	VADDPS  Y0, Y5, Y5
+	ADDQ $32, AX
+	CMPQ AX, CX
+	JLT  xloop
+
+xdone:
+	HSUM(Y5, X5, ret+24(FP))
+	VZEROUPPER
+	RET
+
+// func siluRun(n8 int, h1 *float32, h3 *float32, out *float32)
+// out[i] = (h1[i] * (1/(1+exp(-h1[i])))) * h3[i] for i < n8 (a multiple of 8).
+TEXT ·siluRun(SB), NOSPLIT, $0-32
+	MOVQ n8+0(FP), CX
+	MOVQ h1+8(FP), SI
+	MOVQ h3+16(FP), DI
+	MOVQ out+24(FP), DX
+	VMOVUPS expc<>+0(SB), Y14
+	VMOVUPS expc<>+32(SB), Y13
+	VMOVUPS expc<>+384(SB), Y12
+	VXORPS  Y11, Y11, Y11
+	SHLQ $2, CX
+	XORQ AX, AX
+	TESTQ CX, CX
+	JEQ  udone
+
+uloop:
+	VMOVUPS (SI)(AX*1), Y4
+	VSUBPS  Y4, Y11, Y0
+	EXPF(Y0, Y1, Y2, Y3)
+	VADDPS  Y12, Y0, Y0
+	VDIVPS  Y0, Y12, Y1
+	VMULPS  Y1, Y4, Y4
+	VMULPS  (DI)(AX*1), Y4, Y4
+	VMOVUPS Y4, (DX)(AX*1)
+	ADDQ $32, AX
+	CMPQ AX, CX
+	JLT  uloop
+
+udone:
+	VZEROUPPER
+	RET
+
+// func maxRun(n8 int, s *float32) float32
+// The largest of s[0..n8) (n8 a positive multiple of 8; no NaN expected).
+TEXT ·maxRun(SB), NOSPLIT, $0-20
+	MOVQ n8+0(FP), CX
+	MOVQ s+8(FP), SI
+	SHLQ $2, CX
+	VMOVUPS (SI), Y0
+	MOVQ $32, AX
+
+mloop:
+	CMPQ AX, CX
+	JGE  mdone
+	VMAXPS (SI)(AX*1), Y0, Y0
+	ADDQ $32, AX
+	JMP  mloop
+
+mdone:
+	VEXTRACTF128 $1, Y0, X1
+	VMAXPS       X1, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VMAXPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VMAXSS       X1, X0, X0
+	VMOVSS       X0, ret+16(FP)
+	VZEROUPPER
+	RET
+
+// func kern3x4run(n4, k int, x *float32, ldx int, w *float32, ldw int, c *float32, ldc int)
+// n4 consecutive kern3x4 tiles along the columns: C[i][4g+j] for i < 3,
+// g < n4, j < 4 (attention scores of 3 query rows against 4*n4 K rows).
+// Same per-element order as kern3x4 (and dot8).
+TEXT ·kern3x4run(SB), NOSPLIT, $0-64
+	MOVQ n4+0(FP), R8
+	MOVQ k+8(FP), CX
+	MOVQ x+16(FP), SI
+	MOVQ ldx+24(FP), R11
+	MOVQ w+32(FP), DI
+	MOVQ ldw+40(FP), R9
+	MOVQ c+48(FP), DX
+	MOVQ ldc+56(FP), R10
+	SHLQ $2, CX
+	SHLQ $2, R11
+	SHLQ $2, R9
+	SHLQ $2, R10
+	LEAQ (SI)(R11*1), R12
+	LEAQ (R12)(R11*1), R11
+	XCHGQ R11, R12
+	TESTQ R8, R8
+	JEQ  r3done
+
+r3group:
+	LEAQ (DI)(R9*1), R13
+	LEAQ (R13)(R9*1), R14
+	LEAQ (R14)(R9*1), BX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+	XORQ AX, AX
+
+r3loop:
+	VMOVUPS (SI)(AX*1), Y12
+	VMOVUPS (R11)(AX*1), Y13
+	VMOVUPS (R12)(AX*1), Y14
+	VMOVUPS (DI)(AX*1), Y15
+	VFMADD231PS Y15, Y12, Y0
+	VFMADD231PS Y15, Y13, Y4
+	VFMADD231PS Y15, Y14, Y8
+	VMOVUPS (R13)(AX*1), Y15
+	VFMADD231PS Y15, Y12, Y1
+	VFMADD231PS Y15, Y13, Y5
+	VFMADD231PS Y15, Y14, Y9
+	VMOVUPS (R14)(AX*1), Y15
+	VFMADD231PS Y15, Y12, Y2
+	VFMADD231PS Y15, Y13, Y6
+	VFMADD231PS Y15, Y14, Y10
+	VMOVUPS (BX)(AX*1), Y15
+	VFMADD231PS Y15, Y12, Y3
+	VFMADD231PS Y15, Y13, Y7
+	VFMADD231PS Y15, Y14, Y11
+	ADDQ $32, AX
+	CMPQ AX, CX
+	JLT  r3loop
+
+	MOVQ DX, AX
+	HSUM(Y0, X0, 0(AX))
+	HSUM(Y1, X1, 4(AX))
+	HSUM(Y2, X2, 8(AX))
+	HSUM(Y3, X3, 12(AX))
+	ADDQ R10, AX
+	HSUM(Y4, X4, 0(AX))
+	HSUM(Y5, X5, 4(AX))
+	HSUM(Y6, X6, 8(AX))
+	HSUM(Y7, X7, 12(AX))
+	ADDQ R10, AX
+	HSUM(Y8, X8, 0(AX))
+	HSUM(Y9, X9, 4(AX))
+	HSUM(Y10, X10, 8(AX))
+	HSUM(Y11, X11, 12(AX))
+	ADDQ $16, DX
+	LEAQ (BX)(R9*1), DI
+	DECQ R8
+	JNZ  r3group
+
+r3done:
+	VZEROUPPER
+	RET
+
+// func kern1x4run(n4, k int, x *float32, w *float32, ldw int, c *float32)
+// n4 consecutive kern1x4 tiles along the columns (one query row).
+TEXT ·kern1x4run(SB), NOSPLIT, $0-48
+	MOVQ n4+0(FP), R8
+	MOVQ k+8(FP), CX
+	MOVQ x+16(FP), SI
+	MOVQ w+24(FP), DI
+	MOVQ ldw+32(FP), R9
+	MOVQ c+40(FP), DX
+	SHLQ $2, CX
+	SHLQ $2, R9
+	TESTQ R8, R8
+	JEQ  r1done
+
+r1group:
+	LEAQ (DI)(R9*1), R13
+	LEAQ (R13)(R9*1), R14
+	LEAQ (R14)(R9*1), BX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ AX, AX
+
+r1loop:
+	VMOVUPS (SI)(AX*1), Y12
+	VFMADD231PS (DI)(AX*1), Y12, Y0
+	VFMADD231PS (R13)(AX*1), Y12, Y1
+	VFMADD231PS (R14)(AX*1), Y12, Y2
+	VFMADD231PS (BX)(AX*1), Y12, Y3
+	ADDQ $32, AX
+	CMPQ AX, CX
+	JLT  r1loop
+
+	HSUM(Y0, X0, 0(DX))
+	HSUM(Y1, X1, 4(DX))
+	HSUM(Y2, X2, 8(DX))
+	HSUM(Y3, X3, 12(DX))
+	ADDQ $16, DX
+	LEAQ (BX)(R9*1), DI
+	DECQ R8
+	JNZ  r1group
+
+r1done:
 	VZEROUPPER
 	RET

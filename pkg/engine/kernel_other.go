@@ -14,3 +14,12 @@ func asmScores(n, hd int, q, k []float32, stride int, scale float32, out []float
 	panic("unreachable")
 }
 func asmAccum(n, hd int, a, v []float32, stride int, out []float32) { panic("unreachable") }
+
+func asmExp(x, out []float32)                         { panic("unreachable") }
+func asmExpSum(s []float32, scale, m float32) float32 { panic("unreachable") }
+func asmSilu(h1, h3, out []float32)                   { panic("unreachable") }
+func asmMax(s []float32) float32                      { panic("unreachable") }
+
+func asmTileRun(rows, n4, k int, x []float32, ldx int, w []float32, ldw int, c []float32, ldc int) {
+	panic("unreachable")
+}

@@ -113,3 +113,79 @@ func TestAttentionRuns(t *testing.T) {
 		}
 	})
 }
+
+// TestExp: the float32 exp of both families is accurate, maps -Inf to 0 and
+// NaN to NaN, and the attention path (expSum) computes exactly vexp of
+// s/scale - m and the 8-lane sum.
+func TestExp(t *testing.T) {
+	forEachKernel(t, func(t *testing.T) {
+		var xs []float32
+		for x := float32(-87); x < 88; x += 0.0137 {
+			xs = append(xs, x)
+		}
+		xs = append(xs, 0, float32(math.Copysign(0, -1)), 1, -1, 1e-8, -1e-8)
+		for len(xs)%8 != 0 {
+			xs = append(xs, 0.5)
+		}
+		got := make([]float32, len(xs))
+		vexp(xs, got)
+		for i, x := range xs {
+			want := math.Exp(float64(x))
+			if rel := math.Abs(float64(got[i])-want) / want; rel > 4e-7 {
+				t.Fatalf("exp(%v) = %v, want %v (rel err %.3g)", x, got[i], want, rel)
+			}
+		}
+		special := []float32{float32(math.Inf(-1)), -1000, -88.5, float32(math.NaN()), 0, 0, 0, 0}
+		vexp(special, got[:8])
+		if got[0] != 0 || got[1] != 0 || got[2] != 0 || !math.IsNaN(float64(got[3])) || got[4] != 1 {
+			t.Fatalf("special values: %v", got[:8])
+		}
+		r := &model.SplitMix64{State: 3}
+		for _, n := range []int{8, 16, 200} {
+			s := randSlice(r, n)
+			for i := range s {
+				s[i] *= 20
+			}
+			scale, m := float32(2.8284271), float32(3.5)
+			x := make([]float32, n)
+			for i := range s {
+				x[i] = float32(s[i]/scale) - m
+			}
+			want := make([]float32, n)
+			vexp(x, want)
+			var l [8]float32
+			for i, v := range want {
+				l[i%8] += v
+			}
+			wsum := ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]))
+			if sum := expSum(s, scale, m); !sameBits(s, want) || sum != wsum {
+				t.Fatalf("n=%d: expSum differs from vexp (sum %v want %v)", n, sum, wsum)
+			}
+		}
+	})
+}
+
+// TestTileRun: the multi-tile score kernels equal dot per element.
+func TestTileRun(t *testing.T) {
+	if !haveAsm {
+		t.Skip("no assembly kernels")
+	}
+	r := &model.SplitMix64{State: 12}
+	for _, k := range []int{8, 16, 64} {
+		for rows := 1; rows <= 3; rows++ {
+			for _, n4 := range []int{1, 2, 5} {
+				ldx, ldw, ldc := k+24, 3*k, 4*n4+5
+				x, w := randSlice(r, rows*ldx), randSlice(r, 4*n4*ldw)
+				c := make([]float32, rows*ldc)
+				asmTileRun(rows, n4, k, x, ldx, w, ldw, c, ldc)
+				for i := 0; i < rows; i++ {
+					for j := 0; j < 4*n4; j++ {
+						if want := dot(k, x[i*ldx:], w[j*ldw:]); c[i*ldc+j] != want {
+							t.Fatalf("k=%d rows=%d n4=%d (%d,%d): %v want %v", k, rows, n4, i, j, c[i*ldc+j], want)
+						}
+					}
+				}
+			}
+		}
+	}
+}

@@ -245,4 +245,3 @@ func contains(xs []string, x string) bool {
 	}
 	return false
 }
-

@@ -92,7 +92,9 @@ type FieldError struct {
 	Reason string
 }
 
-func (e *FieldError) Error() string { return fmt.Sprintf("%s: %s: %s", ErrInvalidSpec, e.Field, e.Reason) }
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("%s: %s: %s", ErrInvalidSpec, e.Field, e.Reason)
+}
 
 // Unwrap makes errors.Is(err, ErrInvalidSpec) true.
 func (e *FieldError) Unwrap() error { return ErrInvalidSpec }

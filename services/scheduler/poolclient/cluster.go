@@ -300,4 +300,3 @@ func HashesToBytes(hs []kvspec.Hash) [][]byte {
 	}
 	return out
 }
-

@@ -608,4 +608,3 @@ func finishReason(f batch.Finish) schedulerv1.FinishReason {
 	}
 	return schedulerv1.FinishReason_FINISH_REASON_UNSPECIFIED
 }
-

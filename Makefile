@@ -114,3 +114,40 @@ clean:
 .PHONY: help
 help:
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+# ---- containers (docker-compose.yml, deploy/, docs/cluster.md) -----------------
+# The compose command: the v2 plugin when installed, else docker-compose v1.
+COMPOSE     ?= $(shell if docker compose version >/dev/null 2>&1; then echo "docker compose"; else echo docker-compose; fi)
+E2E_TIMEOUT ?= 20m
+
+.PHONY: images
+images: build ## images semantic/scheduler:dev and semantic/blockpool:dev (FROM scratch around bin/, nothing pulled)
+	docker build -f deploy/scheduler.Dockerfile -t semantic/scheduler:dev .
+	docker build -f deploy/blockpool.Dockerfile -t semantic/blockpool:dev .
+
+.PHONY: compose-up
+compose-up: images ## one scheduler (:50051, metrics :9090) and three pool nodes in containers
+	$(COMPOSE) up -d
+	@for i in $$(seq 1 60); do \
+		[ "$$(docker inspect -f '{{.State.Health.Status}}' $$($(COMPOSE) ps -q scheduler) 2>/dev/null)" = healthy ] && break; sleep 1; done
+	$(COMPOSE) ps
+	@echo "scheduler: localhost:50051 (grpcurl -plaintext localhost:50051 list), metrics: localhost:9090/metrics; see docs/cluster.md"
+
+.PHONY: compose-down
+compose-down: ## stop the compose cluster (every profile) and remove its volumes
+	$(COMPOSE) --profile scheduler2 --profile observability down -v --remove-orphans
+
+# e2e checks for Docker when it is asked for (and only then), so that without
+# Docker it is skipped, or fails when CI=true.
+ifneq ($(filter e2e,$(MAKECMDGOALS)),)
+E2E_DOCKER := $(shell docker info >/dev/null 2>&1 && echo yes)
+endif
+
+.PHONY: e2e
+e2e: $(if $(E2E_DOCKER),images) ## images, then the end-to-end test of the compose cluster (no Docker: skipped; a failure when CI=true)
+ifeq ($(E2E_DOCKER),yes)
+	COMPOSE="$(COMPOSE)" $(GO) test -tags e2e -count=1 -v -timeout $(E2E_TIMEOUT) ./services/scheduler/e2e/
+else
+	@if [ "$$CI" = true ]; then echo "e2e: CI=true and Docker is not available (docker info failed)" >&2; exit 1; fi; \
+	echo "e2e: Docker is not available: skipped (with CI=true this is a failure)"
+endif

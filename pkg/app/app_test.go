@@ -199,6 +199,11 @@ func TestEnvFlagsAndMasking(t *testing.T) {
 			t.Fatalf("tls-key printed as %q", kv[1])
 		}
 	}
+	for name, secret := range map[string]bool{"tls-key": true, "api-token": true, "block-tokens": false, "spec-tokens-per-block": false, "keepalive-time": false} {
+		if isSecret(name) != secret {
+			t.Errorf("isSecret(%q) = %v", name, !secret)
+		}
+	}
 	env["SEMANTIC_MAX_MSG_BYTES"] = "lots"
 	fs2 := flag.NewFlagSet("y", flag.ContinueOnError)
 	var c2 Common

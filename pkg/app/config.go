@@ -67,12 +67,14 @@ func applyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
 	return err
 }
 
-// secretWords mark flags whose values are never printed.
-var secretWords = []string{"key", "secret", "token", "password"}
+// secretWords mark flags whose values are never printed: a flag is secret
+// when one of its dash-separated words is one of these (tls-key, api-token;
+// not block-tokens).
+var secretWords = map[string]bool{"key": true, "secret": true, "token": true, "password": true, "credentials": true}
 
 func isSecret(name string) bool {
-	for _, w := range secretWords {
-		if strings.Contains(name, w) {
+	for _, w := range strings.Split(name, "-") {
+		if secretWords[w] {
 			return true
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
@@ -39,8 +40,6 @@ type Config struct {
 	// Spec is the geometry this scheduler computes with. A node whose spec
 	// differs is reconfigured to it (refused by the node while leased).
 	Spec kvspec.Spec
-	// CapacityBlocks is passed to Reconfigure when the node has none (0 keeps the node's).
-	CapacityBlocks uint32
 	// LeaseTTL is the time to live requested for leases; keep-alives are sent
 	// every third of it.
 	LeaseTTL     time.Duration
@@ -114,6 +113,12 @@ func (c *Cluster) addNode(addr string) error {
 		if len(c.cfg.DialOptions) == 0 {
 			opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		}
+		// A node that restarts should be back in use within seconds, not
+		// after gRPC's default reconnect backoff of up to two minutes.
+		opts = append(opts, grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 200 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 3 * time.Second},
+			MinConnectTimeout: 5 * time.Second,
+		}))
 		opts = append(opts, c.cfg.DialOptions...)
 		var err error
 		if conn, err = grpc.NewClient(addr, opts...); err != nil {

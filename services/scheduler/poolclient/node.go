@@ -3,6 +3,7 @@ package poolclient
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -78,7 +79,11 @@ func (n *Node) watch(ctx context.Context) {
 	hc := healthpb.NewHealthClient(n.conn)
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		stream, err := hc.Watch(ctx, &healthpb.HealthCheckRequest{Service: ServiceName})
+		// Each watch has its own context: when the node stops serving, the
+		// stream is ended from this side so that the node's graceful stop
+		// does not wait on it.
+		wctx, cancel := context.WithCancel(ctx)
+		stream, err := hc.Watch(wctx, &healthpb.HealthCheckRequest{Service: ServiceName})
 		if err == nil {
 			for {
 				resp, rerr := stream.Recv()
@@ -96,9 +101,14 @@ func (n *Node) watch(ctx context.Context) {
 				if n.healthy.Swap(serving) != serving {
 					log.Info("pool node health changed", "healthy", serving, "node_id", n.ID())
 				}
+				if !serving {
+					err = fmt.Errorf("status %s", resp.GetStatus())
+					break
+				}
 				backoff = 100 * time.Millisecond
 			}
 		}
+		cancel()
 		if n.healthy.Swap(false) && ctx.Err() == nil {
 			log.Warn("pool node unhealthy", "err", err)
 		}
@@ -128,7 +138,8 @@ func (n *Node) ensureSpec(ctx context.Context) error {
 	if specMatches(info.GetSpec(), spec) {
 		return nil
 	}
-	_, err = n.Client.Reconfigure(ctx, &blockpoolv1.ReconfigureRequest{Spec: specToProto(spec), CapacityBlocks: n.cluster.cfg.CapacityBlocks})
+	// Capacity 0 keeps the node's own: sizing is the node operator's call.
+	_, err = n.Client.Reconfigure(ctx, &blockpoolv1.ReconfigureRequest{Spec: specToProto(spec)})
 	if err == nil {
 		n.cluster.log.Info("pool node reconfigured", "pool", n.Addr, "spec", spec.String())
 	}
@@ -170,16 +181,21 @@ func (l *Lease) Release(commit bool) (*blockpoolv1.ReleaseResponse, error) {
 	return l.node.Client.Release(ctx, &blockpoolv1.ReleaseRequest{LeaseId: l.GetLeaseId(), Epoch: l.GetEpoch(), Commit: commit})
 }
 
-// keeper renews a node's leases over one KeepAlive stream.
+// keeper renews a node's leases over one KeepAlive stream, open only while
+// there are leases to renew (an idle stream would hold up the node's
+// graceful stop).
 type keeper struct {
 	node   *Node
 	mu     sync.Mutex
 	leases map[uint64]*Lease
 	cancel context.CancelFunc
 	done   chan struct{}
+	wake   chan struct{}
 }
 
-func newKeeper(n *Node) *keeper { return &keeper{node: n, leases: map[uint64]*Lease{}} }
+func newKeeper(n *Node) *keeper {
+	return &keeper{node: n, leases: map[uint64]*Lease{}, wake: make(chan struct{}, 1)}
+}
 
 func (k *keeper) track(l *Lease) {
 	k.mu.Lock()
@@ -190,12 +206,22 @@ func (k *keeper) track(l *Lease) {
 		k.cancel, k.done = cancel, make(chan struct{})
 		go k.run(ctx, k.done)
 	}
+	k.poke()
 }
 
 func (k *keeper) untrack(id uint64) {
 	k.mu.Lock()
-	defer k.mu.Unlock()
 	delete(k.leases, id)
+	k.mu.Unlock()
+	k.poke()
+}
+
+// poke wakes the keeper to look at its leases again.
+func (k *keeper) poke() {
+	select {
+	case k.wake <- struct{}{}:
+	default:
+	}
 }
 
 func (k *keeper) stop() {
@@ -238,9 +264,20 @@ func (k *keeper) run(ctx context.Context, done chan struct{}) {
 		every = 50 * time.Millisecond
 	}
 	for ctx.Err() == nil {
+		if len(k.snapshot()) == 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-k.wake:
+			}
+			continue
+		}
 		err := k.session(ctx, every)
 		if ctx.Err() != nil {
 			return
+		}
+		if err == nil {
+			continue // no leases left: the stream was closed
 		}
 		k.node.cluster.log.Debug("keepalive stream broke", "pool", k.node.Addr, "err", err)
 		select {
@@ -273,23 +310,42 @@ func (k *keeper) session(ctx context.Context, every time.Duration) error {
 	}()
 	t := time.NewTicker(every)
 	defer t.Stop()
+	closeIdle := func() error {
+		_ = stream.CloseSend()
+		cancel()
+		<-recvErr
+		return nil
+	}
 	for {
-		for _, l := range k.snapshot() {
+		leases := k.snapshot()
+		if len(leases) == 0 {
+			return closeIdle()
+		}
+		for _, l := range leases {
 			if err := stream.Send(&blockpoolv1.KeepAliveRequest{LeaseId: l.GetLeaseId(), Epoch: l.GetEpoch()}); err != nil {
 				cancel()
 				<-recvErr
 				return err
 			}
 		}
-		select {
-		case <-ctx.Done():
-			_ = stream.CloseSend()
-			cancel()
-			<-recvErr
-			return ctx.Err()
-		case err := <-recvErr:
-			return err
-		case <-t.C:
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				_ = closeIdle()
+				return ctx.Err()
+			case err := <-recvErr:
+				return err
+			case <-k.wake:
+				// Leases came or went: close the stream once none are
+				// left. New leases wait for the next tick (they were just
+				// granted a full TTL).
+				if len(k.snapshot()) == 0 {
+					return closeIdle()
+				}
+			case <-t.C:
+				break wait
+			}
 		}
 	}
 }

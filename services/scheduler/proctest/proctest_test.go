@@ -280,3 +280,28 @@ func TestKilledSchedulerLeasesExpire(t *testing.T) {
 	t.Logf("lease reclaimed %v after SIGKILL (TTL 2s)", time.Since(killed).Round(10*time.Millisecond))
 	pool.stop(t)
 }
+
+// A pool node that a scheduler is connected to (health watch, keep-alives)
+// stops gracefully at once when no request is running: the scheduler ends
+// its long-lived streams when the node stops serving or has no leases.
+func TestPoolStopsPromptlyUnderAnIdleScheduler(t *testing.T) {
+	schedBin, poolBin := binaries(t)
+	pool := start(t, exec.Command(poolBin, "--log-format", "json", "--listen", "127.0.0.1:0", "--metrics-listen", "",
+		"--data-dir", t.TempDir(), "--capacity-blocks", "256", "--shutdown-timeout", "8s"))
+	sched := start(t, exec.Command(schedBin, "--log-format", "json", "--listen", "127.0.0.1:0", "--metrics-listen", "",
+		"--data-dir", t.TempDir(), "--model", "builtin:tiny", "--pool", pool.addr, "--lease-ttl", "3s"))
+	sc := schedulerv1.NewSchedulerServiceClient(dial(t, sched.addr))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, _, err := generate(ctx, sc, &schedulerv1.GenerateRequest{AgentId: "brief", Prompt: "hi", MaxTokens: 4}); err != nil {
+		t.Fatalf("%v\n%s", err, sched.logText())
+	}
+	began := time.Now()
+	pool.stop(t)
+	took := time.Since(began)
+	if strings.Contains(pool.logText(), "graceful stop timed out") || took > 6*time.Second {
+		t.Fatalf("pool took %v to stop and had to cut calls:\n%s", took, pool.logText())
+	}
+	t.Logf("pool stopped in %v", took.Round(time.Millisecond))
+	sched.stop(t)
+}

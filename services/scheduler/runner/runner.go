@@ -124,8 +124,7 @@ func Start(ctx context.Context, cfg Config, deps Deps) (_ *Scheduler, err error)
 		host, _ := os.Hostname()
 		holder = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
-	pcfg := poolclient.Config{Spec: spec, LeaseTTL: cfg.LeaseTTL, Logger: log, DialOptions: deps.PoolDialOptions,
-		CapacityBlocks: uint32(cfg.PoolCapacityBlocks)}
+	pcfg := poolclient.Config{Spec: spec, LeaseTTL: cfg.LeaseTTL, Logger: log, DialOptions: deps.PoolDialOptions}
 	if strings.TrimSpace(cfg.Pool) == "" {
 		s.Embedded, err = embedded.Start(node.Config{
 			DataDir: filepath.Join(deps.DataDir, "pool"), CapacityBlocks: cfg.PoolCapacityBlocks,

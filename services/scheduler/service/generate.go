@@ -302,7 +302,15 @@ func (s *Server) load(ctx context.Context, r *request, pin [][]byte, uses []int,
 			if kvspec.Checksum(payload) != h.GetChecksum() {
 				return status.Errorf(codes.DataLoss, "block %d: checksum mismatch", h.GetBlockId())
 			}
-			b, err := engine.DecodeBlock(spec, payload, spec.DType)
+			// ReadBlocks hands over a fresh buffer per block: a float32
+			// block is used in place, with no decoding copy.
+			var b *engine.Block
+			var err error
+			if spec.DType == kvspec.DTypeFloat32 {
+				b, err = engine.BlockView(spec, payload)
+			} else {
+				b, err = engine.DecodeBlock(spec, payload, spec.DType)
+			}
 			if err != nil {
 				return status.Errorf(codes.DataLoss, "block %d: %v", h.GetBlockId(), err)
 			}

@@ -128,10 +128,14 @@ func (c *Cluster) addNode(addr string) error {
 	}
 	n := newNode(c, addr, conn, owned)
 	c.nodes[addr] = n
+	// The node's own context ends its health watch when the node is removed
+	// (a DNS name stopped resolving to it) or the cluster closes.
+	ctx, cancel := context.WithCancel(c.ctx)
+	n.cancel = cancel
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		n.watch(c.ctx)
+		n.watch(ctx)
 	}()
 	return nil
 }

@@ -35,6 +35,7 @@ type Node struct {
 	nodeID  atomic.Pointer[string]
 
 	keeper *keeper
+	cancel context.CancelFunc // ends watch
 }
 
 func newNode(c *Cluster, addr string, conn *grpc.ClientConn, owned bool) *Node {
@@ -65,6 +66,9 @@ func (n *Node) Name() string {
 func (n *Node) key() string { return n.Name() }
 
 func (n *Node) close() {
+	if n.cancel != nil {
+		n.cancel()
+	}
 	n.keeper.stop()
 	n.healthy.Store(false)
 	if n.owned {
@@ -146,17 +150,11 @@ func (n *Node) ensureSpec(ctx context.Context) error {
 	return err
 }
 
-// Lease is a granted lease the node keeps alive until Done.
+// Lease is a granted lease the node keeps alive until Release.
 type Lease struct {
 	*blockpoolv1.LeaseResponse
 	node *Node
-	lost chan struct{}
-	once sync.Once
 }
-
-// Lost is closed when the node reports the lease gone (expired or voided by a
-// restart): writes through it will be refused.
-func (l *Lease) Lost() <-chan struct{} { return l.lost }
 
 // Lease asks the node for blocks and keeps the lease alive until Release.
 func (n *Node) Lease(ctx context.Context, req *blockpoolv1.LeaseRequest) (*Lease, error) {
@@ -167,7 +165,7 @@ func (n *Node) Lease(ctx context.Context, req *blockpoolv1.LeaseRequest) (*Lease
 	if err != nil {
 		return nil, err
 	}
-	l := &Lease{LeaseResponse: resp, node: n, lost: make(chan struct{})}
+	l := &Lease{LeaseResponse: resp, node: n}
 	n.keeper.track(l)
 	return l, nil
 }
@@ -245,13 +243,15 @@ func (k *keeper) snapshot() []*Lease {
 	return out
 }
 
+// markLost stops renewing a lease the node no longer knows (expired, or
+// voided by a node restart). The request that holds it finds out when its
+// writes are refused, and finishes without updating the agent's record.
 func (k *keeper) markLost(id uint64) {
 	k.mu.Lock()
-	l := k.leases[id]
-	delete(k.leases, id)
-	k.mu.Unlock()
-	if l != nil {
-		l.once.Do(func() { close(l.lost) })
+	defer k.mu.Unlock()
+	if _, ok := k.leases[id]; ok {
+		delete(k.leases, id)
+		k.node.cluster.log.Warn("lease lost", "pool", k.node.Addr, "lease", id)
 	}
 }
 

@@ -73,6 +73,9 @@ type Seq struct {
 
 	// Generated holds the generated tokens; read it after Events closes.
 	Generated []int
+	// Admitted is when the loop took the sequence into its running batch
+	// (zero if it never did); read it after Events closes.
+	Admitted time.Time
 
 	prefilled int // tokens of Tokens with KV
 	finishing Finish
@@ -196,6 +199,7 @@ func (l *Loop) run() {
 		l.mu.Lock()
 		closed := l.closed
 		for len(l.waiting) > 0 && len(running) < l.cfg.MaxBatch && !closed {
+			l.waiting[0].Admitted = time.Now()
 			running = append(running, l.waiting[0])
 			l.waiting[0] = nil
 			l.waiting = l.waiting[1:]

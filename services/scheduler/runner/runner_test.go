@@ -133,7 +133,8 @@ func mustGenerate(t *testing.T, c schedulerv1.SchedulerServiceClient, req *sched
 	if err != nil {
 		t.Fatalf("generate %s: %v", req.GetAgentId(), err)
 	}
-	if r.usage == nil || int(r.usage.GetCompletionTokens()) != len(r.tokens) {
+	if r.usage == nil || int(r.usage.GetCompletionTokens()) != len(r.tokens) || r.usage.GetQueueMs() <= 0 ||
+		r.usage.GetQueueMs() > r.usage.GetTimeToFirstTokenMs() && len(r.tokens) > 0 {
 		t.Fatalf("generate %s: bad final message: %+v (%d tokens)", req.GetAgentId(), r.usage, len(r.tokens))
 	}
 	return r

@@ -509,6 +509,7 @@ func (s *Server) run(ctx context.Context, r *request, stream schedulerv1.Schedul
 	usage := &schedulerv1.Usage{
 		PromptTokens: uint32(len(r.context)), CachedTokens: uint32(r.cached), CompletionTokens: uint32(len(seq.Generated)),
 		TimeToFirstTokenMs: float64(ttft.Microseconds()) / 1000, HotCachedTokens: uint32(r.hot), PoolNode: r.node.Name(),
+		QueueMs: float64(seq.Admitted.Sub(r.arrival).Microseconds()) / 1000,
 	}
 	s.promptToks.Add(uint64(len(r.context)))
 	s.cachedToks.Add(uint64(r.cached))

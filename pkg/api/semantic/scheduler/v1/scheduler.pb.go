@@ -245,7 +245,9 @@ type Usage struct {
 	HotCachedTokens uint32 `protobuf:"varint,5,opt,name=hot_cached_tokens,json=hotCachedTokens,proto3" json:"hot_cached_tokens,omitempty"`
 	// Pool node that holds the agent's cache (empty if none was reachable).
 	PoolNode string `protobuf:"bytes,6,opt,name=pool_node,json=poolNode,proto3" json:"pool_node,omitempty"`
-	// Time the request spent waiting for admission, in milliseconds.
+	// Time from the request's arrival until the engine loop admitted it into
+	// its running batch (waiting for the agent's previous request, the cache
+	// lookup, lease and block loads, and the loop's queue), in milliseconds.
 	QueueMs       float64 `protobuf:"fixed64,7,opt,name=queue_ms,json=queueMs,proto3" json:"queue_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -531,3 +531,25 @@ func indexString(s, sub string) int {
 	}
 	return -1
 }
+
+// A full admission queue refuses at once with RESOURCE_EXHAUSTED.
+func TestAdmissionQueueFull(t *testing.T) {
+	cfg := slowConfig()
+	cfg.MaxQueue = 1
+	ts := startScheduler(t, t.TempDir(), cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stream, err := ts.client.Generate(ctx, &schedulerv1.GenerateRequest{AgentId: "first", PromptTokenIds: []uint32{1, 9, 9}, MaxTokens: 900})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = generate(context.Background(), ts.client, &schedulerv1.GenerateRequest{AgentId: "second", PromptTokenIds: []uint32{1, 2}, MaxTokens: 1})
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("want RESOURCE_EXHAUSTED, got %v", err)
+	}
+	cancel()
+	checkPoolQuiet(t, ts.pool)
+}

@@ -85,11 +85,23 @@ func (s *Server) Generate(req *schedulerv1.GenerateRequest, stream schedulerv1.S
 	// From here on the request holds a lease: every path releases it, and
 	// before the final message, so that a client that sees the end of its
 	// stream can count on its agent's cache being settled.
-	final, committed, err := s.run(ctx, r, stream)
-	if _, rerr := r.lease.Release(committed); rerr != nil {
-		s.log.Warn("releasing lease", "agent", req.GetAgentId(), "lease", r.lease.GetLeaseId(), "commit", committed, "err", rerr)
+	released := false
+	release := func(commit bool) {
+		released = true
+		if _, rerr := r.lease.Release(commit); rerr != nil {
+			s.log.Warn("releasing lease", "agent", req.GetAgentId(), "lease", r.lease.GetLeaseId(), "commit", commit, "err", rerr)
+		}
+		s.leasedBlocks.Add(-int64(len(r.lease.GetBlocks())))
 	}
-	s.leasedBlocks.Add(-int64(len(r.lease.GetBlocks())))
+	// A panic below is turned into INTERNAL by the server's interceptor; this
+	// makes sure it does not also strand the lease until its TTL runs out.
+	defer func() {
+		if !released {
+			release(false)
+		}
+	}()
+	final, committed, err := s.run(ctx, r, stream)
+	release(committed)
 	if err != nil {
 		return err
 	}

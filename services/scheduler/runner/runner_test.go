@@ -553,3 +553,40 @@ func TestAdmissionQueueFull(t *testing.T) {
 	cancel()
 	checkPoolQuiet(t, ts.pool)
 }
+
+// With float16 blocks the pool stores half the bytes; a warm turn computes
+// the same tokens whether its blocks come from the hot cache or the pool.
+func TestFloat16BlocksSameFromEveryTier(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig()
+	cfg.KVDType = "float16"
+	ts := startScheduler(t, dir, cfg)
+	r := rand.New(rand.NewPCG(11, 12))
+	// 64 tokens: exactly 8 full blocks, which both warm turns below reuse.
+	p := concat([]uint32{1}, randomTokens(r, 63))
+	first := mustGenerate(t, ts.client, &schedulerv1.GenerateRequest{AgentId: "half", PromptTokenIds: p, MaxTokens: 1})
+	tail := randomTokens(r, 7)
+	if len(first.tokens) == 1 && tail[0] == first.tokens[0] {
+		tail[0] = 3 + (tail[0]-3+1)%256
+	}
+	next := concat(p, tail)
+	hot := mustGenerate(t, ts.client, &schedulerv1.GenerateRequest{AgentId: "half", PromptTokenIds: next, MaxTokens: 8})
+	if hot.usage.GetCachedTokens() != 64 || hot.usage.GetHotCachedTokens() != 64 {
+		t.Fatalf("float16 warm turn from the hot cache: %+v", hot.usage)
+	}
+	info, err := ts.pool.GetPoolInfo(context.Background(), &blockpoolv1.GetPoolInfoRequest{})
+	if err != nil || info.GetSpec().GetDtype() != blockpoolv1.ElementType_ELEMENT_TYPE_FLOAT16 {
+		t.Fatalf("pool spec: %v %v", info.GetSpec(), err)
+	}
+	ts.close()
+
+	ts = startScheduler(t, dir, cfg)
+	fromPool := mustGenerate(t, ts.client, &schedulerv1.GenerateRequest{AgentId: "half-2", PromptTokenIds: next, MaxTokens: 8})
+	if fromPool.usage.GetCachedTokens() != 64 || fromPool.usage.GetHotCachedTokens() != 0 {
+		t.Fatalf("float16 warm turn from the pool: %+v", fromPool.usage)
+	}
+	if !reflect.DeepEqual(fromPool.tokens, hot.tokens) {
+		t.Fatalf("float16 warm from pool %v != warm from hot cache %v", fromPool.tokens, hot.tokens)
+	}
+	checkPoolQuiet(t, ts.pool)
+}

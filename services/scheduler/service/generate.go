@@ -555,8 +555,14 @@ func (s *Server) writeBack(ctx context.Context, r *request, in <-chan written) e
 		slot := r.fresh[blk.index-r.kShared]
 		page := r.seq.Blocks[blk.index]
 		payload := page.Bytes()
+		cached := page
 		if spec.DType != kvspec.DTypeFloat32 {
 			if payload, err = engine.EncodeBlock(spec, page, spec.DType); err != nil {
+				continue
+			}
+			// The hot cache holds what the pool holds (float16-rounded), so a
+			// warm request computes the same tokens whichever tier served it.
+			if cached, err = engine.DecodeBlock(spec, payload, spec.DType); err != nil {
 				continue
 			}
 		}
@@ -571,7 +577,7 @@ func (s *Server) writeBack(ctx context.Context, r *request, in <-chan written) e
 			continue
 		}
 		s.m.writeBytes.Add(ctx, int64(len(payload)))
-		s.hot.Put(blk.hash, page)
+		s.hot.Put(blk.hash, cached)
 	}
 	if err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -28,7 +29,18 @@ func main() {
 	batches := fs.String("batches", "1,4,16,32", "concurrencies for the throughput table (empty skips it)")
 	decodeTokens := fs.Int("decode-tokens", 64, "tokens each request generates in the throughput table")
 	skipTTFT := fs.Bool("skip-ttft", false, "skip the TTFT table")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	_ = fs.Parse(os.Args[1:])
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	dir, err := os.MkdirTemp("", "semantic-bench-")
 	if err != nil {

@@ -158,6 +158,7 @@ func Start(ctx context.Context, cfg Config, deps Deps) (_ *Scheduler, err error)
 	s.Service, err = service.New(service.Config{
 		Model: s.Model, Engine: s.Engine, Loop: s.Loop, Pool: s.Pool, Spec: spec, HolderID: holder,
 		MaxQueue: cfg.MaxQueue, HotCacheBytes: cfg.HotCacheBytes, Logger: log, MeterProvider: deps.MeterProvider,
+		TracerProvider: deps.TracerProvider,
 	})
 	if err != nil {
 		return nil, err

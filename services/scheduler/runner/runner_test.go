@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -54,12 +56,17 @@ func testConfig() Config {
 }
 
 func startScheduler(t *testing.T, dir string, cfg Config) *testScheduler {
+	return startSchedulerWith(t, dir, cfg, Deps{})
+}
+
+func startSchedulerWith(t *testing.T, dir string, cfg Config, deps Deps) *testScheduler {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	s, err := Start(context.Background(), cfg, Deps{DataDir: dir, Logger: log, Version: "test"})
+	deps.DataDir, deps.Logger, deps.Version = dir, log, "test"
+	s, err := Start(context.Background(), cfg, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -589,4 +596,23 @@ func TestFloat16BlocksSameFromEveryTier(t *testing.T) {
 		t.Fatalf("float16 warm from pool %v != warm from hot cache %v", fromPool.tokens, hot.tokens)
 	}
 	checkPoolQuiet(t, ts.pool)
+}
+
+// Each request phase is a span, so a slow request can be taken apart in a
+// trace viewer.
+func TestRequestPhasesAreTraced(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	defer tp.Shutdown(context.Background())
+	ts := startSchedulerWith(t, t.TempDir(), testConfig(), Deps{TracerProvider: tp})
+	mustGenerate(t, ts.client, &schedulerv1.GenerateRequest{AgentId: "traced", PromptTokenIds: []uint32{1, 4, 5, 6}, MaxTokens: 3})
+	got := map[string]bool{}
+	for _, s := range rec.Ended() {
+		got[s.Name()] = true
+	}
+	for _, want := range []string{"lookup", "lease", "load", "commit"} {
+		if !got[want] {
+			t.Errorf("no %q span (got %v)", want, got)
+		}
+	}
 }

@@ -6,7 +6,9 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -221,9 +223,12 @@ func (s *Server) prepareOn(ctx context.Context, r *request) error {
 	r.maxPos = min(len(r.context)+int(r.req.GetMaxTokens()), seqLen)
 	r.maxTok = int(r.req.GetMaxTokens())
 
-	lk, err := r.node.Client.LookupAgent(ctx, &blockpoolv1.LookupAgentRequest{
+	lctx, span := s.tracer.Start(ctx, "lookup", trace.WithAttributes(attribute.String("pool", r.node.Name()), attribute.Int("context_tokens", len(r.context))))
+	lk, err := r.node.Client.LookupAgent(lctx, &blockpoolv1.LookupAgentRequest{
 		AgentId: agent, TokenIds: toUint32s(r.context), ModelTag: spec.ModelTag, CacheSalt: r.req.GetCacheSalt(),
 	})
+	span.SetAttributes(attribute.Int("matched_tokens", int(lk.GetMatchedTokens())))
+	endSpan(span, err)
 	if err != nil {
 		return err
 	}
@@ -254,10 +259,12 @@ func (s *Server) prepareOn(ctx context.Context, r *request) error {
 	}
 	nBlocks := spec.BlocksFor(r.maxPos)
 	count := len(pin) + nBlocks - kFull
-	lease, err := r.node.Lease(ctx, &blockpoolv1.LeaseRequest{
+	lctx, span = s.tracer.Start(ctx, "lease", trace.WithAttributes(attribute.Int("blocks", count), attribute.Int("pinned", len(pin))))
+	lease, err := r.node.Lease(lctx, &blockpoolv1.LeaseRequest{
 		Holder: s.cfg.HolderID, AgentId: agent, Count: uint32(count),
 		BlockHashes: pin, ModelTag: spec.ModelTag,
 	})
+	endSpan(span, err)
 	if status.Code(err) == codes.InvalidArgument && rpcstatus.FieldOf(err) == "count" {
 		// More blocks than the node has at all: for the caller that is the
 		// pool being too small, not a malformed request.
@@ -268,7 +275,11 @@ func (s *Server) prepareOn(ctx context.Context, r *request) error {
 	}
 	r.lease = lease
 	s.leasedBlocks.Add(int64(len(lease.GetBlocks())))
-	if err := s.load(ctx, r, pin, uses, nBlocks); err != nil {
+	lctx, span = s.tracer.Start(ctx, "load", trace.WithAttributes(attribute.Int("hits", int(lease.GetHits()))))
+	err = s.load(lctx, r, pin, uses, nBlocks)
+	span.SetAttributes(attribute.Int("cached_tokens", r.cached), attribute.Int("hot_cached_tokens", r.hot))
+	endSpan(span, err)
+	if err != nil {
 		s.leasedBlocks.Add(-int64(len(lease.GetBlocks())))
 		if _, rerr := lease.Release(false); rerr != nil {
 			s.log.Warn("releasing lease after failed load", "err", rerr)
@@ -481,6 +492,7 @@ func (s *Server) run(ctx context.Context, r *request, stream schedulerv1.Schedul
 		}
 		if index == 0 {
 			ttft = time.Since(r.arrival)
+			trace.SpanFromContext(ctx).AddEvent("first token")
 		}
 		msg := &schedulerv1.GenerateResponse{TokenId: uint32(ev.Token), Index: uint32(index)}
 		if m.Tokenizer != nil {
@@ -605,11 +617,16 @@ func (s *Server) commit(ctx context.Context, r *request, seq *batch.Seq, total i
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
+	cctx, span := s.tracer.Start(cctx, "commit", trace.WithAttributes(attribute.Int("tokens", total)))
+	defer span.End()
 	_, err := r.node.Client.CommitAgent(cctx, &blockpoolv1.CommitAgentRequest{
 		LeaseId: r.lease.GetLeaseId(), Epoch: r.lease.GetEpoch(), AgentId: r.req.GetAgentId(),
 		ModelTag: s.cfg.Spec.ModelTag, BlockHashes: poolclient.HashesToBytes(r.hashes[:nb]), TokenIds: tokens,
 		ExpectedVersion: r.version, CacheSalt: r.req.GetCacheSalt(),
 	})
+	if err != nil {
+		span.RecordError(err)
+	}
 	if status.Code(err) == codes.Aborted {
 		s.m.commitRaces.Add(ctx, 1)
 		s.log.Info("agent was committed by another scheduler meanwhile; keeping theirs", "agent", r.req.GetAgentId())
@@ -620,6 +637,15 @@ func (s *Server) commit(ctx context.Context, r *request, seq *batch.Seq, total i
 		return false
 	}
 	return true
+}
+
+// endSpan records err on span (if any) and ends it.
+func endSpan(span trace.Span, err error) {
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(otelcodes.Error, status.Convert(err).Message())
+	}
+	span.End()
 }
 
 func finishReason(f batch.Finish) schedulerv1.FinishReason {

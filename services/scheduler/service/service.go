@@ -14,6 +14,8 @@ import (
 
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -45,6 +47,9 @@ type Config struct {
 	HotCacheBytes int64
 	Logger        *slog.Logger
 	MeterProvider metric.MeterProvider
+	// TracerProvider receives a span per request phase (lookup, lease,
+	// load, commit) under the gRPC server span; nil: no tracing.
+	TracerProvider trace.TracerProvider
 }
 
 // Server is the SchedulerService.
@@ -56,6 +61,8 @@ type Server struct {
 	admit  chan struct{}
 	agents *agentLocks
 	hot    *hotcache.Cache[*engine.Block]
+
+	tracer trace.Tracer
 
 	leasedBlocks atomic.Int64
 	completed    atomic.Uint64
@@ -100,6 +107,11 @@ func New(cfg Config) (*Server, error) {
 		hot:    hotcache.New[*engine.Block](cfg.HotCacheBytes, int64(cfg.Engine.Spec().BlockBytes())),
 		rateAt: time.Now(),
 	}
+	tp := cfg.TracerProvider
+	if tp == nil {
+		tp = tracenoop.NewTracerProvider()
+	}
+	s.tracer = tp.Tracer("semantic.scheduler")
 	m := mp.Meter("semantic.scheduler")
 	var err error
 	reg := func(name, unit, desc string) metric.Int64Counter {

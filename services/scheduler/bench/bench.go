@@ -266,9 +266,9 @@ func TTFT(ctx context.Context, h *Harness, lengths []int, reps int, logf func(st
 
 // ThroughputRow is aggregate decode throughput at one concurrency.
 type ThroughputRow struct {
-	Concurrency        int
-	Batched, OneByOne  float64 // generated tokens per second
-	BatchedWall, OneWa time.Duration
+	Concurrency               int
+	Batched, OneByOne         float64 // generated tokens per second
+	BatchedWall, OneByOneWall time.Duration
 }
 
 // Throughput runs n agents generating maxTokens each, all at once, and the
@@ -318,7 +318,7 @@ func Throughput(ctx context.Context, h *Harness, ns []int, promptLen, maxTokens 
 			return nil, err
 		}
 		row := ThroughputRow{Concurrency: n, Batched: float64(batTok) / batWall.Seconds(), OneByOne: float64(seqTok) / seqWall.Seconds(),
-			BatchedWall: batWall, OneWa: seqWall}
+			BatchedWall: batWall, OneByOneWall: seqWall}
 		logf("n=%d batched %.1f tok/s, one by one %.1f tok/s", n, row.Batched, row.OneByOne)
 		rows = append(rows, row)
 	}

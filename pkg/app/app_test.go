@@ -1,10 +1,8 @@
 package app
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"flag"
 	"io"
 	"net/http"
@@ -19,6 +17,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+
+	"github.com/semantic-kv/semantic/pkg/testproc"
 )
 
 // childEnv makes the test binary act as a server binary built on this package,
@@ -33,63 +33,17 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-type child struct {
-	cmd     *exec.Cmd
-	addr    string
-	metrics string
-	logs    *bytes.Buffer
-	done    chan error
-}
-
-// startChild runs the test binary as a server and waits until it logs the
-// address it serves on.
-func startChild(t *testing.T, args ...string) *child {
+// startChild runs the test binary as a server and waits until it serves.
+func startChild(t *testing.T, args ...string) *testproc.Proc {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], append([]string{"--log-format", "json", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--shutdown-timeout", "2s"}, args...)...)
 	cmd.Env = append(os.Environ(), childEnv+"=1")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	c := &child{cmd: cmd, logs: &bytes.Buffer{}, done: make(chan error, 1)}
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			line := sc.Bytes()
-			c.logs.Write(line)
-			c.logs.WriteByte('\n')
-			var rec map[string]any
-			if json.Unmarshal(line, &rec) == nil {
-				if rec["msg"] == "metrics endpoint listening" {
-					c.metrics, _ = rec["addr"].(string)
-				}
-				if rec["msg"] == "serving" {
-					c.addr, _ = rec["addr"].(string)
-					close(ready)
-				}
-			}
-		}
-		c.done <- cmd.Wait()
-	}()
-	select {
-	case <-ready:
-	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Fatalf("child did not start; logs:\n%s", c.logs)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-	})
-	return c
+	return testproc.Start(t, cmd)
 }
 
 func TestServerHealthReflectionMetricsAndSigterm(t *testing.T) {
 	c := startChild(t)
-	conn, err := grpc.NewClient(c.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(c.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,12 +79,12 @@ func TestServerHealthReflectionMetricsAndSigterm(t *testing.T) {
 
 	// The healthcheck subcommand against the live server.
 	var out, errOut bytes.Buffer
-	if code := healthcheck(Binary{Name: "apptest"}, []string{"--addr", c.addr}, &out, &errOut); code != 0 {
+	if code := healthcheck(Binary{Name: "apptest"}, []string{"--addr", c.Addr}, &out, &errOut); code != 0 {
 		t.Fatalf("healthcheck against live server exited %d: %s", code, errOut.String())
 	}
 
 	// /metrics serves Prometheus text with otelgrpc's server metrics.
-	hr, err := http.Get("http://" + c.metrics + "/metrics")
+	hr, err := http.Get("http://" + c.MetricsAddr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,28 +104,26 @@ func TestServerHealthReflectionMetricsAndSigterm(t *testing.T) {
 		t.Fatalf("watch: %v %v", m, err)
 	}
 	start := time.Now()
-	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
+	c.Signal(syscall.SIGTERM)
 	// The stream sees NOT_SERVING first: shutdown drains traffic before it cuts.
 	if m, err := ws.Recv(); err != nil || m.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
 		t.Fatalf("watch after SIGTERM: %v %v", m, err)
 	}
 	select {
-	case err := <-c.done:
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v\n%s", err, c.logs)
+	case <-c.Done():
+		if err := c.Err(); err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, c.Logs())
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatalf("process still running 15s after SIGTERM (deadline 2s)")
 	}
 	t.Logf("exited %v after SIGTERM", time.Since(start).Round(time.Millisecond))
-	if !strings.Contains(c.logs.String(), "graceful stop timed out") {
-		t.Fatalf("expected the in-flight stream to be cut at the deadline; logs:\n%s", c.logs)
+	if !strings.Contains(c.Logs(), "graceful stop timed out") {
+		t.Fatalf("expected the in-flight stream to be cut at the deadline; logs:\n%s", c.Logs())
 	}
 
 	// And the healthcheck against no server fails.
-	if code := healthcheck(Binary{Name: "apptest"}, []string{"--addr", c.addr, "--timeout", "500ms"}, &out, &errOut); code != 1 {
+	if code := healthcheck(Binary{Name: "apptest"}, []string{"--addr", c.Addr, "--timeout", "500ms"}, &out, &errOut); code != 1 {
 		t.Fatalf("healthcheck against a dead server exited %d", code)
 	}
 }

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,12 +11,12 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	blockpoolv1 "github.com/semantic-kv/semantic/pkg/api/semantic/blockpool/v1"
 	"github.com/semantic-kv/semantic/pkg/kvspec"
+	"github.com/semantic-kv/semantic/pkg/testproc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -34,64 +32,13 @@ func payloadOf(h kvspec.Hash) []byte {
 	return b
 }
 
-func buildBinary(t *testing.T) string {
+// start runs the blockpool binary on dir with the crash test's spec.
+func start(t *testing.T, bin, dir string) *testproc.Proc {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "blockpool")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-type proc struct {
-	cmd  *exec.Cmd
-	addr string
-	done chan struct{}
-}
-
-func start(t *testing.T, bin, dir string) *proc {
-	t.Helper()
-	cmd := exec.Command(bin, "--listen", "127.0.0.1:0", "--metrics-listen", "", "--log-format", "json", "--data-dir", dir,
+	return testproc.Start(t, exec.Command(bin, "--listen", "127.0.0.1:0", "--metrics-listen", "", "--log-format", "json", "--data-dir", dir,
 		"--capacity-blocks", "4096", "--memory-budget", "65536", "--lease-ttl", "5s",
 		"--spec-layers", "1", "--spec-kv-heads", "1", "--spec-head-dim", "8", "--spec-tokens-per-block", "4",
-		"--spec-dtype", "float32", "--spec-model-tag", crashSpec.ModelTag)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, done: make(chan struct{})}
-	ready := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			var rec map[string]any
-			if json.Unmarshal(sc.Bytes(), &rec) == nil && rec["msg"] == "serving" {
-				a, _ := rec["addr"].(string)
-				ready <- a
-			}
-		}
-		io.Copy(io.Discard, stderr)
-		cmd.Wait()
-		close(p.done)
-	}()
-	select {
-	case p.addr = <-ready:
-	case <-p.done:
-		t.Fatal("blockpool exited before serving")
-	case <-time.After(30 * time.Second):
-		cmd.Process.Kill()
-		t.Fatal("blockpool did not start")
-	}
-	return p
-}
-
-func (p *proc) kill() {
-	p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
+		"--spec-dtype", "float32", "--spec-model-tag", crashSpec.ModelTag))
 }
 
 // agentState is what the test knows of one agent: the last acknowledged
@@ -244,7 +191,7 @@ func TestCrashRecovery(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and kills the real binary")
 	}
-	bin := buildBinary(t)
+	bin := testproc.Build(t, t.TempDir(), "./services/blockpool")
 	dir := t.TempDir()
 	const writers, cycles = 6, 20
 	agents := map[string]*agentState{}
@@ -258,7 +205,7 @@ func TestCrashRecovery(t *testing.T) {
 	totalAcked := 0
 	for cycle := range cycles {
 		p := start(t, bin, dir)
-		conn, err := grpc.NewClient(p.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(p.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -284,15 +231,15 @@ func TestCrashRecovery(t *testing.T) {
 			})
 		}
 		time.Sleep(time.Duration(30+rng.IntN(250)) * time.Millisecond)
-		p.kill()
+		p.Kill()
 		cancel()
 		wg.Wait()
 		conn.Close()
 	}
 	// Final check after the last kill.
 	p := start(t, bin, dir)
-	defer p.kill()
-	conn, err := grpc.NewClient(p.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	defer p.Kill()
+	conn, err := grpc.NewClient(p.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
-	blockpoolv1 "github.com/semantic-kv/semantic/pkg/api/semantic/blockpool/v1"
 	"github.com/semantic-kv/semantic/pkg/kvspec"
 	bpserver "github.com/semantic-kv/semantic/services/blockpool/server"
 )
@@ -284,21 +283,6 @@ func rendezvousScore(agentID, key string) uint64 {
 	x *= 0xc4ceb9fe1a85ec53
 	x ^= x >> 33
 	return x
-}
-
-// specToProto converts the scheduler's spec for Reconfigure.
-func specToProto(s kvspec.Spec) *blockpoolv1.CacheSpec {
-	return &blockpoolv1.CacheSpec{
-		Layers: uint32(s.Layers), KvHeads: uint32(s.KVHeads), HeadDim: uint32(s.HeadDim),
-		TokensPerBlock: uint32(s.TokensPerBlock), Dtype: blockpoolv1.ElementType(s.DType), ModelTag: s.ModelTag,
-	}
-}
-
-// specMatches reports whether a node's spec equals the scheduler's.
-func specMatches(p *blockpoolv1.CacheSpec, s kvspec.Spec) bool {
-	return p != nil && p.GetLayers() == uint32(s.Layers) && p.GetKvHeads() == uint32(s.KVHeads) &&
-		p.GetHeadDim() == uint32(s.HeadDim) && p.GetTokensPerBlock() == uint32(s.TokensPerBlock) &&
-		p.GetDtype() == blockpoolv1.ElementType(s.DType) && p.GetModelTag() == s.ModelTag
 }
 
 // HashesToBytes converts block hashes for the wire.

@@ -17,6 +17,7 @@ import (
 	durpb "google.golang.org/protobuf/types/known/durationpb"
 
 	blockpoolv1 "github.com/semantic-kv/semantic/pkg/api/semantic/blockpool/v1"
+	bpserver "github.com/semantic-kv/semantic/services/blockpool/server"
 )
 
 // ServiceName is the health-checked service of a pool node.
@@ -139,11 +140,11 @@ func (n *Node) ensureSpec(ctx context.Context) error {
 	id := info.GetNodeId()
 	n.nodeID.Store(&id)
 	spec := n.cluster.cfg.Spec
-	if specMatches(info.GetSpec(), spec) {
+	if have, err := bpserver.SpecFromProto("spec", info.GetSpec()); err == nil && have == spec {
 		return nil
 	}
 	// Capacity 0 keeps the node's own: sizing is the node operator's call.
-	_, err = n.Client.Reconfigure(ctx, &blockpoolv1.ReconfigureRequest{Spec: specToProto(spec)})
+	_, err = n.Client.Reconfigure(ctx, &blockpoolv1.ReconfigureRequest{Spec: bpserver.SpecToProto(&spec)})
 	if err == nil {
 		n.cluster.log.Info("pool node reconfigured", "pool", n.Addr, "spec", spec.String())
 	}

@@ -444,17 +444,21 @@ func (s *Server) run(ctx context.Context, r *request, stream schedulerv1.Schedul
 	// written back by a writer goroutine while the sequence runs on.
 	nBlocks := len(r.seq.Blocks)
 	toWrite := make(chan written, nBlocks+1)
-	seq.BlockFull = func(b int) {
-		if b < r.kShared {
-			return
-		}
+	// emit hashes block b's first n tokens, chained to the block before it,
+	// and queues the block for the writer. Blocks are emitted in order.
+	emit := func(b, n int) {
 		var parent kvspec.Hash
 		if b > 0 {
 			parent = r.hashes[b-1]
 		}
-		h := kvspec.ChainHash(parent, blockTokens(b, tpb), spec.ModelTag, salt)
+		h := kvspec.ChainHash(parent, blockTokens(b, n), spec.ModelTag, salt)
 		r.hashes = append(r.hashes, h)
-		toWrite <- written{index: b, hash: h, parent: parent, tokens: tpb}
+		toWrite <- written{index: b, hash: h, parent: parent, tokens: n}
+	}
+	seq.BlockFull = func(b int) {
+		if b >= r.kShared { // shared blocks are in the pool already
+			emit(b, tpb)
+		}
 	}
 	wctx, wcancel := context.WithCancel(ctx)
 	defer wcancel()
@@ -513,15 +517,8 @@ func (s *Server) run(ctx context.Context, r *request, stream schedulerv1.Schedul
 	}
 	// The loop is done with the sequence: the tail block can be hashed here.
 	total := len(seq.Tokens) + len(seq.Generated)
-	if rem := total % tpb; rem != 0 && total/tpb >= r.kShared {
-		b := total / tpb
-		var parent kvspec.Hash
-		if b > 0 {
-			parent = r.hashes[b-1]
-		}
-		h := kvspec.ChainHash(parent, blockTokens(b, rem), spec.ModelTag, salt)
-		r.hashes = append(r.hashes, h)
-		toWrite <- written{index: b, hash: h, parent: parent, tokens: rem}
+	if rem := total % tpb; rem != 0 {
+		emit(total/tpb, rem)
 	}
 	committed := false
 	if err := finishWriter(); err != nil {

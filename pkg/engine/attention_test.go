@@ -28,13 +28,15 @@ func hd64Model(t testing.TB) *model.Model {
 		return s
 	}
 	m := &model.Model{Name: "hd64", Config: c, Tag: "test-hd64", BOS: 1, EOS: 2,
-		Embedding: u(c.Vocab*c.Dim, 1), FinalNorm: ones(c.Dim), Classifier: u(c.Vocab*c.Dim, 0.3)}
+		Embedding: model.F32(c.Vocab, c.Dim, u(c.Vocab*c.Dim, 1)), FinalNorm: ones(c.Dim), Classifier: model.F32(c.Vocab, c.Dim, u(c.Vocab*c.Dim, 0.3))}
 	a := float32(0.15)
 	for l := 0; l < c.Layers; l++ {
 		m.Layers = append(m.Layers, model.Layer{
 			AttNorm: ones(c.Dim), FFNNorm: ones(c.Dim),
-			Wq: u(c.Dim*c.Dim, a), Wk: u(c.KVDim()*c.Dim, a), Wv: u(c.KVDim()*c.Dim, a), Wo: u(c.Dim*c.Dim, a/2),
-			W1: u(c.HiddenDim*c.Dim, a), W2: u(c.Dim*c.HiddenDim, a/2), W3: u(c.HiddenDim*c.Dim, a),
+			Wq: model.F32(c.Dim, c.Dim, u(c.Dim*c.Dim, a)), Wk: model.F32(c.KVDim(), c.Dim, u(c.KVDim()*c.Dim, a)),
+			Wv: model.F32(c.KVDim(), c.Dim, u(c.KVDim()*c.Dim, a)), Wo: model.F32(c.Dim, c.Dim, u(c.Dim*c.Dim, a/2)),
+			W1: model.F32(c.HiddenDim, c.Dim, u(c.HiddenDim*c.Dim, a)), W2: model.F32(c.Dim, c.HiddenDim, u(c.Dim*c.HiddenDim, a/2)),
+			W3: model.F32(c.HiddenDim, c.Dim, u(c.HiddenDim*c.Dim, a)),
 		})
 	}
 	return m

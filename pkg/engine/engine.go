@@ -59,27 +59,29 @@ type Engine struct {
 	// Padded sizes: every dimension is rounded up to a multiple of 8 so the
 	// kernels never need a tail; the padding is zero and adds exact zeros.
 	dimP, kvP, hidP, vocabP, qkvN int
-	layers                        []packedLayer
+	layers                        []engineLayer
 	finalNorm                     []float32
-	cls                           []float32 // [vocabP][dimP]
+	cls                           linear    // [vocabP] outputs
 	ropeCos, ropeSin              []float32 // [SeqLen][hd/2]
 	blockFloats                   int
 
 	buf     scratch
-	attw    []attnWork // per worker
+	attw    []attnWork  // per worker
+	rowf    [][]float32 // per worker: one decoded F16/BF16 weight row
 	jobs    []attnJob
 	writers map[*Block]int
 }
 
-type packedLayer struct {
+type engineLayer struct {
 	attNorm, ffnNorm []float32
-	wqkv             []float32 // [qkvN][dimP]: q rows, then k rows at dimP, v rows at dimP+kvP
-	wo               []float32 // [dimP][dimP]
-	w13              []float32 // [2*hidP][dimP]: w1 rows then w3 rows at hidP
-	w2               []float32 // [dimP][hidP]
+	wqkv             linear // q at column 0, k at dimP, v at dimP+kvP
+	wo               linear
+	w13              linear // w1 (gate) at 0, w3 (up) at hidP
+	w2               linear
 }
 
 type scratch struct {
+	qa                   []byte // activation rows quantized to Q8_0 blocks
 	x, xb, qkv, att, tmp []float32
 	h13, hb              []float32
 	pos                  []int
@@ -137,16 +139,32 @@ func New(m *model.Model, opts Options) (*Engine, error) {
 	}
 	for i := range m.Layers {
 		l := &m.Layers[i]
-		if len(l.AttNorm) != c.Dim || len(l.FFNNorm) != c.Dim || len(l.Wq) != c.Dim*c.Dim || len(l.Wk) != e.kv*c.Dim ||
-			len(l.Wv) != e.kv*c.Dim || len(l.Wo) != c.Dim*c.Dim || len(l.W1) != c.HiddenDim*c.Dim ||
-			len(l.W2) != c.HiddenDim*c.Dim || len(l.W3) != c.HiddenDim*c.Dim {
-			return nil, fmt.Errorf("%w: layer %d weights do not match the config", ErrBadInput, i)
+		if len(l.AttNorm) != c.Dim || len(l.FFNNorm) != c.Dim {
+			return nil, fmt.Errorf("%w: layer %d norm weights do not match the config", ErrBadInput, i)
+		}
+		for _, t := range []struct {
+			t          *model.Tensor
+			name       string
+			rows, cols int
+		}{
+			{&l.Wq, "wq", c.Dim, c.Dim}, {&l.Wk, "wk", e.kv, c.Dim}, {&l.Wv, "wv", e.kv, c.Dim}, {&l.Wo, "wo", c.Dim, c.Dim},
+			{&l.W1, "w1", c.HiddenDim, c.Dim}, {&l.W2, "w2", c.Dim, c.HiddenDim}, {&l.W3, "w3", c.HiddenDim, c.Dim},
+		} {
+			if err := t.t.Check(fmt.Sprintf("layer %d %s", i, t.name), t.rows, t.cols); err != nil {
+				return nil, fmt.Errorf("%w: %w", ErrBadInput, err)
+			}
 		}
 	}
-	if len(m.Embedding) != c.Vocab*c.Dim || len(m.Classifier) != c.Vocab*c.Dim || len(m.FinalNorm) != c.Dim {
-		return nil, fmt.Errorf("%w: embedding/classifier/final norm do not match the config", ErrBadInput)
+	if err := m.Embedding.Check("embedding", c.Vocab, c.Dim); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadInput, err)
 	}
-	e.layers = make([]packedLayer, c.Layers)
+	if err := m.Classifier.Check("classifier", c.Vocab, c.Dim); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadInput, err)
+	}
+	if len(m.FinalNorm) != c.Dim {
+		return nil, fmt.Errorf("%w: final norm does not match the config", ErrBadInput)
+	}
+	e.layers = make([]engineLayer, c.Layers)
 	var wg sync.WaitGroup
 	for i := range e.layers {
 		wg.Add(1)
@@ -154,23 +172,19 @@ func New(m *model.Model, opts Options) (*Engine, error) {
 			defer wg.Done()
 			l, p := &m.Layers[i], &e.layers[i]
 			p.attNorm, p.ffnNorm = l.AttNorm, l.FFNNorm
-			p.wqkv = make([]float32, e.qkvN*e.dimP)
-			pack(p.wqkv, e.dimP, 0, l.Wq, c.Dim, c.Dim)
-			pack(p.wqkv, e.dimP, e.dimP, l.Wk, e.kv, c.Dim)
-			pack(p.wqkv, e.dimP, e.dimP+e.kvP, l.Wv, e.kv, c.Dim)
-			p.wo = make([]float32, e.dimP*e.dimP)
-			pack(p.wo, e.dimP, 0, l.Wo, c.Dim, c.Dim)
-			p.w13 = make([]float32, 2*e.hidP*e.dimP)
-			pack(p.w13, e.dimP, 0, l.W1, c.HiddenDim, c.Dim)
-			pack(p.w13, e.dimP, e.hidP, l.W3, c.HiddenDim, c.Dim)
-			p.w2 = make([]float32, e.dimP*e.hidP)
-			pack(p.w2, e.hidP, 0, l.W2, c.Dim, c.HiddenDim)
+			p.wqkv = newLinear(e.qkvN, e.dimP, linPart{&l.Wq, 0}, linPart{&l.Wk, e.dimP}, linPart{&l.Wv, e.dimP + e.kvP})
+			p.wo = newLinear(e.dimP, e.dimP, linPart{&l.Wo, 0})
+			p.w13 = newLinear(2*e.hidP, e.dimP, linPart{&l.W1, 0}, linPart{&l.W3, e.hidP})
+			p.w2 = newLinear(e.dimP, e.hidP, linPart{&l.W2, 0})
 		}()
 	}
 	wg.Wait()
 	e.finalNorm = m.FinalNorm
-	e.cls = make([]float32, e.vocabP*e.dimP)
-	pack(e.cls, e.dimP, 0, m.Classifier, c.Vocab, c.Dim)
+	e.cls = newLinear(e.vocabP, e.dimP, linPart{&m.Classifier, 0})
+	e.rowf = make([][]float32, w)
+	for i := range e.rowf {
+		e.rowf[i] = make([]float32, max(e.dimP, e.hidP))
+	}
 	// RoPE tables, computed as run.c does in float32: freq = 1/theta^(i/hs)
 	// for the even index i of each adjacent pair, angle = pos*freq.
 	half := e.hd / 2
@@ -413,7 +427,7 @@ func (e *Engine) Step(batch []StepInput) ([][]float32, error) {
 		for t, tok := range in.Tokens {
 			b.pos[r] = in.Seq.Len + t
 			b.seq[r] = i
-			copy(b.x[r*e.dimP:r*e.dimP+c.Dim], e.m.Embedding[tok*c.Dim:(tok+1)*c.Dim])
+			e.m.Embedding.Row(b.x[r*e.dimP:], tok)
 			r++
 		}
 		last[i] = r - 1
@@ -426,14 +440,14 @@ func (e *Engine) Step(batch []StepInput) ([][]float32, error) {
 				rmsnorm(b.xb[r*dP:], b.x[r*dP:], L.attNorm, c.NormEps)
 			}
 		})
-		e.gemm(rows, e.qkvN, dP, b.xb, dP, L.wqkv, b.qkv, e.qkvN)
+		e.matmul(&L.wqkv, rows, b.xb, dP, b.qkv, e.qkvN)
 		e.parallel(rows, 16, func(_, lo, hi int) {
 			for r := lo; r < hi; r++ {
 				e.ropeAndStore(batch[b.seq[r]].Seq, li, b.pos[r], b.qkv[r*e.qkvN:(r+1)*e.qkvN])
 			}
 		})
 		e.attention(batch, rows, li)
-		e.gemm(rows, dP, dP, b.att, dP, L.wo, b.tmp, dP)
+		e.matmul(&L.wo, rows, b.att, dP, b.tmp, dP)
 		e.parallel(rows, 16, func(_, lo, hi int) {
 			for r := lo; r < hi; r++ {
 				x, t := b.x[r*dP:r*dP+c.Dim], b.tmp[r*dP:r*dP+c.Dim]
@@ -443,7 +457,7 @@ func (e *Engine) Step(batch []StepInput) ([][]float32, error) {
 				rmsnorm(b.xb[r*dP:], x, L.ffnNorm, c.NormEps)
 			}
 		})
-		e.gemm(rows, 2*e.hidP, dP, b.xb, dP, L.w13, b.h13, 2*e.hidP)
+		e.matmul(&L.w13, rows, b.xb, dP, b.h13, 2*e.hidP)
 		e.parallel(rows, 16, func(_, lo, hi int) {
 			for r := lo; r < hi; r++ {
 				// The whole padded row: the padding is zero in and out.
@@ -453,7 +467,7 @@ func (e *Engine) Step(batch []StepInput) ([][]float32, error) {
 				silu(h1, h3, out)
 			}
 		})
-		e.gemm(rows, dP, e.hidP, b.hb, e.hidP, L.w2, b.tmp, dP)
+		e.matmul(&L.w2, rows, b.hb, e.hidP, b.tmp, dP)
 		e.parallel(rows, 16, func(_, lo, hi int) {
 			for r := lo; r < hi; r++ {
 				x, t := b.x[r*dP:r*dP+c.Dim], b.tmp[r*dP:r*dP+c.Dim]
@@ -466,7 +480,7 @@ func (e *Engine) Step(batch []StepInput) ([][]float32, error) {
 	for i, r := range last {
 		rmsnorm(b.xl[i*dP:], b.x[r*dP:], e.finalNorm, c.NormEps)
 	}
-	e.gemm(len(batch), e.vocabP, dP, b.xl, dP, e.cls, b.logits, e.vocabP)
+	e.matmul(&e.cls, len(batch), b.xl, dP, b.logits, e.vocabP)
 	out := make([][]float32, len(batch))
 	for i := range out {
 		out[i] = append([]float32(nil), b.logits[i*e.vocabP:i*e.vocabP+c.Vocab]...)

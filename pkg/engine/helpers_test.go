@@ -1,43 +1,14 @@
 package engine
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/semantic-kv/semantic/pkg/model"
+	"github.com/semantic-kv/semantic/pkg/testmodels"
 )
 
-// modelsDir finds shared/models: $SEMANTIC_MODELS_DIR, else ../shared/models
-// next to the directory holding go.work. Under CI=true a missing file fails
-// the test; elsewhere it skips.
-func modelsFile(t testing.TB, name string) string {
-	t.Helper()
-	dir := os.Getenv("SEMANTIC_MODELS_DIR")
-	if dir == "" {
-		wd, err := os.Getwd()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for d := wd; ; d = filepath.Dir(d) {
-			if _, err := os.Stat(filepath.Join(d, "go.work")); err == nil {
-				dir = filepath.Join(d, "..", "shared", "models")
-				break
-			}
-			if filepath.Dir(d) == d {
-				break
-			}
-		}
-	}
-	p := filepath.Join(dir, name)
-	if _, err := os.Stat(p); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("required test model %s missing (dir %q): %v", name, dir, err)
-		}
-		t.Skipf("test model %s not found: %v", name, err)
-	}
-	return p
-}
+// modelsFile finds a real model file (see package testmodels).
+func modelsFile(t testing.TB, name string) string { return testmodels.File(t, name) }
 
 var tinyModel = func() func(testing.TB) *model.Model {
 	var m *model.Model

@@ -4,21 +4,31 @@ import (
 	"encoding/json"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/semantic-kv/semantic/pkg/model"
 )
 
 // TestStories260KReference checks the forward pass against llama2.c's run.c:
-// the greedy ids for shared/models/stories260K.bin must match exactly.
+// the greedy ids for shared/models/stories260K.bin, and for the same weights
+// as GGUF (stories260K.gguf, written by llama.cpp's converter), must match
+// exactly.
 func TestStories260KReference(t *testing.T) {
-	bin := modelsFile(t, "stories260K.bin")
-	ref := modelsFile(t, "stories260K_greedy_reference.json")
-	m, err := model.Load("llama2c:"+bin, "")
-	if err != nil {
-		t.Fatal(err)
+	for _, ref := range []string{"llama2c:" + modelsFile(t, "stories260K.bin"), "gguf:" + modelsFile(t, "stories260K.gguf")} {
+		t.Run(ref[:strings.Index(ref, ":")], func(t *testing.T) {
+			m, err := model.Load(ref, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			checkStoriesReference(t, m)
+		})
 	}
-	raw, err := os.ReadFile(ref)
+}
+
+func checkStoriesReference(t *testing.T, m *model.Model) {
+	raw, err := os.ReadFile(modelsFile(t, "stories260K_greedy_reference.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"math"
 	"sync"
 
+	"github.com/semantic-kv/semantic/pkg/chat"
 	"github.com/semantic-kv/semantic/pkg/tokenizer"
 )
 
@@ -54,17 +55,31 @@ func Builtin(size string) (*Model, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: builtin:%s (sizes: tiny, small)", ErrUnknownModel, size)
 	}
-	c := spec.cfg
+	m, err := Random("builtin:"+size, spec.cfg, spec.seed)
+	if err != nil {
+		return nil, err
+	}
+	m.Info.Format, m.Info.Tokenizer = "builtin", "byte"
+	m.Tokenizer, m.Template = tokenizer.NewByte(), chat.Plain()
+	m.BOS, m.EOS = tokenizer.ByteBOS, tokenizer.ByteEOS
+	return m, nil
+}
+
+// Random generates float32 weights of shape c from seed, scaled so that
+// activations stay O(1) through the layers (see below). The model has no
+// tokenizer; BOS is 1 and EOS 2 (the llama convention). It is the built-in
+// models' generator and makes benchmark files of real model shapes.
+func Random(name string, c Config, seed uint64) (*Model, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	m := &Model{
-		Name:      "builtin:" + size,
-		Config:    c,
-		Tokenizer: tokenizer.NewByte(),
-		BOS:       tokenizer.ByteBOS,
-		EOS:       tokenizer.ByteEOS,
-		Layers:    make([]Layer, c.Layers),
+		Name:   name,
+		Config: c,
+		Info:   Info{Architecture: "llama", Format: "random"},
+		BOS:    1,
+		EOS:    2,
+		Layers: make([]Layer, c.Layers),
 	}
 	kv := c.KVDim()
 	// Uniform(a) has standard deviation a/sqrt(3); a = sqrt(3/fan_in) keeps
@@ -75,27 +90,28 @@ func Builtin(size string) (*Model, error) {
 	fan := func(n int) float32 { return float32(math.Sqrt(3 / float64(n))) }
 	res := float32(1 / math.Sqrt(2*float64(c.Layers)))
 	type job struct {
-		dst *[]float32
-		n   int
-		a   float32 // 0 means constant 1 (norm weights)
+		vec        *[]float32 // a norm vector (constant 1), or
+		mat        *Tensor    // a matrix of rows x cols uniform on [-a, a)
+		rows, cols int
+		a          float32
 	}
 	var jobs []job
-	jobs = append(jobs, job{&m.Embedding, c.Vocab * c.Dim, 1})
+	jobs = append(jobs, job{nil, &m.Embedding, c.Vocab, c.Dim, 1})
 	for i := range m.Layers {
 		l := &m.Layers[i]
 		jobs = append(jobs,
-			job{&l.AttNorm, c.Dim, 0},
-			job{&l.Wq, c.Dim * c.Dim, fan(c.Dim)},
-			job{&l.Wk, kv * c.Dim, fan(c.Dim)},
-			job{&l.Wv, kv * c.Dim, fan(c.Dim)},
-			job{&l.Wo, c.Dim * c.Dim, fan(c.Dim) * res},
-			job{&l.FFNNorm, c.Dim, 0},
-			job{&l.W1, c.HiddenDim * c.Dim, fan(c.Dim)},
-			job{&l.W2, c.Dim * c.HiddenDim, fan(c.HiddenDim) * res},
-			job{&l.W3, c.HiddenDim * c.Dim, fan(c.Dim)},
+			job{&l.AttNorm, nil, 1, c.Dim, 0},
+			job{nil, &l.Wq, c.Dim, c.Dim, fan(c.Dim)},
+			job{nil, &l.Wk, kv, c.Dim, fan(c.Dim)},
+			job{nil, &l.Wv, kv, c.Dim, fan(c.Dim)},
+			job{nil, &l.Wo, c.Dim, c.Dim, fan(c.Dim) * res},
+			job{&l.FFNNorm, nil, 1, c.Dim, 0},
+			job{nil, &l.W1, c.HiddenDim, c.Dim, fan(c.Dim)},
+			job{nil, &l.W2, c.Dim, c.HiddenDim, fan(c.HiddenDim) * res},
+			job{nil, &l.W3, c.HiddenDim, c.Dim, fan(c.Dim)},
 		)
 	}
-	jobs = append(jobs, job{&m.FinalNorm, c.Dim, 0}, job{&m.Classifier, c.Vocab * c.Dim, 2 * fan(c.Dim)})
+	jobs = append(jobs, job{&m.FinalNorm, nil, 1, c.Dim, 0}, job{nil, &m.Classifier, c.Vocab, c.Dim, 2 * fan(c.Dim)})
 	// Each tensor has its own stream (seed mixed with its index), so the
 	// tensors can be generated in parallel and stay identical.
 	var wg sync.WaitGroup
@@ -103,21 +119,25 @@ func Builtin(size string) (*Model, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			t := make([]float32, j.n)
+			t := make([]float32, j.rows*j.cols)
 			if j.a == 0 {
 				for k := range t {
 					t[k] = 1
 				}
 			} else {
-				r := SplitMix64{State: spec.seed ^ (uint64(i+1) * 0xD1B54A32D192ED03)}
+				r := SplitMix64{State: seed ^ (uint64(i+1) * 0xD1B54A32D192ED03)}
 				for k := range t {
 					t[k] = r.Uniform(j.a)
 				}
 			}
-			*j.dst = t
+			if j.vec != nil {
+				*j.vec = t
+			} else {
+				*j.mat = F32(j.rows, j.cols, t)
+			}
 		}()
 	}
 	wg.Wait()
-	m.Tag = m.computeTag()
+	m.finish()
 	return m, nil
 }

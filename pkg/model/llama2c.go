@@ -8,6 +8,8 @@ import (
 	"io"
 	"math"
 	"os"
+
+	"github.com/semantic-kv/semantic/pkg/gguf"
 )
 
 // ErrBadCheckpoint is wrapped by every error about a malformed checkpoint.
@@ -50,7 +52,8 @@ func ParseLlama2c(data []byte, name string) (*Model, error) {
 		return nil, fmt.Errorf("%w: header (dim=%d hidden_dim=%d n_layers=%d n_heads=%d n_kv_heads=%d vocab_size=%d seq_len=%d): %w",
 			ErrBadCheckpoint, h[0], h[1], h[2], h[3], h[4], h[5], h[6], err)
 	}
-	m := &Model{Name: name, Config: c, BOS: -1, EOS: -1, Layers: make([]Layer, c.Layers)}
+	m := &Model{Name: name, Config: c, BOS: -1, EOS: -1, Layers: make([]Layer, c.Layers),
+		Info: Info{Architecture: "llama", Format: "llama2c"}}
 	if c.Vocab > 2 {
 		// llama2.c's vocabulary convention: 1 = BOS, 2 = EOS.
 		m.BOS, m.EOS = 1, 2
@@ -86,37 +89,38 @@ func ParseLlama2c(data []byte, name string) (*Model, error) {
 	if size > total {
 		return nil, fmt.Errorf("%w: %d unexpected trailing bytes after byte offset %d", ErrBadCheckpoint, size-total, total)
 	}
-	var err error
-	if m.Embedding, err = read(int64(c.Vocab)*dim, "token_embedding_table"); err != nil {
+	emb, err := read(int64(c.Vocab)*dim, "token_embedding_table")
+	if err != nil {
 		return nil, err
 	}
-	perLayer := func(what string, n int64, get func(*Layer) *[]float32) error {
-		for i := range m.Layers {
-			t, err := read(n, fmt.Sprintf("%s[layer %d]", what, i))
-			if err != nil {
-				return err
-			}
-			*get(&m.Layers[i]) = t
-		}
-		return nil
-	}
+	m.Embedding = F32(c.Vocab, c.Dim, emb)
+	// Each tensor in file order: a norm vector (mat nil) or a rows x cols matrix.
 	for _, s := range []struct {
-		what string
-		n    int64
-		get  func(*Layer) *[]float32
+		what       string
+		rows, cols int64
+		vec        func(*Layer) *[]float32
+		mat        func(*Layer) *Tensor
 	}{
-		{"rms_att_weight", dim, func(l *Layer) *[]float32 { return &l.AttNorm }},
-		{"wq", dim * dim, func(l *Layer) *[]float32 { return &l.Wq }},
-		{"wk", kv * dim, func(l *Layer) *[]float32 { return &l.Wk }},
-		{"wv", kv * dim, func(l *Layer) *[]float32 { return &l.Wv }},
-		{"wo", dim * dim, func(l *Layer) *[]float32 { return &l.Wo }},
-		{"rms_ffn_weight", dim, func(l *Layer) *[]float32 { return &l.FFNNorm }},
-		{"w1", hid * dim, func(l *Layer) *[]float32 { return &l.W1 }},
-		{"w2", dim * hid, func(l *Layer) *[]float32 { return &l.W2 }},
-		{"w3", hid * dim, func(l *Layer) *[]float32 { return &l.W3 }},
+		{"rms_att_weight", 1, dim, func(l *Layer) *[]float32 { return &l.AttNorm }, nil},
+		{"wq", dim, dim, nil, func(l *Layer) *Tensor { return &l.Wq }},
+		{"wk", kv, dim, nil, func(l *Layer) *Tensor { return &l.Wk }},
+		{"wv", kv, dim, nil, func(l *Layer) *Tensor { return &l.Wv }},
+		{"wo", dim, dim, nil, func(l *Layer) *Tensor { return &l.Wo }},
+		{"rms_ffn_weight", 1, dim, func(l *Layer) *[]float32 { return &l.FFNNorm }, nil},
+		{"w1", hid, dim, nil, func(l *Layer) *Tensor { return &l.W1 }},
+		{"w2", dim, hid, nil, func(l *Layer) *Tensor { return &l.W2 }},
+		{"w3", hid, dim, nil, func(l *Layer) *Tensor { return &l.W3 }},
 	} {
-		if err := perLayer(s.what, s.n, s.get); err != nil {
-			return nil, err
+		for i := range m.Layers {
+			t, err := read(s.rows*s.cols, fmt.Sprintf("%s[layer %d]", s.what, i))
+			if err != nil {
+				return nil, err
+			}
+			if s.mat == nil {
+				*s.vec(&m.Layers[i]) = t
+			} else {
+				*s.mat(&m.Layers[i]) = F32(int(s.rows), int(s.cols), t)
+			}
 		}
 	}
 	if m.FinalNorm, err = read(dim, "rms_final_weight"); err != nil {
@@ -126,10 +130,14 @@ func ParseLlama2c(data []byte, name string) (*Model, error) {
 	off += 4 * int64(c.SeqLen) * hs
 	if shared {
 		m.Classifier = m.Embedding
-	} else if m.Classifier, err = read(int64(c.Vocab)*dim, "wcls"); err != nil {
-		return nil, err
+	} else {
+		cls, err := read(int64(c.Vocab)*dim, "wcls")
+		if err != nil {
+			return nil, err
+		}
+		m.Classifier = F32(c.Vocab, c.Dim, cls)
 	}
-	m.Tag = m.computeTag()
+	m.finish()
 	return m, nil
 }
 
@@ -138,8 +146,13 @@ func ParseLlama2c(data []byte, name string) (*Model, error) {
 // written as zeros, since readers recompute them).
 func WriteLlama2c(w io.Writer, m *Model) error {
 	c := m.Config
+	for _, t := range m.tensorList() {
+		if t.Type != gguf.TensorF32 {
+			return fmt.Errorf("llama2c checkpoints hold float32 weights only; this model has %v", t.Type)
+		}
+	}
 	vocab := c.Vocab
-	if !m.sharedClassifier() {
+	if !m.SharedClassifier() {
 		vocab = -vocab
 	}
 	hdr := []int32{int32(c.Dim), int32(c.HiddenDim), int32(c.Layers), int32(c.Heads), int32(c.KVHeads), int32(vocab), int32(c.SeqLen)}
@@ -149,19 +162,19 @@ func WriteLlama2c(w io.Writer, m *Model) error {
 	}
 	ts := m.tensors()
 	n := len(ts)
-	if !m.sharedClassifier() {
+	if !m.SharedClassifier() {
 		n-- // classifier goes after the RoPE tables
 	}
 	for _, t := range ts[:n] {
-		if err := binary.Write(bw, binary.LittleEndian, t); err != nil {
+		if _, err := bw.Write(t); err != nil {
 			return err
 		}
 	}
 	if err := binary.Write(bw, binary.LittleEndian, make([]float32, c.SeqLen*c.HeadDim())); err != nil {
 		return err
 	}
-	if !m.sharedClassifier() {
-		if err := binary.Write(bw, binary.LittleEndian, m.Classifier); err != nil {
+	if !m.SharedClassifier() {
+		if _, err := bw.Write(m.Classifier.Bytes()); err != nil {
 			return err
 		}
 	}

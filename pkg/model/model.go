@@ -9,11 +9,17 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"path/filepath"
+	"runtime"
+	"sort"
 	"strings"
+	"sync"
 	"unsafe"
 
+	"github.com/semantic-kv/semantic/pkg/chat"
+	"github.com/semantic-kv/semantic/pkg/gguf"
 	"github.com/semantic-kv/semantic/pkg/kvspec"
 	"github.com/semantic-kv/semantic/pkg/tokenizer"
 )
@@ -81,24 +87,33 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Layer is one transformer block. Matrices are row-major [out][in], as in
-// llama2.c: row i of Wq produces element i of q.
+// Layer is one transformer block.
 type Layer struct {
 	AttNorm []float32 // [Dim]
-	Wq      []float32 // [Dim][Dim]
-	Wk      []float32 // [KVDim][Dim]
-	Wv      []float32 // [KVDim][Dim]
-	Wo      []float32 // [Dim][Dim]
+	Wq      Tensor    // [Dim][Dim]
+	Wk      Tensor    // [KVDim][Dim]
+	Wv      Tensor    // [KVDim][Dim]
+	Wo      Tensor    // [Dim][Dim]
 	FFNNorm []float32 // [Dim]
-	W1      []float32 // [HiddenDim][Dim] (gate)
-	W2      []float32 // [Dim][HiddenDim] (down)
-	W3      []float32 // [HiddenDim][Dim] (up)
+	W1      Tensor    // [HiddenDim][Dim] (gate)
+	W2      Tensor    // [Dim][HiddenDim] (down)
+	W3      Tensor    // [HiddenDim][Dim] (up)
+}
+
+// Info describes a model for logs, GetStats and GetAgent.
+type Info struct {
+	Architecture string   // "llama"
+	Format       string   // "builtin", "llama2c", "gguf"
+	WeightTypes  []string // distinct matrix types, e.g. ["Q8_0", "F32"]
+	Tokenizer    string   // tokenizer kind ("byte", "sentencepiece"; "" for none)
+	ChatTemplate bool     // the model carries its own chat template
 }
 
 // Model is an immutable set of weights plus what callers need around them.
 type Model struct {
 	Name   string
 	Config Config
+	Info   Info
 	// Tag identifies the weights: name plus a hash of the config and every
 	// weight byte. It is stamped on each KV block's spec so a cache written
 	// by one model is never read by another.
@@ -106,11 +121,42 @@ type Model struct {
 	// Tokenizer is nil when the model has none; callers then send ids.
 	Tokenizer tokenizer.Tokenizer
 	BOS, EOS  int // -1 if none
+	// StopTokens end generation besides EOS (end-of-turn tokens such as
+	// <|eot_id|>); EOS is not repeated here.
+	StopTokens []int
+	// Template renders conversations (the model's own chat template, or the
+	// plain fallback); nil for models without a tokenizer.
+	Template *chat.Template
+	// TemplateErr is why the file's chat template could not be used (the
+	// model still serves prompts; conversations fail with this error).
+	TemplateErr error
 
-	Embedding  []float32 // [Vocab][Dim]
+	Embedding  Tensor // [Vocab][Dim]
 	Layers     []Layer
 	FinalNorm  []float32 // [Dim]
-	Classifier []float32 // [Vocab][Dim]; aliases Embedding when shared
+	Classifier Tensor    // [Vocab][Dim]; shares Embedding's storage when tied
+
+	closer io.Closer // the mapped file, if any
+}
+
+// Close releases the model's file mapping. The model must not be used after.
+func (m *Model) Close() error {
+	if m.closer == nil {
+		return nil
+	}
+	c := m.closer
+	m.closer = nil
+	return c.Close()
+}
+
+// EndTokens lists the ids that end generation: EOS (if any) and the
+// end-of-turn tokens.
+func (m *Model) EndTokens() []int {
+	var out []int
+	if m.EOS >= 0 {
+		out = append(out, m.EOS)
+	}
+	return append(out, m.StopTokens...)
 }
 
 // CacheSpec is the geometry of this model's KV blocks.
@@ -127,52 +173,106 @@ func (m *Model) CacheSpec(tokensPerBlock int, dtype kvspec.DType) kvspec.Spec {
 
 // NumParams counts the weights (a shared classifier once).
 func (m *Model) NumParams() int64 {
-	n := int64(len(m.Embedding) + len(m.FinalNorm))
+	n := int64(m.Embedding.Len() + len(m.FinalNorm))
 	for _, l := range m.Layers {
-		n += int64(len(l.AttNorm) + len(l.Wq) + len(l.Wk) + len(l.Wv) + len(l.Wo) +
-			len(l.FFNNorm) + len(l.W1) + len(l.W2) + len(l.W3))
+		n += int64(len(l.AttNorm) + l.Wq.Len() + l.Wk.Len() + l.Wv.Len() + l.Wo.Len() +
+			len(l.FFNNorm) + l.W1.Len() + l.W2.Len() + l.W3.Len())
 	}
-	if !m.sharedClassifier() {
-		n += int64(len(m.Classifier))
+	if !m.SharedClassifier() {
+		n += int64(m.Classifier.Len())
 	}
 	return n
 }
 
-func (m *Model) sharedClassifier() bool {
-	return len(m.Classifier) > 0 && len(m.Embedding) > 0 && &m.Classifier[0] == &m.Embedding[0]
+// SharedClassifier reports whether the output projection is the token
+// embedding (tied weights).
+func (m *Model) SharedClassifier() bool {
+	a, b := m.Classifier.Bytes(), m.Embedding.Bytes()
+	return m.Classifier.Type == m.Embedding.Type && len(a) > 0 && len(b) > 0 && &a[0] == &b[0]
 }
 
-// tensors lists every weight tensor in llama2.c checkpoint order.
-func (m *Model) tensors() [][]float32 {
-	var t [][]float32
-	t = append(t, m.Embedding)
-	for _, f := range []func(*Layer) []float32{
-		func(l *Layer) []float32 { return l.AttNorm },
-		func(l *Layer) []float32 { return l.Wq },
-		func(l *Layer) []float32 { return l.Wk },
-		func(l *Layer) []float32 { return l.Wv },
-		func(l *Layer) []float32 { return l.Wo },
-		func(l *Layer) []float32 { return l.FFNNorm },
-		func(l *Layer) []float32 { return l.W1 },
-		func(l *Layer) []float32 { return l.W2 },
-		func(l *Layer) []float32 { return l.W3 },
+// tensors lists every weight tensor in llama2.c checkpoint order, as bytes.
+func (m *Model) tensors() [][]byte {
+	var t [][]byte
+	t = append(t, m.Embedding.Bytes())
+	for _, f := range []func(*Layer) []byte{
+		func(l *Layer) []byte { return float32Bytes(l.AttNorm) },
+		func(l *Layer) []byte { return l.Wq.Bytes() },
+		func(l *Layer) []byte { return l.Wk.Bytes() },
+		func(l *Layer) []byte { return l.Wv.Bytes() },
+		func(l *Layer) []byte { return l.Wo.Bytes() },
+		func(l *Layer) []byte { return float32Bytes(l.FFNNorm) },
+		func(l *Layer) []byte { return l.W1.Bytes() },
+		func(l *Layer) []byte { return l.W2.Bytes() },
+		func(l *Layer) []byte { return l.W3.Bytes() },
 	} {
 		for i := range m.Layers {
 			t = append(t, f(&m.Layers[i]))
 		}
 	}
-	t = append(t, m.FinalNorm)
-	if !m.sharedClassifier() {
-		t = append(t, m.Classifier)
+	t = append(t, float32Bytes(m.FinalNorm))
+	if !m.SharedClassifier() {
+		t = append(t, m.Classifier.Bytes())
 	}
 	return t
 }
 
-// computeTag hashes the config and all weights (as little-endian float32) and
-// prefixes a sanitised model name; the result is at most 128 bytes.
+// tensorList lists every matrix (the classifier once when tied).
+func (m *Model) tensorList() []*Tensor {
+	ts := []*Tensor{&m.Embedding}
+	for i := range m.Layers {
+		l := &m.Layers[i]
+		ts = append(ts, &l.Wq, &l.Wk, &l.Wv, &l.Wo, &l.W1, &l.W2, &l.W3)
+	}
+	if !m.SharedClassifier() {
+		ts = append(ts, &m.Classifier)
+	}
+	return ts
+}
+
+// weightTypes lists the distinct matrix types, most used first.
+func (m *Model) weightTypes() []string {
+	count := map[gguf.TensorType]int64{}
+	for _, t := range m.tensorList() {
+		count[t.Type] += int64(t.Len())
+	}
+	types := make([]gguf.TensorType, 0, len(count))
+	for t := range count {
+		types = append(types, t)
+	}
+	sort.Slice(types, func(i, j int) bool {
+		if count[types[i]] != count[types[j]] {
+			return count[types[i]] > count[types[j]]
+		}
+		return types[i] < types[j]
+	})
+	out := make([]string, len(types))
+	for i, t := range types {
+		out[i] = t.String()
+	}
+	return out
+}
+
+// computeTag hashes the config and all weights and prefixes a sanitised
+// model name; the result is at most 128 bytes. Each tensor is hashed on its
+// own goroutine (a multi-GB file is read once, at memory speed with the CPU's
+// SHA extensions) and the digests are hashed in order with the config.
 func (m *Model) computeTag() string {
+	ts := m.tensors()
+	sums := make([][32]byte, len(ts))
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for i, t := range ts {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			sums[i] = sha256.Sum256(t)
+		}()
+	}
+	wg.Wait()
 	h := sha256.New()
-	h.Write([]byte("semantic.model.v1"))
+	h.Write([]byte("semantic.model.v2"))
 	var b [8]byte
 	c := m.Config
 	for _, v := range []int{c.Dim, c.HiddenDim, c.Layers, c.Heads, c.KVHeads, c.Vocab, c.SeqLen} {
@@ -182,13 +282,15 @@ func (m *Model) computeTag() string {
 	binary.LittleEndian.PutUint32(b[:], math.Float32bits(c.NormEps))
 	binary.LittleEndian.PutUint32(b[4:], math.Float32bits(c.RopeTheta))
 	h.Write(b[:])
-	if m.sharedClassifier() {
+	if m.SharedClassifier() {
 		h.Write([]byte{1})
 	} else {
 		h.Write([]byte{0})
 	}
-	for _, t := range m.tensors() {
-		h.Write(float32Bytes(t))
+	// Types: the same bytes read as another type are other weights.
+	h.Write([]byte(strings.Join(m.weightTypes(), ",")))
+	for _, s := range sums {
+		h.Write(s[:])
 	}
 	name := sanitize(m.Name)
 	if len(name) > 64 {
@@ -241,6 +343,7 @@ var ErrUnknownModel = errors.New("unknown model")
 //
 //	builtin:tiny | builtin:small             deterministic generated weights
 //	llama2c:PATH[,tokenizer=PATH]            llama2.c checkpoint (+ tokenizer.bin)
+//	gguf:PATH | PATH.gguf                    GGUF file (weights mapped, its own tokenizer and template)
 //
 // cacheDir is accepted for API stability but unused: generating the built-in
 // weights (splitmix64, well under a second for builtin:small) is as fast as
@@ -250,6 +353,12 @@ func Load(ref string, cacheDir string) (*Model, error) {
 	switch {
 	case strings.HasPrefix(ref, "builtin:"):
 		return Builtin(strings.TrimPrefix(ref, "builtin:"))
+	case strings.HasPrefix(ref, "gguf:") || (strings.HasSuffix(ref, ".gguf") && !strings.Contains(ref, ":")):
+		path := strings.TrimPrefix(ref, "gguf:")
+		if path == "" {
+			return nil, fmt.Errorf("%w: %q: empty GGUF path", ErrUnknownModel, ref)
+		}
+		return LoadGGUF(path)
 	case strings.HasPrefix(ref, "llama2c:"):
 		rest := strings.TrimPrefix(ref, "llama2c:")
 		path, tok := rest, ""
@@ -269,13 +378,40 @@ func Load(ref string, cacheDir string) (*Model, error) {
 				return nil, err
 			}
 			m.Tokenizer = t
+			m.Info.Tokenizer = t.Kind()
+			m.Template = chat.Plain()
 		}
 		return m, nil
 	}
-	return nil, fmt.Errorf("%w: %q (want builtin:tiny, builtin:small or llama2c:PATH[,tokenizer=PATH])", ErrUnknownModel, ref)
+	return nil, fmt.Errorf("%w: %q (want builtin:tiny, builtin:small, gguf:PATH, PATH.gguf or llama2c:PATH[,tokenizer=PATH])", ErrUnknownModel, ref)
+}
+
+// finish fills in what every loader derives the same way: the weight types
+// and the tag.
+func (m *Model) finish() {
+	m.Info.WeightTypes = m.weightTypes()
+	m.Tag = m.computeTag()
 }
 
 // modelName is the display name of a checkpoint path.
 func modelName(path string) string {
 	return strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+}
+
+// float32View reads little-endian float32s: a view when the host is
+// little-endian and b is 4-byte aligned (GGUF data is aligned to at least 32
+// bytes in a page-aligned mapping), a decoded copy otherwise.
+func float32View(b []byte) []float32 {
+	n := len(b) / 4
+	if n == 0 {
+		return nil
+	}
+	if littleEndian && uintptr(unsafe.Pointer(&b[0]))%4 == 0 {
+		return unsafe.Slice((*float32)(unsafe.Pointer(&b[0])), n)
+	}
+	out := make([]float32, n)
+	for i := range out {
+		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+	}
+	return out
 }

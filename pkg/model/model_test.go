@@ -18,7 +18,7 @@ import (
 func weightsHash(m *Model) [32]byte {
 	h := sha256.New()
 	for _, t := range m.tensors() {
-		binary.Write(h, binary.LittleEndian, t)
+		h.Write(t)
 	}
 	var out [32]byte
 	h.Sum(out[:0])
@@ -45,7 +45,7 @@ func TestBuiltinDeterministic(t *testing.T) {
 			t.Fatalf("%s: tokenizer/special ids", name)
 		}
 		for _, tt := range a.tensors() {
-			for _, v := range tt {
+			for _, v := range float32View(tt) {
 				if math.IsNaN(float64(v)) || math.Abs(float64(v)) > 1 {
 					t.Fatalf("%s: weight %v", name, v)
 				}
@@ -71,13 +71,15 @@ func TestBuiltinDeterministic(t *testing.T) {
 }
 
 func TestUnknownModel(t *testing.T) {
-	for _, ref := range []string{"", "builtin:huge", "gguf:x", "llama2c:"} {
+	for _, ref := range []string{"", "builtin:huge", "gguf:", "llama2c:", "x.bin"} {
 		if _, err := Load(ref, ""); !errors.Is(err, ErrUnknownModel) {
 			t.Errorf("%q: %v", ref, err)
 		}
 	}
-	if _, err := Load("llama2c:/nonexistent/x.bin", ""); err == nil || !strings.Contains(err.Error(), "/nonexistent/x.bin") {
-		t.Errorf("missing file: %v", err)
+	for _, ref := range []string{"llama2c:/nonexistent/x.bin", "gguf:/nonexistent/x.gguf", "/nonexistent/x.gguf"} {
+		if _, err := Load(ref, ""); err == nil || !strings.Contains(err.Error(), "/nonexistent/x.") {
+			t.Errorf("missing file %s: %v", ref, err)
+		}
 	}
 }
 
@@ -118,7 +120,7 @@ func TestLlama2cRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if weightsHash(got) != weightsHash(m) || got.Config != m.Config || got.sharedClassifier() {
+	if weightsHash(got) != weightsHash(m) || got.Config != m.Config || got.SharedClassifier() {
 		t.Fatal("weights differ after round trip")
 	}
 	if got.Name != "tiny" || !strings.HasPrefix(got.Tag, "tiny-") || got.Tag[len("tiny-"):] != m.Tag[len("builtin-tiny-"):] {
@@ -184,7 +186,7 @@ func FuzzLoadLlama2c(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := ParseLlama2c(b, "fuzz")
 		if err == nil {
-			if m.Config.Validate() != nil || len(m.Embedding) != m.Config.Vocab*m.Config.Dim {
+			if m.Config.Validate() != nil || m.Embedding.Len() != m.Config.Vocab*m.Config.Dim {
 				t.Fatal("accepted an invalid model")
 			}
 		}

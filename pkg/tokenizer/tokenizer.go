@@ -1,6 +1,7 @@
 // Package tokenizer turns text into token ids and back for the engine's
 // models: a byte-level tokenizer for the built-in models and a
-// SentencePiece-style BPE reader for llama2.c tokenizer.bin files.
+// SentencePiece BPE tokenizer for llama2.c tokenizer.bin files and GGUF
+// vocabularies (tokenizer.ggml.model "llama").
 package tokenizer
 
 import "unicode/utf8"
@@ -8,8 +9,23 @@ import "unicode/utf8"
 // Tokenizer converts between text and token ids. Implementations are
 // immutable after construction and safe for concurrent use.
 type Tokenizer interface {
-	// Encode tokenizes text; bos prepends the BOS id.
+	// Encode tokenizes text as plain user text; bos prepends the BOS id.
+	// Strings that spell special tokens ("</s>", "<|im_end|>") are
+	// tokenized like any other text, so text from a user cannot forge them.
 	Encode(text string, bos bool) []int
+	// EncodeSpecial is Encode, except that the strings of the special
+	// (control, user-defined) tokens written in text become those tokens.
+	// It is for trusted text only: a chat template's markup, an operator's
+	// prompt.
+	EncodeSpecial(text string, bos bool) []int
+	// EncodeChat tokenizes a rendered chat prompt: special-token strings
+	// are recognised as in EncodeSpecial, except inside the plain spans
+	// (the bytes that came from message contents), which can never produce
+	// a special token. The text between special tokens is encoded as one
+	// piece, across span boundaries, so the result is what EncodeSpecial
+	// gives whenever the contents spell no special token. No BOS is added:
+	// the template decides.
+	EncodeChat(text string, plain []Span) []int
 	// Decode turns ids back into text. Special tokens (BOS, EOS, unknown)
 	// produce no text; invalid ids are skipped.
 	Decode(ids []int) string
@@ -19,7 +35,12 @@ type Tokenizer interface {
 	TokenBytes(id int) []byte
 	// VocabSize is the number of ids.
 	VocabSize() int
+	// Kind names the algorithm: "byte" or "sentencepiece".
+	Kind() string
 }
+
+// Span is the byte range [Start, End) of a text.
+type Span struct{ Start, End int }
 
 // Byte-level vocabulary: the llama convention for the special ids, then one
 // id per byte value.
@@ -49,6 +70,12 @@ func (Byte) Encode(text string, bos bool) []int {
 	return out
 }
 
+// EncodeSpecial is Encode: the byte vocabulary has no special-token strings.
+func (b Byte) EncodeSpecial(text string, bos bool) []int { return b.Encode(text, bos) }
+
+// EncodeChat is Encode without BOS.
+func (b Byte) EncodeChat(text string, _ []Span) []int { return b.Encode(text, false) }
+
 func (b Byte) Decode(ids []int) string {
 	buf := make([]byte, 0, len(ids))
 	for _, id := range ids {
@@ -65,6 +92,8 @@ func (Byte) TokenBytes(id int) []byte {
 }
 
 func (Byte) VocabSize() int { return ByteVocab }
+
+func (Byte) Kind() string { return "byte" }
 
 // CompleteUTF8 splits buf into the longest prefix that does not end inside a
 // multi-byte UTF-8 sequence and the incomplete remainder, for streaming

@@ -144,7 +144,9 @@ func FuzzSentencePiece(f *testing.F) {
 	}
 	f.Add(buf.Bytes(), "hello world")
 	f.Fuzz(func(t *testing.T, data []byte, text string) {
-		if got := tok.Decode(tok.Encode(text, true)); got != text && strings.ToValidUTF8(text, "") == text {
+		// Every string round-trips, invalid UTF-8 too: the vocabulary has
+		// all 256 byte pieces.
+		if got := tok.Decode(tok.Encode(text, true)); got != text {
 			t.Fatalf("round trip %q -> %q", text, got)
 		}
 		if tk, err := ParseSentencePiece(data, 300); err == nil {

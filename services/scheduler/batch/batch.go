@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,8 +60,10 @@ type Seq struct {
 	// the next token would not fit.
 	MaxPositions int
 	Sampler      *engine.Sampler
-	// EOS is the model's end-of-sequence id (-1 for none).
-	EOS int
+	// EOS lists the ids that end the sequence with FinishEOS: the model's
+	// end-of-sequence token and its end-of-turn tokens. They are not part of
+	// the context.
+	EOS []int
 	// Stop is called with each generated token (in the loop goroutine: it
 	// must be quick); true ends the sequence with FinishStop.
 	Stop func(token int) bool
@@ -359,7 +362,7 @@ func (l *Loop) step(running []*Seq) []*Seq {
 
 // accept records a sampled token and says whether the sequence ends.
 func (l *Loop) accept(s *Seq, tok int) Finish {
-	if s.EOS >= 0 && tok == s.EOS {
+	if slices.Contains(s.EOS, tok) {
 		return FinishEOS
 	}
 	s.Generated = append(s.Generated, tok)

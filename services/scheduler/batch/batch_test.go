@@ -41,8 +41,8 @@ func newSeq(ctx context.Context, e *engine.Engine, prompt []int, maxTokens int) 
 	}
 	return &Seq{
 		Ctx: ctx, Tokens: prompt, Eng: eng, MaxTokens: maxTokens, MaxPositions: 1 << 20,
-		Sampler: engine.NewSampler(engine.SamplingParams{}), EOS: -1,
-		Events: make(chan Event, maxTokens+1),
+		Sampler: engine.NewSampler(engine.SamplingParams{}),
+		Events:  make(chan Event, maxTokens+1),
 	}
 }
 
@@ -175,7 +175,7 @@ func TestStopAndEOS(t *testing.T) {
 	}
 
 	s = newSeq(context.Background(), e, prompt, 20)
-	s.EOS = ref[2]
+	s.EOS = []int{ref[2]}
 	if err := l.Submit(s); err != nil {
 		t.Fatal(err)
 	}

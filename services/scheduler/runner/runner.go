@@ -52,7 +52,7 @@ type Config struct {
 
 // RegisterFlags binds the flags of Config.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.Model, "model", "builtin:small", "model: builtin:small, builtin:tiny, or llama2c:PATH[,tokenizer=PATH]")
+	fs.StringVar(&c.Model, "model", "builtin:small", "model: builtin:small, builtin:tiny, gguf:PATH (or PATH.gguf), or llama2c:PATH[,tokenizer=PATH]")
 	fs.StringVar(&c.Pool, "pool", "", "pool nodes: comma-separated host:port or dns:///name:port; empty runs an embedded pool in --data-dir")
 	fs.IntVar(&c.BlockTokens, "block-tokens", 32, "token positions per KV block")
 	fs.StringVar(&c.KVDType, "kv-dtype", "float32", "element type of stored KV blocks: float32 or float16")
@@ -105,8 +105,11 @@ func Start(ctx context.Context, cfg Config, deps Deps) (_ *Scheduler, err error)
 	if s.Model, err = model.Load(cfg.Model, filepath.Join(deps.DataDir, "models")); err != nil {
 		return nil, err
 	}
-	log.Info("model loaded", "model", s.Model.Name, "tag", s.Model.Tag, "params", s.Model.NumParams(),
-		"context", s.Model.Config.SeqLen, "took", time.Since(start).Round(time.Millisecond))
+	mi := s.Model.Info
+	log.Info("model loaded", "model", s.Model.Name, "format", mi.Format, "architecture", mi.Architecture,
+		"params", s.Model.NumParams(), "weight_types", strings.Join(mi.WeightTypes, ","), "context", s.Model.Config.SeqLen,
+		"vocab", s.Model.Config.Vocab, "tokenizer", mi.Tokenizer, "chat_template", mi.ChatTemplate, "tag", s.Model.Tag,
+		"took", time.Since(start).Round(time.Millisecond))
 	if s.Engine, err = engine.New(s.Model, engine.Options{Workers: cfg.Workers, TokensPerBlock: cfg.BlockTokens}); err != nil {
 		return nil, err
 	}
@@ -183,6 +186,10 @@ func (s *Scheduler) Close(ctx context.Context) error {
 	var err error
 	if s.Embedded != nil {
 		err = s.Embedded.Close(ctx)
+	}
+	if s.Model != nil {
+		// Unmaps a GGUF file; nothing reads the weights once the loop is closed.
+		err = errors.Join(err, s.Model.Close())
 	}
 	return err
 }

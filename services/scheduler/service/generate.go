@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -14,8 +15,10 @@ import (
 
 	blockpoolv1 "github.com/semantic-kv/semantic/pkg/api/semantic/blockpool/v1"
 	schedulerv1 "github.com/semantic-kv/semantic/pkg/api/semantic/scheduler/v1"
+	"github.com/semantic-kv/semantic/pkg/chat"
 	"github.com/semantic-kv/semantic/pkg/engine"
 	"github.com/semantic-kv/semantic/pkg/kvspec"
+	"github.com/semantic-kv/semantic/pkg/model"
 	"github.com/semantic-kv/semantic/pkg/rpcstatus"
 	"github.com/semantic-kv/semantic/services/scheduler/batch"
 	"github.com/semantic-kv/semantic/services/scheduler/poolclient"
@@ -120,7 +123,19 @@ func (s *Server) validate(r *request) error {
 	if req.GetPrompt() != "" && len(req.GetPromptTokenIds()) > 0 {
 		return rpcstatus.InvalidArgument("prompt", "give prompt or prompt_token_ids, not both")
 	}
+	if len(req.GetMessages()) > 0 && (req.GetPrompt() != "" || len(req.GetPromptTokenIds()) > 0) {
+		return rpcstatus.InvalidArgument("messages", "give messages, prompt or prompt_token_ids, not several")
+	}
 	switch {
+	case len(req.GetMessages()) > 0:
+		if req.GetAppend() {
+			return rpcstatus.InvalidArgument("append", "not allowed with messages: resend the whole conversation, its cached prefix is reused")
+		}
+		ids, err := s.renderMessages(req.GetMessages())
+		if err != nil {
+			return err
+		}
+		r.prompt = ids
 	case len(req.GetPromptTokenIds()) > 0:
 		r.prompt = make([]int, len(req.GetPromptTokenIds()))
 		for i, id := range req.GetPromptTokenIds() {
@@ -167,6 +182,24 @@ func (s *Server) validate(r *request) error {
 		return rpcstatus.InvalidArgument("cache_salt", "at most %d bytes", maxSaltLen)
 	}
 	return nil
+}
+
+// renderMessages renders and tokenizes a conversation (model.ChatTokens:
+// special tokens only from the template's markup, never from the content).
+func (s *Server) renderMessages(in []*schedulerv1.ChatMessage) ([]int, error) {
+	m := s.cfg.Model
+	msgs := make([]chat.Message, len(in))
+	for i, msg := range in {
+		msgs[i] = chat.Message{Role: msg.GetRole(), Content: msg.GetContent()}
+	}
+	ids, err := m.ChatTokens(msgs)
+	switch {
+	case errors.Is(err, model.ErrBadConversation):
+		return nil, rpcstatus.InvalidArgument("messages", "%v", err)
+	case err != nil:
+		return nil, status.Errorf(codes.FailedPrecondition, "messages: %v", err)
+	}
+	return ids, nil
 }
 
 // prepare picks the node, finds the cached prefix, leases the blocks and
@@ -420,7 +453,7 @@ func (s *Server) run(ctx context.Context, r *request, stream schedulerv1.Schedul
 		Sampler: engine.NewSampler(engine.SamplingParams{
 			Temperature: r.req.GetTemperature(), TopK: int(r.req.GetTopK()), TopP: r.req.GetTopP(), Seed: r.req.GetSeed(),
 		}),
-		EOS:    m.EOS,
+		EOS:    m.EndTokens(),
 		Events: make(chan batch.Event, r.maxTok+2),
 	}
 	if len(r.req.GetStop()) > 0 {

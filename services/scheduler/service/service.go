@@ -164,7 +164,7 @@ func (s *Server) GetStats(context.Context, *schedulerv1.GetStatsRequest) (*sched
 		DecodeTokensPerSecond: s.decodeRate(st.DecodeTokens),
 		BlocksLeased:          uint32(s.leasedBlocks.Load()),
 		RequestsCompleted:     s.completed.Load(), RequestsFailed: s.failed.Load(),
-		HotCacheBytes: uint64(hs.Bytes), Model: s.cfg.Model.Name + " (" + s.cfg.Model.Tag + ")",
+		HotCacheBytes: uint64(hs.Bytes), Model: s.cfg.Model.Name + " (" + s.cfg.Model.Tag + ")", ModelInfo: s.modelInfo(),
 		PrefillTokens: st.PrefillTokens, CachedTokens: s.cachedToks.Load(),
 	}
 	if p := s.promptToks.Load(); p > 0 {
@@ -254,7 +254,17 @@ func (s *Server) GetAgent(ctx context.Context, req *schedulerv1.GetAgentRequest)
 		// Proto strings must be valid UTF-8; a byte-level model may have produced anything.
 		info.Text = strings.ToValidUTF8(tok.Decode(toInts(rec.GetTokenIds())), "\uFFFD")
 	}
-	return &schedulerv1.GetAgentResponse{Agent: info}, nil
+	return &schedulerv1.GetAgentResponse{Agent: info, Model: s.modelInfo()}, nil
+}
+
+// modelInfo describes the served model.
+func (s *Server) modelInfo() *schedulerv1.ModelInfo {
+	m := s.cfg.Model
+	return &schedulerv1.ModelInfo{
+		Name: m.Name, CacheTag: s.cfg.Spec.ModelTag, Architecture: m.Info.Architecture, Format: m.Info.Format,
+		Parameters: uint64(m.NumParams()), WeightTypes: m.Info.WeightTypes, ContextLength: uint32(m.Config.SeqLen),
+		VocabSize: uint32(m.Config.Vocab), Tokenizer: m.Info.Tokenizer, ChatTemplate: m.Info.ChatTemplate,
+	}
 }
 
 // findAgent returns the agent's record from the first healthy node in its

@@ -118,7 +118,14 @@ type GenerateRequest struct {
 	// run cold on another node instead).
 	Append bool `protobuf:"varint,10,opt,name=append,proto3" json:"append,omitempty"`
 	// Tenant salt: blocks are shared by content only between requests with the same salt.
-	CacheSalt     string `protobuf:"bytes,11,opt,name=cache_salt,json=cacheSalt,proto3" json:"cache_salt,omitempty"`
+	CacheSalt string `protobuf:"bytes,11,opt,name=cache_salt,json=cacheSalt,proto3" json:"cache_salt,omitempty"`
+	// The agent's whole conversation, rendered with the model's chat template
+	// (its own, or the plain fallback of a model without one) followed by the
+	// prompt for the assistant's next turn. Exclusive with prompt and
+	// prompt_token_ids, and not allowed with append: a chat client resends the
+	// conversation each turn and the cached prefix of the rendered context is
+	// reused (at most 4096 messages).
+	Messages      []*ChatMessage `protobuf:"bytes,12,rep,name=messages,proto3" json:"messages,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -230,6 +237,198 @@ func (x *GenerateRequest) GetCacheSalt() string {
 	return ""
 }
 
+func (x *GenerateRequest) GetMessages() []*ChatMessage {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+// ChatMessage is one turn of a conversation.
+type ChatMessage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "system" (only as the first message), "user" or "assistant".
+	Role string `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
+	// The text of the turn. Special tokens written in it are not recognised:
+	// only the chat template's own markup produces them.
+	Content       string `protobuf:"bytes,2,opt,name=content,proto3" json:"content,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChatMessage) Reset() {
+	*x = ChatMessage{}
+	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChatMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChatMessage) ProtoMessage() {}
+
+func (x *ChatMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChatMessage.ProtoReflect.Descriptor instead.
+func (*ChatMessage) Descriptor() ([]byte, []int) {
+	return file_semantic_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ChatMessage) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *ChatMessage) GetContent() string {
+	if x != nil {
+		return x.Content
+	}
+	return ""
+}
+
+// ModelInfo describes the model a scheduler serves.
+type ModelInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Display name (the file name without extension for files).
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Tag stamped on the KV blocks (weights hash, engine arithmetic, kernels).
+	CacheTag string `protobuf:"bytes,2,opt,name=cache_tag,json=cacheTag,proto3" json:"cache_tag,omitempty"`
+	// Architecture, e.g. "llama".
+	Architecture string `protobuf:"bytes,3,opt,name=architecture,proto3" json:"architecture,omitempty"`
+	// Source format: "builtin", "llama2c" or "gguf".
+	Format string `protobuf:"bytes,4,opt,name=format,proto3" json:"format,omitempty"`
+	// Number of weights.
+	Parameters uint64 `protobuf:"varint,5,opt,name=parameters,proto3" json:"parameters,omitempty"`
+	// Distinct matrix weight types, most used first (e.g. "Q8_0", "F32").
+	WeightTypes []string `protobuf:"bytes,6,rep,name=weight_types,json=weightTypes,proto3" json:"weight_types,omitempty"`
+	// Context length in tokens.
+	ContextLength uint32 `protobuf:"varint,7,opt,name=context_length,json=contextLength,proto3" json:"context_length,omitempty"`
+	// Vocabulary size.
+	VocabSize uint32 `protobuf:"varint,8,opt,name=vocab_size,json=vocabSize,proto3" json:"vocab_size,omitempty"`
+	// Tokenizer kind ("byte", "sentencepiece"); empty when the model has none
+	// and requests must send token ids.
+	Tokenizer string `protobuf:"bytes,9,opt,name=tokenizer,proto3" json:"tokenizer,omitempty"`
+	// Whether the model carries its own chat template (otherwise messages are
+	// rendered with the plain fallback).
+	ChatTemplate  bool `protobuf:"varint,10,opt,name=chat_template,json=chatTemplate,proto3" json:"chat_template,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ModelInfo) Reset() {
+	*x = ModelInfo{}
+	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelInfo) ProtoMessage() {}
+
+func (x *ModelInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelInfo.ProtoReflect.Descriptor instead.
+func (*ModelInfo) Descriptor() ([]byte, []int) {
+	return file_semantic_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ModelInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ModelInfo) GetCacheTag() string {
+	if x != nil {
+		return x.CacheTag
+	}
+	return ""
+}
+
+func (x *ModelInfo) GetArchitecture() string {
+	if x != nil {
+		return x.Architecture
+	}
+	return ""
+}
+
+func (x *ModelInfo) GetFormat() string {
+	if x != nil {
+		return x.Format
+	}
+	return ""
+}
+
+func (x *ModelInfo) GetParameters() uint64 {
+	if x != nil {
+		return x.Parameters
+	}
+	return 0
+}
+
+func (x *ModelInfo) GetWeightTypes() []string {
+	if x != nil {
+		return x.WeightTypes
+	}
+	return nil
+}
+
+func (x *ModelInfo) GetContextLength() uint32 {
+	if x != nil {
+		return x.ContextLength
+	}
+	return 0
+}
+
+func (x *ModelInfo) GetVocabSize() uint32 {
+	if x != nil {
+		return x.VocabSize
+	}
+	return 0
+}
+
+func (x *ModelInfo) GetTokenizer() string {
+	if x != nil {
+		return x.Tokenizer
+	}
+	return ""
+}
+
+func (x *ModelInfo) GetChatTemplate() bool {
+	if x != nil {
+		return x.ChatTemplate
+	}
+	return false
+}
+
 // Usage accounts for one request.
 type Usage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -255,7 +454,7 @@ type Usage struct {
 
 func (x *Usage) Reset() {
 	*x = Usage{}
-	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[1]
+	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -267,7 +466,7 @@ func (x *Usage) String() string {
 func (*Usage) ProtoMessage() {}
 
 func (x *Usage) ProtoReflect() protoreflect.Message {
-	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[1]
+	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -280,7 +479,7 @@ func (x *Usage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Usage.ProtoReflect.Descriptor instead.
 func (*Usage) Descriptor() ([]byte, []int) {
-	return file_semantic_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{1}
+	return file_semantic_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Usage) GetPromptTokens() uint32 {
@@ -355,7 +554,7 @@ type GenerateResponse struct {
 
 func (x *GenerateResponse) Reset() {
 	*x = GenerateResponse{}
-	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[2]
+	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -367,7 +566,7 @@ func (x *GenerateResponse) String() string {
 func (*GenerateResponse) ProtoMessage() {}
 
 func (x *GenerateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[2]
+	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -380,7 +579,7 @@ func (x *GenerateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateResponse.ProtoReflect.Descriptor instead.
 func (*GenerateResponse) Descriptor() ([]byte, []int) {
-	return file_semantic_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{2}
+	return file_semantic_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GenerateResponse) GetTokenId() uint32 {
@@ -445,7 +644,7 @@ type AgentInfo struct {
 
 func (x *AgentInfo) Reset() {
 	*x = AgentInfo{}
-	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[3]
+	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -457,7 +656,7 @@ func (x *AgentInfo) String() string {
 func (*AgentInfo) ProtoMessage() {}
 
 func (x *AgentInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[3]
+	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -470,7 +669,7 @@ func (x *AgentInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentInfo.ProtoReflect.Descriptor instead.
 func (*AgentInfo) Descriptor() ([]byte, []int) {
-	return file_semantic_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{3}
+	return file_semantic_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *AgentInfo) GetAgentId() string {
@@ -549,7 +748,7 @@ type ListAgentsRequest struct {
 
 func (x *ListAgentsRequest) Reset() {
 	*x = ListAgentsRequest{}
-	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[4]
+	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -561,7 +760,7 @@ func (x *ListAgentsRequest) String() string {
 func (*ListAgentsRequest) ProtoMessage() {}
 
 func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[4]
+	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -574,7 +773,7 @@ func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsRequest.ProtoReflect.Descriptor instead.
 func (*ListAgentsRequest) Descriptor() ([]byte, []int) {
-	return file_semantic_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{4}
+	return file_semantic_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListAgentsRequest) GetPageSize() uint32 {
@@ -604,7 +803,7 @@ type ListAgentsResponse struct {
 
 func (x *ListAgentsResponse) Reset() {
 	*x = ListAgentsResponse{}
-	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[5]
+	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -616,7 +815,7 @@ func (x *ListAgentsResponse) String() string {
 func (*ListAgentsResponse) ProtoMessage() {}
 
 func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[5]
+	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -629,7 +828,7 @@ func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsResponse.ProtoReflect.Descriptor instead.
 func (*ListAgentsResponse) Descriptor() ([]byte, []int) {
-	return file_semantic_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{5}
+	return file_semantic_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListAgentsResponse) GetAgents() []*AgentInfo {
@@ -657,7 +856,7 @@ type GetAgentRequest struct {
 
 func (x *GetAgentRequest) Reset() {
 	*x = GetAgentRequest{}
-	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[6]
+	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -669,7 +868,7 @@ func (x *GetAgentRequest) String() string {
 func (*GetAgentRequest) ProtoMessage() {}
 
 func (x *GetAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[6]
+	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -682,7 +881,7 @@ func (x *GetAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAgentRequest.ProtoReflect.Descriptor instead.
 func (*GetAgentRequest) Descriptor() ([]byte, []int) {
-	return file_semantic_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{6}
+	return file_semantic_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetAgentRequest) GetAgentId() string {
@@ -696,14 +895,17 @@ func (x *GetAgentRequest) GetAgentId() string {
 type GetAgentResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The agent's cached context.
-	Agent         *AgentInfo `protobuf:"bytes,1,opt,name=agent,proto3" json:"agent,omitempty"`
+	Agent *AgentInfo `protobuf:"bytes,1,opt,name=agent,proto3" json:"agent,omitempty"`
+	// The model this scheduler serves (compare its cache_tag with the agent's
+	// model_tag: a different model means the next request runs cold).
+	Model         *ModelInfo `protobuf:"bytes,2,opt,name=model,proto3" json:"model,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetAgentResponse) Reset() {
 	*x = GetAgentResponse{}
-	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[7]
+	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -715,7 +917,7 @@ func (x *GetAgentResponse) String() string {
 func (*GetAgentResponse) ProtoMessage() {}
 
 func (x *GetAgentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[7]
+	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -728,12 +930,19 @@ func (x *GetAgentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAgentResponse.ProtoReflect.Descriptor instead.
 func (*GetAgentResponse) Descriptor() ([]byte, []int) {
-	return file_semantic_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{7}
+	return file_semantic_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetAgentResponse) GetAgent() *AgentInfo {
 	if x != nil {
 		return x.Agent
+	}
+	return nil
+}
+
+func (x *GetAgentResponse) GetModel() *ModelInfo {
+	if x != nil {
+		return x.Model
 	}
 	return nil
 }
@@ -749,7 +958,7 @@ type DeleteAgentRequest struct {
 
 func (x *DeleteAgentRequest) Reset() {
 	*x = DeleteAgentRequest{}
-	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[8]
+	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -761,7 +970,7 @@ func (x *DeleteAgentRequest) String() string {
 func (*DeleteAgentRequest) ProtoMessage() {}
 
 func (x *DeleteAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[8]
+	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -774,7 +983,7 @@ func (x *DeleteAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAgentRequest.ProtoReflect.Descriptor instead.
 func (*DeleteAgentRequest) Descriptor() ([]byte, []int) {
-	return file_semantic_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{8}
+	return file_semantic_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DeleteAgentRequest) GetAgentId() string {
@@ -795,7 +1004,7 @@ type DeleteAgentResponse struct {
 
 func (x *DeleteAgentResponse) Reset() {
 	*x = DeleteAgentResponse{}
-	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[9]
+	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -807,7 +1016,7 @@ func (x *DeleteAgentResponse) String() string {
 func (*DeleteAgentResponse) ProtoMessage() {}
 
 func (x *DeleteAgentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[9]
+	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -820,7 +1029,7 @@ func (x *DeleteAgentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAgentResponse.ProtoReflect.Descriptor instead.
 func (*DeleteAgentResponse) Descriptor() ([]byte, []int) {
-	return file_semantic_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{9}
+	return file_semantic_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DeleteAgentResponse) GetDeleted() bool {
@@ -839,7 +1048,7 @@ type GetStatsRequest struct {
 
 func (x *GetStatsRequest) Reset() {
 	*x = GetStatsRequest{}
-	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[10]
+	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -851,7 +1060,7 @@ func (x *GetStatsRequest) String() string {
 func (*GetStatsRequest) ProtoMessage() {}
 
 func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[10]
+	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -864,7 +1073,7 @@ func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsRequest.ProtoReflect.Descriptor instead.
 func (*GetStatsRequest) Descriptor() ([]byte, []int) {
-	return file_semantic_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{10}
+	return file_semantic_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{12}
 }
 
 // PoolNodeStatus is the scheduler's view of one pool node.
@@ -882,7 +1091,7 @@ type PoolNodeStatus struct {
 
 func (x *PoolNodeStatus) Reset() {
 	*x = PoolNodeStatus{}
-	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[11]
+	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -894,7 +1103,7 @@ func (x *PoolNodeStatus) String() string {
 func (*PoolNodeStatus) ProtoMessage() {}
 
 func (x *PoolNodeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[11]
+	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -907,7 +1116,7 @@ func (x *PoolNodeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolNodeStatus.ProtoReflect.Descriptor instead.
 func (*PoolNodeStatus) Descriptor() ([]byte, []int) {
-	return file_semantic_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{11}
+	return file_semantic_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PoolNodeStatus) GetAddress() string {
@@ -961,14 +1170,16 @@ type GetStatsResponse struct {
 	// Prefill tokens computed since start.
 	PrefillTokens uint64 `protobuf:"varint,13,opt,name=prefill_tokens,json=prefillTokens,proto3" json:"prefill_tokens,omitempty"`
 	// Prompt tokens served from the cache since start.
-	CachedTokens  uint64 `protobuf:"varint,14,opt,name=cached_tokens,json=cachedTokens,proto3" json:"cached_tokens,omitempty"`
+	CachedTokens uint64 `protobuf:"varint,14,opt,name=cached_tokens,json=cachedTokens,proto3" json:"cached_tokens,omitempty"`
+	// The model serving requests, in detail.
+	ModelInfo     *ModelInfo `protobuf:"bytes,15,opt,name=model_info,json=modelInfo,proto3" json:"model_info,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetStatsResponse) Reset() {
 	*x = GetStatsResponse{}
-	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[12]
+	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -980,7 +1191,7 @@ func (x *GetStatsResponse) String() string {
 func (*GetStatsResponse) ProtoMessage() {}
 
 func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[12]
+	mi := &file_semantic_scheduler_v1_scheduler_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -993,7 +1204,7 @@ func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsResponse.ProtoReflect.Descriptor instead.
 func (*GetStatsResponse) Descriptor() ([]byte, []int) {
-	return file_semantic_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{12}
+	return file_semantic_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetStatsResponse) GetRunning() uint32 {
@@ -1094,11 +1305,18 @@ func (x *GetStatsResponse) GetCachedTokens() uint64 {
 	return 0
 }
 
+func (x *GetStatsResponse) GetModelInfo() *ModelInfo {
+	if x != nil {
+		return x.ModelInfo
+	}
+	return nil
+}
+
 var File_semantic_scheduler_v1_scheduler_proto protoreflect.FileDescriptor
 
 const file_semantic_scheduler_v1_scheduler_proto_rawDesc = "" +
 	"\n" +
-	"%semantic/scheduler/v1/scheduler.proto\x12\x15semantic.scheduler.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb8\x02\n" +
+	"%semantic/scheduler/v1/scheduler.proto\x12\x15semantic.scheduler.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf8\x02\n" +
 	"\x0fGenerateRequest\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x16\n" +
 	"\x06prompt\x18\x02 \x01(\tR\x06prompt\x12(\n" +
@@ -1113,7 +1331,26 @@ const file_semantic_scheduler_v1_scheduler_proto_rawDesc = "" +
 	"\x06append\x18\n" +
 	" \x01(\bR\x06append\x12\x1d\n" +
 	"\n" +
-	"cache_salt\x18\v \x01(\tR\tcacheSalt\"\x96\x02\n" +
+	"cache_salt\x18\v \x01(\tR\tcacheSalt\x12>\n" +
+	"\bmessages\x18\f \x03(\v2\".semantic.scheduler.v1.ChatMessageR\bmessages\";\n" +
+	"\vChatMessage\x12\x12\n" +
+	"\x04role\x18\x01 \x01(\tR\x04role\x12\x18\n" +
+	"\acontent\x18\x02 \x01(\tR\acontent\"\xc4\x02\n" +
+	"\tModelInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
+	"\tcache_tag\x18\x02 \x01(\tR\bcacheTag\x12\"\n" +
+	"\farchitecture\x18\x03 \x01(\tR\farchitecture\x12\x16\n" +
+	"\x06format\x18\x04 \x01(\tR\x06format\x12\x1e\n" +
+	"\n" +
+	"parameters\x18\x05 \x01(\x04R\n" +
+	"parameters\x12!\n" +
+	"\fweight_types\x18\x06 \x03(\tR\vweightTypes\x12%\n" +
+	"\x0econtext_length\x18\a \x01(\rR\rcontextLength\x12\x1d\n" +
+	"\n" +
+	"vocab_size\x18\b \x01(\rR\tvocabSize\x12\x1c\n" +
+	"\ttokenizer\x18\t \x01(\tR\ttokenizer\x12#\n" +
+	"\rchat_template\x18\n" +
+	" \x01(\bR\fchatTemplate\"\x96\x02\n" +
 	"\x05Usage\x12#\n" +
 	"\rprompt_tokens\x18\x01 \x01(\rR\fpromptTokens\x12#\n" +
 	"\rcached_tokens\x18\x02 \x01(\rR\fcachedTokens\x12+\n" +
@@ -1148,9 +1385,10 @@ const file_semantic_scheduler_v1_scheduler_proto_rawDesc = "" +
 	"\x06agents\x18\x01 \x03(\v2 .semantic.scheduler.v1.AgentInfoR\x06agents\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\",\n" +
 	"\x0fGetAgentRequest\x12\x19\n" +
-	"\bagent_id\x18\x01 \x01(\tR\aagentId\"J\n" +
+	"\bagent_id\x18\x01 \x01(\tR\aagentId\"\x82\x01\n" +
 	"\x10GetAgentResponse\x126\n" +
-	"\x05agent\x18\x01 \x01(\v2 .semantic.scheduler.v1.AgentInfoR\x05agent\"/\n" +
+	"\x05agent\x18\x01 \x01(\v2 .semantic.scheduler.v1.AgentInfoR\x05agent\x126\n" +
+	"\x05model\x18\x02 \x01(\v2 .semantic.scheduler.v1.ModelInfoR\x05model\"/\n" +
 	"\x12DeleteAgentRequest\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\"/\n" +
 	"\x13DeleteAgentResponse\x12\x18\n" +
@@ -1159,7 +1397,7 @@ const file_semantic_scheduler_v1_scheduler_proto_rawDesc = "" +
 	"\x0ePoolNodeStatus\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x18\n" +
-	"\ahealthy\x18\x03 \x01(\bR\ahealthy\"\xb9\x04\n" +
+	"\ahealthy\x18\x03 \x01(\bR\ahealthy\"\xfa\x04\n" +
 	"\x10GetStatsResponse\x12\x18\n" +
 	"\arunning\x18\x01 \x01(\rR\arunning\x12\x18\n" +
 	"\awaiting\x18\x02 \x01(\rR\awaiting\x12\x1d\n" +
@@ -1177,7 +1415,9 @@ const file_semantic_scheduler_v1_scheduler_proto_rawDesc = "" +
 	"\n" +
 	"pool_nodes\x18\f \x03(\v2%.semantic.scheduler.v1.PoolNodeStatusR\tpoolNodes\x12%\n" +
 	"\x0eprefill_tokens\x18\r \x01(\x04R\rprefillTokens\x12#\n" +
-	"\rcached_tokens\x18\x0e \x01(\x04R\fcachedTokens*\x91\x01\n" +
+	"\rcached_tokens\x18\x0e \x01(\x04R\fcachedTokens\x12?\n" +
+	"\n" +
+	"model_info\x18\x0f \x01(\v2 .semantic.scheduler.v1.ModelInfoR\tmodelInfo*\x91\x01\n" +
 	"\fFinishReason\x12\x1d\n" +
 	"\x19FINISH_REASON_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14FINISH_REASON_LENGTH\x10\x01\x12\x16\n" +
@@ -1205,46 +1445,51 @@ func file_semantic_scheduler_v1_scheduler_proto_rawDescGZIP() []byte {
 }
 
 var file_semantic_scheduler_v1_scheduler_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_semantic_scheduler_v1_scheduler_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_semantic_scheduler_v1_scheduler_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_semantic_scheduler_v1_scheduler_proto_goTypes = []any{
 	(FinishReason)(0),             // 0: semantic.scheduler.v1.FinishReason
 	(*GenerateRequest)(nil),       // 1: semantic.scheduler.v1.GenerateRequest
-	(*Usage)(nil),                 // 2: semantic.scheduler.v1.Usage
-	(*GenerateResponse)(nil),      // 3: semantic.scheduler.v1.GenerateResponse
-	(*AgentInfo)(nil),             // 4: semantic.scheduler.v1.AgentInfo
-	(*ListAgentsRequest)(nil),     // 5: semantic.scheduler.v1.ListAgentsRequest
-	(*ListAgentsResponse)(nil),    // 6: semantic.scheduler.v1.ListAgentsResponse
-	(*GetAgentRequest)(nil),       // 7: semantic.scheduler.v1.GetAgentRequest
-	(*GetAgentResponse)(nil),      // 8: semantic.scheduler.v1.GetAgentResponse
-	(*DeleteAgentRequest)(nil),    // 9: semantic.scheduler.v1.DeleteAgentRequest
-	(*DeleteAgentResponse)(nil),   // 10: semantic.scheduler.v1.DeleteAgentResponse
-	(*GetStatsRequest)(nil),       // 11: semantic.scheduler.v1.GetStatsRequest
-	(*PoolNodeStatus)(nil),        // 12: semantic.scheduler.v1.PoolNodeStatus
-	(*GetStatsResponse)(nil),      // 13: semantic.scheduler.v1.GetStatsResponse
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(*ChatMessage)(nil),           // 2: semantic.scheduler.v1.ChatMessage
+	(*ModelInfo)(nil),             // 3: semantic.scheduler.v1.ModelInfo
+	(*Usage)(nil),                 // 4: semantic.scheduler.v1.Usage
+	(*GenerateResponse)(nil),      // 5: semantic.scheduler.v1.GenerateResponse
+	(*AgentInfo)(nil),             // 6: semantic.scheduler.v1.AgentInfo
+	(*ListAgentsRequest)(nil),     // 7: semantic.scheduler.v1.ListAgentsRequest
+	(*ListAgentsResponse)(nil),    // 8: semantic.scheduler.v1.ListAgentsResponse
+	(*GetAgentRequest)(nil),       // 9: semantic.scheduler.v1.GetAgentRequest
+	(*GetAgentResponse)(nil),      // 10: semantic.scheduler.v1.GetAgentResponse
+	(*DeleteAgentRequest)(nil),    // 11: semantic.scheduler.v1.DeleteAgentRequest
+	(*DeleteAgentResponse)(nil),   // 12: semantic.scheduler.v1.DeleteAgentResponse
+	(*GetStatsRequest)(nil),       // 13: semantic.scheduler.v1.GetStatsRequest
+	(*PoolNodeStatus)(nil),        // 14: semantic.scheduler.v1.PoolNodeStatus
+	(*GetStatsResponse)(nil),      // 15: semantic.scheduler.v1.GetStatsResponse
+	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
 }
 var file_semantic_scheduler_v1_scheduler_proto_depIdxs = []int32{
-	0,  // 0: semantic.scheduler.v1.GenerateResponse.finish_reason:type_name -> semantic.scheduler.v1.FinishReason
-	2,  // 1: semantic.scheduler.v1.GenerateResponse.usage:type_name -> semantic.scheduler.v1.Usage
-	14, // 2: semantic.scheduler.v1.AgentInfo.last_used_time:type_name -> google.protobuf.Timestamp
-	4,  // 3: semantic.scheduler.v1.ListAgentsResponse.agents:type_name -> semantic.scheduler.v1.AgentInfo
-	4,  // 4: semantic.scheduler.v1.GetAgentResponse.agent:type_name -> semantic.scheduler.v1.AgentInfo
-	12, // 5: semantic.scheduler.v1.GetStatsResponse.pool_nodes:type_name -> semantic.scheduler.v1.PoolNodeStatus
-	1,  // 6: semantic.scheduler.v1.SchedulerService.Generate:input_type -> semantic.scheduler.v1.GenerateRequest
-	5,  // 7: semantic.scheduler.v1.SchedulerService.ListAgents:input_type -> semantic.scheduler.v1.ListAgentsRequest
-	7,  // 8: semantic.scheduler.v1.SchedulerService.GetAgent:input_type -> semantic.scheduler.v1.GetAgentRequest
-	9,  // 9: semantic.scheduler.v1.SchedulerService.DeleteAgent:input_type -> semantic.scheduler.v1.DeleteAgentRequest
-	11, // 10: semantic.scheduler.v1.SchedulerService.GetStats:input_type -> semantic.scheduler.v1.GetStatsRequest
-	3,  // 11: semantic.scheduler.v1.SchedulerService.Generate:output_type -> semantic.scheduler.v1.GenerateResponse
-	6,  // 12: semantic.scheduler.v1.SchedulerService.ListAgents:output_type -> semantic.scheduler.v1.ListAgentsResponse
-	8,  // 13: semantic.scheduler.v1.SchedulerService.GetAgent:output_type -> semantic.scheduler.v1.GetAgentResponse
-	10, // 14: semantic.scheduler.v1.SchedulerService.DeleteAgent:output_type -> semantic.scheduler.v1.DeleteAgentResponse
-	13, // 15: semantic.scheduler.v1.SchedulerService.GetStats:output_type -> semantic.scheduler.v1.GetStatsResponse
-	11, // [11:16] is the sub-list for method output_type
-	6,  // [6:11] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	2,  // 0: semantic.scheduler.v1.GenerateRequest.messages:type_name -> semantic.scheduler.v1.ChatMessage
+	0,  // 1: semantic.scheduler.v1.GenerateResponse.finish_reason:type_name -> semantic.scheduler.v1.FinishReason
+	4,  // 2: semantic.scheduler.v1.GenerateResponse.usage:type_name -> semantic.scheduler.v1.Usage
+	16, // 3: semantic.scheduler.v1.AgentInfo.last_used_time:type_name -> google.protobuf.Timestamp
+	6,  // 4: semantic.scheduler.v1.ListAgentsResponse.agents:type_name -> semantic.scheduler.v1.AgentInfo
+	6,  // 5: semantic.scheduler.v1.GetAgentResponse.agent:type_name -> semantic.scheduler.v1.AgentInfo
+	3,  // 6: semantic.scheduler.v1.GetAgentResponse.model:type_name -> semantic.scheduler.v1.ModelInfo
+	14, // 7: semantic.scheduler.v1.GetStatsResponse.pool_nodes:type_name -> semantic.scheduler.v1.PoolNodeStatus
+	3,  // 8: semantic.scheduler.v1.GetStatsResponse.model_info:type_name -> semantic.scheduler.v1.ModelInfo
+	1,  // 9: semantic.scheduler.v1.SchedulerService.Generate:input_type -> semantic.scheduler.v1.GenerateRequest
+	7,  // 10: semantic.scheduler.v1.SchedulerService.ListAgents:input_type -> semantic.scheduler.v1.ListAgentsRequest
+	9,  // 11: semantic.scheduler.v1.SchedulerService.GetAgent:input_type -> semantic.scheduler.v1.GetAgentRequest
+	11, // 12: semantic.scheduler.v1.SchedulerService.DeleteAgent:input_type -> semantic.scheduler.v1.DeleteAgentRequest
+	13, // 13: semantic.scheduler.v1.SchedulerService.GetStats:input_type -> semantic.scheduler.v1.GetStatsRequest
+	5,  // 14: semantic.scheduler.v1.SchedulerService.Generate:output_type -> semantic.scheduler.v1.GenerateResponse
+	8,  // 15: semantic.scheduler.v1.SchedulerService.ListAgents:output_type -> semantic.scheduler.v1.ListAgentsResponse
+	10, // 16: semantic.scheduler.v1.SchedulerService.GetAgent:output_type -> semantic.scheduler.v1.GetAgentResponse
+	12, // 17: semantic.scheduler.v1.SchedulerService.DeleteAgent:output_type -> semantic.scheduler.v1.DeleteAgentResponse
+	15, // 18: semantic.scheduler.v1.SchedulerService.GetStats:output_type -> semantic.scheduler.v1.GetStatsResponse
+	14, // [14:19] is the sub-list for method output_type
+	9,  // [9:14] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_semantic_scheduler_v1_scheduler_proto_init() }
@@ -1258,7 +1503,7 @@ func file_semantic_scheduler_v1_scheduler_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_semantic_scheduler_v1_scheduler_proto_rawDesc), len(file_semantic_scheduler_v1_scheduler_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

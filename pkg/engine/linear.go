@@ -1,0 +1,130 @@
+package engine
+
+import (
+	"github.com/semantic-kv/semantic/pkg/gguf"
+	"github.com/semantic-kv/semantic/pkg/model"
+	"github.com/semantic-kv/semantic/pkg/quant"
+)
+
+// linear is one matrix product C = A·Wᵀ whose output columns come from one
+// or more weight tensors placed at column offsets (q, k and v fused into one
+// product; gate and up into another), so a step reads the activations once
+// and hands out the work of all the parts in one parallel region.
+//
+// Float32 weights are repacked into one padded, fused matrix for the
+// register-tiled float kernels (packed). Every other type is used where it
+// lies (usually the mapped file): quantized parts multiply with the
+// activations quantized to Q8_0 blocks, half-precision parts are decoded one
+// row at a time into a worker's scratch. Either way every output element is
+// one dot product of one weight row with one activation row, computed by one
+// procedure that does not depend on the batch or on how rows are split
+// between workers (batch invariance, see docs/engine.md).
+type linear struct {
+	n, k   int       // output columns and input stride (both padded)
+	packed []float32 // all parts float32: [n][k]
+	parts  []linPart // otherwise
+	quant  bool      // some part takes Q8_0 activations
+	chunks []linChunk
+}
+
+// linPart is one tensor's rows, written to output columns off, off+1, ....
+type linPart struct {
+	t   *model.Tensor
+	off int
+}
+
+// linChunk is a unit of parallel work: rows [r0, r1) of one part.
+type linChunk struct {
+	part, r0, r1 int
+}
+
+// linChunkBytes sizes a chunk of weight rows so it stays in L2 while the
+// activation rows stream past it.
+const linChunkBytes = 64 << 10
+
+func newLinear(n, k int, parts ...linPart) linear {
+	l := linear{n: n, k: k, parts: parts}
+	allF32 := true
+	for _, p := range parts {
+		allF32 = allF32 && p.t.Type == gguf.TensorF32
+		l.quant = l.quant || isQuantized(p.t.Type)
+	}
+	if allF32 {
+		l.packed = make([]float32, n*k)
+		for _, p := range parts {
+			pack(l.packed, k, p.off, p.t.F32, p.t.Rows, p.t.Cols)
+		}
+		l.parts = nil
+		return l
+	}
+	for i, p := range parts {
+		rb := p.t.RowBytes()
+		if p.t.Type == gguf.TensorF32 {
+			rb = 4 * p.t.Cols
+		}
+		per := max(4, linChunkBytes/max(rb, 1))
+		for r0 := 0; r0 < p.t.Rows; r0 += per {
+			l.chunks = append(l.chunks, linChunk{part: i, r0: r0, r1: min(r0+per, p.t.Rows)})
+		}
+	}
+	return l
+}
+
+func isQuantized(t gguf.TensorType) bool { return t == gguf.TensorQ8_0 || t == gguf.TensorQ4_0 }
+
+// q8RowBytes is the size of k activations quantized to Q8_0 blocks.
+func q8RowBytes(k int) int { return k / quant.BlockSize * quant.Q8_0BlockBytes }
+
+// matmul computes C[i][off+r] = dot(W_part row r, A row i) for the m rows of
+// A (stride lda) into C (stride ldc).
+func (e *Engine) matmul(l *linear, m int, a []float32, lda int, c []float32, ldc int) {
+	if l.packed != nil {
+		e.gemm(m, l.n, l.k, a, lda, l.packed, c, ldc)
+		return
+	}
+	k := l.parts[0].t.Cols
+	qb := q8RowBytes(k)
+	if l.quant {
+		b := &e.buf
+		if cap(b.qa) < m*qb {
+			b.qa = make([]byte, m*qb)
+		}
+		b.qa = b.qa[:m*qb]
+		e.parallel(m, 8, func(_, lo, hi int) {
+			for i := lo; i < hi; i++ {
+				quant.QuantizeActivations(b.qa[i*qb:(i+1)*qb], a[i*lda:i*lda+k])
+			}
+		})
+	}
+	e.parallel(len(l.chunks), 1, func(w, lo, hi int) {
+		for _, ch := range l.chunks[lo:hi] {
+			p := l.parts[ch.part]
+			t := p.t
+			rows := ch.r1 - ch.r0
+			out := c[p.off+ch.r0:]
+			switch t.Type {
+			case gguf.TensorQ8_0:
+				rb := t.RowBytes()
+				quant.MatQ8_0(k, rows, t.Data[ch.r0*rb:ch.r1*rb], m, e.buf.qa, qb, out, ldc)
+			case gguf.TensorQ4_0:
+				rb := t.RowBytes()
+				quant.MatQ4_0(k, rows, t.Data[ch.r0*rb:ch.r1*rb], m, e.buf.qa, qb, out, ldc)
+			default:
+				// F32 rows are used in place; F16 and BF16 rows are
+				// decoded once and then used for every activation row.
+				row := e.rowf[w][:k]
+				for r := ch.r0; r < ch.r1; r++ {
+					wr := row
+					if t.Type == gguf.TensorF32 {
+						wr = t.F32[r*k : (r+1)*k]
+					} else {
+						t.Row(row, r)
+					}
+					for i := 0; i < m; i++ {
+						out[i*ldc+r-ch.r0] = dot(k, wr, a[i*lda:])
+					}
+				}
+			}
+		}
+	})
+}

@@ -181,9 +181,17 @@ func New(m *model.Model, opts Options) (*Engine, error) {
 	wg.Wait()
 	e.finalNorm = m.FinalNorm
 	e.cls = newLinear(e.vocabP, e.dimP, linPart{&m.Classifier, 0})
+	// Per-worker scratch for a chunk of decoded F16/BF16 rows.
+	scratch := 0
+	for _, ls := range e.layers {
+		for _, l := range []*linear{&ls.wqkv, &ls.wo, &ls.w13, &ls.w2} {
+			scratch = max(scratch, l.decodeScratch())
+		}
+	}
+	scratch = max(scratch, e.cls.decodeScratch())
 	e.rowf = make([][]float32, w)
 	for i := range e.rowf {
-		e.rowf[i] = make([]float32, max(e.dimP, e.hidP))
+		e.rowf[i] = make([]float32, scratch)
 	}
 	// RoPE tables, computed as run.c does in float32: freq = 1/theta^(i/hs)
 	// for the even index i of each adjacent pair, angle = pos*freq.

@@ -44,12 +44,16 @@ const linChunkBytes = 64 << 10
 
 func newLinear(n, k int, parts ...linPart) linear {
 	l := linear{n: n, k: k, parts: parts}
-	allF32 := true
+	allF32, aligned := true, true
 	for _, p := range parts {
 		allF32 = allF32 && p.t.Type == gguf.TensorF32
+		aligned = aligned && p.t.Cols%8 == 0
 		l.quant = l.quant || isQuantized(p.t.Type)
 	}
-	if allF32 {
+	if allF32 && !aligned {
+		// Rows that are not whole 8-lane vectors: repack into the padded
+		// matrix the float kernels need (a copy, but only small models
+		// have such shapes).
 		l.packed = make([]float32, n*k)
 		for _, p := range parts {
 			pack(l.packed, k, p.off, p.t.F32, p.t.Rows, p.t.Cols)
@@ -58,17 +62,17 @@ func newLinear(n, k int, parts ...linPart) linear {
 		return l
 	}
 	for i, p := range parts {
-		rb := p.t.RowBytes()
-		if p.t.Type == gguf.TensorF32 {
-			rb = 4 * p.t.Cols
-		}
-		per := max(4, linChunkBytes/max(rb, 1))
+		per := linChunkRows(p.t)
 		for r0 := 0; r0 < p.t.Rows; r0 += per {
 			l.chunks = append(l.chunks, linChunk{part: i, r0: r0, r1: min(r0+per, p.t.Rows)})
 		}
 	}
 	return l
 }
+
+// linChunkRows is the rows of one chunk of t: about linChunkBytes, a
+// multiple of the 4-row tile.
+func linChunkRows(t *model.Tensor) int { return max(4, linChunkBytes/max(t.RowBytes(), 1)) &^ 3 }
 
 func isQuantized(t gguf.TensorType) bool { return t == gguf.TensorQ8_0 || t == gguf.TensorQ4_0 }
 
@@ -109,22 +113,49 @@ func (e *Engine) matmul(l *linear, m int, a []float32, lda int, c []float32, ldc
 			case gguf.TensorQ4_0:
 				rb := t.RowBytes()
 				quant.MatQ4_0(k, rows, t.Data[ch.r0*rb:ch.r1*rb], m, e.buf.qa, qb, out, ldc)
+			case gguf.TensorF32:
+				// Used in place (often the mapped file), with the same
+				// register tiles as a packed matrix: the same bits.
+				e.floatRows(k, m, a, lda, t.F32[ch.r0*k:ch.r1*k], rows, out, ldc)
 			default:
-				// F32 rows are used in place; F16 and BF16 rows are
-				// decoded once and then used for every activation row.
-				row := e.rowf[w][:k]
+				// F16 and BF16: the chunk's rows are decoded once into the
+				// worker's scratch and used for every activation row.
+				buf := e.rowf[w][:rows*k]
 				for r := ch.r0; r < ch.r1; r++ {
-					wr := row
-					if t.Type == gguf.TensorF32 {
-						wr = t.F32[r*k : (r+1)*k]
-					} else {
-						t.Row(row, r)
-					}
-					for i := 0; i < m; i++ {
-						out[i*ldc+r-ch.r0] = dot(k, wr, a[i*lda:])
-					}
+					t.Row(buf[(r-ch.r0)*k:], r)
 				}
+				e.floatRows(k, m, a, lda, buf, rows, out, ldc)
 			}
 		}
 	})
+}
+
+// floatRows computes out[i*ldc+r] = dot(w row r, a row i) for float32 rows:
+// whole 4-row tiles with the GEMM kernels, the rest (and every row when k is
+// not a multiple of 8) with dot, whose order is the tiles' order.
+func (e *Engine) floatRows(k, m int, a []float32, lda int, w []float32, rows int, out []float32, ldc int) {
+	tiled := 0
+	if k%8 == 0 {
+		tiled = rows &^ 3
+		if tiled > 0 {
+			gemmCols(m, k, a, lda, w, k, out, ldc, 0, tiled)
+		}
+	}
+	for r := tiled; r < rows; r++ {
+		for i := 0; i < m; i++ {
+			out[i*ldc+r] = dot(k, w[r*k:(r+1)*k], a[i*lda:])
+		}
+	}
+}
+
+// decodeScratch is the floats a worker needs to decode one chunk of this
+// product's F16/BF16 rows.
+func (l *linear) decodeScratch() int {
+	n := 0
+	for _, p := range l.parts {
+		if p.t.Type == gguf.TensorF16 || p.t.Type == gguf.TensorBF16 {
+			n = max(n, linChunkRows(p.t)*p.t.Cols)
+		}
+	}
+	return n
 }

@@ -10,7 +10,8 @@ import (
 // GGUFOptions control WriteGGUF.
 type GGUFOptions struct {
 	// Type is the type of every matrix (the norms stay F32, as llama.cpp's
-	// quantizer writes them). The zero value is F32.
+	// quantizer writes them; a matrix whose rows are not whole blocks of a
+	// quantized type is written F16). The zero value is F32.
 	Type gguf.TensorType
 	// Untied writes output.weight even when the classifier is the embedding.
 	Untied bool
@@ -60,6 +61,11 @@ func WriteGGUF(m *Model, opts GGUFOptions) (*gguf.Writer, error) {
 		}
 	}
 	add := func(name string, t Tensor, typ gguf.TensorType) error {
+		if bs := typ.BlockSize(); bs > 1 && t.Cols%bs != 0 {
+			// Rows that are not whole blocks cannot be quantized; like
+			// llama.cpp's quantizer, fall back to a half-precision type.
+			typ = gguf.TensorF16
+		}
 		q, err := Quantize(t, typ)
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)

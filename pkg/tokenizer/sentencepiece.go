@@ -111,9 +111,8 @@ type SentencePiece struct {
 	byteID [256]int32 // byte-fallback token of each byte, or -1
 	spec   specialSet // control, user-defined and unknown tokens by text
 
-	bos, eos, unk  int
-	addSpacePrefix bool
-	prefix         bool // add the dummy-prefix space (addSpacePrefix, and in legacy mode only if " " is a token)
+	bos, eos, unk int
+	prefix        bool // Encode adds the dummy-prefix space (AddSpacePrefix, and for llama2.c only if " " is a token), Decode drops it
 
 	// legacy is llama2.c's tokenizer.bin: run.c only merges pieces whose
 	// score is above -1e10 and adds the dummy prefix only when " " is a
@@ -222,17 +221,16 @@ func newSentencePiece(v SPMVocab, legacy bool) (*SentencePiece, error) {
 		}
 	}
 	t := &SentencePiece{
-		pieces:         slices.Clone(v.Tokens),
-		text:           make([]string, n),
-		scores:         make([]float32, n),
-		byteOf:         make([]int16, n),
-		lookup:         make(map[string]int32, n),
-		bos:            v.BOS,
-		eos:            v.EOS,
-		unk:            v.UNK,
-		addSpacePrefix: v.AddSpacePrefix,
-		legacy:         legacy,
-		split:          true,
+		pieces: slices.Clone(v.Tokens),
+		text:   make([]string, n),
+		scores: make([]float32, n),
+		byteOf: make([]int16, n),
+		lookup: make(map[string]int32, n),
+		bos:    v.BOS,
+		eos:    v.EOS,
+		unk:    v.UNK,
+		legacy: legacy,
+		split:  true,
 	}
 	for i := range t.byteID {
 		t.byteID[i] = -1
@@ -334,7 +332,7 @@ func newSentencePiece(v SPMVocab, legacy bool) (*SentencePiece, error) {
 		}
 	}
 	_, space := t.lookup[" "]
-	t.prefix = t.addSpacePrefix && (space || !legacy)
+	t.prefix = v.AddSpacePrefix && (space || !legacy)
 	t.spec = newSpecialSet(v.Tokens, special)
 	if t.split {
 		t.cache = newWordCache()
@@ -462,20 +460,21 @@ func (t *SentencePiece) encodeFragment(ids []int, s string) []int {
 	return t.encodeText(ids, s)
 }
 
-// Decode concatenates the tokens' bytes (see TokenBytes). When the
-// vocabulary adds the dummy prefix, the piece right after BOS loses its
-// leading space, as in run.c's decode(): so Decode(Encode(x, true)) == x
-// for every x when the vocabulary has all 256 byte pieces.
+// Decode concatenates the tokens' bytes (see TokenBytes). When Encode adds
+// the dummy prefix, the piece right after BOS loses its leading space, as
+// in run.c's decode(). So Decode(Encode(x, true)) == x for every string x,
+// invalid UTF-8 included, when the vocabulary has a BOS token and all 256
+// byte pieces (without BOS, the dummy space stays: " "+x).
 func (t *SentencePiece) Decode(ids []int) string {
 	var out bytes.Buffer
 	prev := -1
 	for _, id := range ids {
 		if b, ok := t.byteOfID(id); ok {
-			if !(prev == t.bos && t.bos >= 0 && t.addSpacePrefix && b == ' ') {
+			if !(prev == t.bos && t.bos >= 0 && t.prefix && b == ' ') {
 				out.WriteByte(b)
 			}
 		} else if s := t.textOf(id); s != "" {
-			if prev == t.bos && t.bos >= 0 && t.addSpacePrefix && s[0] == ' ' {
+			if prev == t.bos && t.bos >= 0 && t.prefix && s[0] == ' ' {
 				s = s[1:]
 			}
 			out.WriteString(s)

@@ -587,3 +587,24 @@ func TestPartitionMatchesLlamaCpp(t *testing.T) {
 		t.Fatalf("only %d special tokens found", found)
 	}
 }
+
+// A llama2.c vocabulary without a " " piece gets no dummy prefix (run.c
+// would emit an invalid id), and then Decode keeps a leading space.
+func TestLegacyWithoutSpacePiece(t *testing.T) {
+	pieces := []string{"<unk>", "<s>", "</s>"}
+	for b := range 256 {
+		pieces = append(pieces, fmt.Sprintf("<0x%02X>", b))
+	}
+	tok, err := newSentencePiece(SPMVocab{Tokens: pieces, BOS: 1, EOS: 2, UNK: 0, PAD: -1, AddSpacePrefix: true}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tok.Encode(" hi", true); !slices.Equal(got, []int{1, 3 + ' ', 3 + 'h', 3 + 'i'}) {
+		t.Fatalf("%v", got)
+	}
+	for _, s := range []string{" hi", "héllo", "  ", ""} {
+		if got := tok.Decode(tok.Encode(s, true)); got != s {
+			t.Fatalf("%q -> %q", s, got)
+		}
+	}
+}

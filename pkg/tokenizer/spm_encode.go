@@ -119,23 +119,26 @@ func (t *SentencePiece) encodeText(dst []int, s string) []int {
 // encodeWord appends the ids of one word, through the cache.
 func (t *SentencePiece) encodeWord(dst []int, w string, sc *scratch) []int {
 	c := t.cache
-	if c == nil || len(w) > cacheMaxWord {
+	if c == nil || len(w) > cacheMaxWord || len(w) < cacheMinWord {
 		return t.encodeChunks(dst, w, sc)
 	}
 	slot := &c.slots[maphash.String(c.seed, w)&(cacheSlots-1)]
-	if e := slot.Load(); e != nil && e.word == w {
-		for _, id := range e.ids {
+	if e := slot.Load(); e != nil && int(e.wlen) == len(w) && string(e.word[:e.wlen]) == w {
+		for _, id := range e.ids[:e.nids] {
 			dst = append(dst, int(id))
 		}
 		return dst
 	}
 	n := len(dst)
 	dst = t.encodeChunks(dst, w, sc)
-	ids := make([]int32, len(dst)-n)
-	for i, id := range dst[n:] {
-		ids[i] = int32(id)
+	if len(dst)-n <= cacheMaxWord { // at most one id per byte: always true
+		e := &cacheEntry{wlen: uint8(len(w)), nids: uint8(len(dst) - n)}
+		copy(e.word[:], w)
+		for i, id := range dst[n:] {
+			e.ids[i] = int32(id)
+		}
+		slot.Store(e)
 	}
-	slot.Store(&cacheEntry{word: strings.Clone(w), ids: ids})
 	return dst
 }
 
@@ -367,10 +370,13 @@ func popHeap(h []bigram) []bigram {
 
 // The word cache: a direct-mapped table of atomic pointers, so a lookup
 // takes no lock (Encode runs on many goroutines), memory is bounded
-// (cacheSlots entries of words up to cacheMaxWord bytes), and a collision
-// just replaces the entry. Entries are immutable once stored.
+// (cacheSlots entries of under 200 bytes: 700 KiB at most), and a
+// collision just replaces the entry. An entry is one pointer-free
+// allocation, immutable once stored. Words of one or two bytes are not
+// worth a lookup.
 const (
 	cacheSlots   = 1 << 12
+	cacheMinWord = 3
 	cacheMaxWord = 32
 )
 
@@ -380,8 +386,9 @@ type wordCache struct {
 }
 
 type cacheEntry struct {
-	word string
-	ids  []int32
+	wlen, nids uint8
+	word       [cacheMaxWord]byte
+	ids        [cacheMaxWord]int32
 }
 
 func newWordCache() *wordCache { return &wordCache{seed: maphash.MakeSeed()} }

@@ -51,9 +51,10 @@ $(TOOLS_BIN)/.staticcheck-%:
 
 # ---- build -------------------------------------------------------------------
 .PHONY: build
-build: ## static binaries bin/scheduler and bin/blockpool
+build: ## static binaries bin/scheduler, bin/blockpool and bin/semantic-gguf
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/scheduler ./services/scheduler
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/blockpool ./services/blockpool
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/semantic-gguf ./services/scheduler/cmd/semantic-gguf
 
 # `make run` settings; override on the command line (make run MODEL=builtin:tiny).
 MODEL          ?= builtin:small

@@ -29,10 +29,13 @@ def main():
     word = lambda: "".join(rnd.choice(letters[:10]) for _ in range(rnd.randint(2, 5)))
     out = {"model": a.model}
     for L in [int(x) for x in a.lengths.split(",") if x]:
+        # Calibrate: how many words make L tokens in this vocabulary.
+        probe = generate(a.host, a.model, " ".join(word() for _ in range(L)), 1, a.threads, 1.0, 0)
+        nwords = max(1, round(L * L / probe["prompt_eval_count"]))
         rates = []
         for rep in range(a.reps):
-            # Words of the synthetic vocabulary; grow until the count is right.
-            words = [word() for _ in range(L)]
+            # A new prompt each time, so ollama's prompt cache cannot help.
+            words = [word() for _ in range(nwords)]
             r = generate(a.host, a.model, " ".join(words), 1, a.threads, 1.0, rep)
             n, d = r["prompt_eval_count"], r["prompt_eval_duration"] / 1e9
             rates.append(n / d)

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"os"
 	"sync"
 	"testing"
 
@@ -11,7 +12,18 @@ import (
 
 var smallModel = sync.OnceValues(func() (*model.Model, error) { return model.Load("builtin:small", "") })
 
+// loadSmall is builtin:small, or the model named by $SEMANTIC_BENCH_MODEL
+// (e.g. gguf:/tmp/r42-Q8_0.gguf from bin/semantic-gguf random) to measure
+// the engine alone on any file.
 func loadSmall(b *testing.B) *model.Model {
+	if ref := os.Getenv("SEMANTIC_BENCH_MODEL"); ref != "" {
+		m, err := model.Load(ref, "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { m.Close() })
+		return m
+	}
 	m, err := smallModel()
 	if err != nil {
 		b.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"unsafe"
 
 	"github.com/semantic-kv/semantic/pkg/kvspec"
+	"github.com/semantic-kv/semantic/pkg/quant"
 )
 
 // Block is one KV page in the kvspec layout, as float32: for each layer, the
@@ -76,7 +77,7 @@ func EncodeBlock(spec kvspec.Spec, b *Block, dtype kvspec.DType) ([]byte, error)
 		}
 	case kvspec.DTypeFloat16:
 		for i, v := range b.Data {
-			binary.LittleEndian.PutUint16(out[2*i:], F32ToF16(v))
+			binary.LittleEndian.PutUint16(out[2*i:], quant.F32ToF16(v))
 		}
 	}
 	return out, nil
@@ -105,7 +106,7 @@ func DecodeBlock(spec kvspec.Spec, payload []byte, dtype kvspec.DType) (*Block, 
 		}
 	case kvspec.DTypeFloat16:
 		for i := range b.Data {
-			b.Data[i] = F16ToF32(binary.LittleEndian.Uint16(payload[2*i:]))
+			b.Data[i] = quant.F16ToF32(binary.LittleEndian.Uint16(payload[2*i:]))
 		}
 	}
 	return b, nil
@@ -155,61 +156,4 @@ func CopyPrefix(dst, src *Block, spec kvspec.Spec, n int) error {
 		clear(dst.Data[o+n*row : o+sec])
 	}
 	return nil
-}
-
-// F32ToF16 converts to IEEE half precision, rounding to nearest even;
-// overflow gives ±Inf, NaN stays NaN.
-func F32ToF16(f float32) uint16 {
-	b := math.Float32bits(f)
-	sign := uint16(b>>16) & 0x8000
-	exp := int(b>>23) & 0xff
-	mant := b & 0x7fffff
-	if exp == 0xff {
-		if mant != 0 {
-			return sign | 0x7e00
-		}
-		return sign | 0x7c00
-	}
-	e := exp - 127 + 15
-	if e >= 0x1f {
-		return sign | 0x7c00
-	}
-	if e <= 0 {
-		if e < -10 {
-			return sign
-		}
-		m := mant | 0x800000
-		shift := uint(14 - e)
-		h := m >> shift
-		rem := m & (1<<shift - 1)
-		halfway := uint32(1) << (shift - 1)
-		if rem > halfway || (rem == halfway && h&1 == 1) {
-			h++
-		}
-		return sign | uint16(h)
-	}
-	h := uint32(e)<<10 | mant>>13
-	rem := mant & 0x1fff
-	if rem > 0x1000 || (rem == 0x1000 && h&1 == 1) {
-		h++ // a carry into the exponent is correct, up to Inf
-	}
-	return sign | uint16(h)
-}
-
-// F16ToF32 converts IEEE half precision to float32 exactly.
-func F16ToF32(h uint16) float32 {
-	sign := uint32(h&0x8000) << 16
-	exp := uint32(h>>10) & 0x1f
-	mant := uint32(h & 0x3ff)
-	switch {
-	case exp == 0:
-		v := float32(mant) * (1.0 / (1 << 24))
-		if sign != 0 {
-			v = -v
-		}
-		return v
-	case exp == 0x1f:
-		return math.Float32frombits(sign | 0x7f800000 | mant<<13)
-	}
-	return math.Float32frombits(sign | (exp+112)<<23 | mant<<13)
 }

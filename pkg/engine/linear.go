@@ -94,7 +94,13 @@ func (e *Engine) matmul(l *linear, m int, a []float32, lda int, c []float32, ldc
 			b.qa = make([]byte, m*qb)
 		}
 		b.qa = b.qa[:m*qb]
-		e.parallel(m, 8, func(_, lo, hi int) {
+		// A few rows (decode) are quantized here: a parallel region would
+		// cost more than it saves.
+		grain := 8
+		if m <= 4 {
+			grain = m
+		}
+		e.parallel(m, grain, func(_, lo, hi int) {
 			for i := lo; i < hi; i++ {
 				quant.QuantizeActivations(b.qa[i*qb:(i+1)*qb], a[i*lda:i*lda+k])
 			}

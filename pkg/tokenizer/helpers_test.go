@@ -1,9 +1,7 @@
 package tokenizer
 
 import (
-	"encoding/binary"
 	"encoding/json"
-	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -11,43 +9,23 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/semantic-kv/semantic/pkg/gguf"
+	"github.com/semantic-kv/semantic/pkg/testmodels"
 )
 
-// modelPath is the path of a file in the shared test-model directory
-// ($SEMANTIC_MODELS_DIR, else ../shared/models beside the directory holding
-// go.work) and whether it exists.
+// modelPath is the path of a file in the shared test-model directory (see
+// package testmodels) and whether it exists.
 func modelPath(name string) (string, bool) {
-	dir := os.Getenv("SEMANTIC_MODELS_DIR")
-	if dir == "" {
-		wd, _ := os.Getwd()
-		for d := wd; d != "" && d != filepath.Dir(d); d = filepath.Dir(d) {
-			if _, err := os.Stat(filepath.Join(d, "go.work")); err == nil {
-				dir = filepath.Join(d, "..", "shared", "models")
-				break
-			}
-		}
-	}
-	p := filepath.Join(dir, name)
+	p := filepath.Join(testmodels.Dir(), name)
 	_, err := os.Stat(p)
 	return p, err == nil
 }
 
-// modelFile is modelPath for a test that needs the file: a missing file
-// skips the test, or fails it when CI=true (CI must not pass by skipping
-// the tests against the reference).
-func modelFile(t testing.TB, name string) string {
-	t.Helper()
-	p, ok := modelPath(name)
-	if !ok {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("required test model %s missing (%s)", name, p)
-		}
-		t.Skipf("test model %s not found (%s)", name, p)
-	}
-	return p
-}
+// modelFile is the path of a file a test needs: a missing file skips the
+// test, or fails it when CI=true.
+func modelFile(t testing.TB, name string) string { return testmodels.File(t, name) }
 
-// referenceCase is one case of stories260K_greedy_reference.json: the
 // prompt and the ids llama2.c's run.c encoded it to (BOS first).
 type referenceCase struct {
 	PromptText     string `json:"prompt_text"`
@@ -86,29 +64,32 @@ func tok512(t testing.TB) *SentencePiece {
 // storiesGGUFVocab is the vocabulary in stories260K.gguf's metadata.
 func storiesGGUFVocab(t testing.TB) SPMVocab {
 	t.Helper()
-	meta, err := readGGUFMeta(modelFile(t, "stories260K.gguf"))
+	f, err := gguf.Open(modelFile(t, "stories260K.gguf"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m, _ := meta["tokenizer.ggml.model"].(string); m != "llama" {
+	defer f.Close()
+	if m, _ := f.String("tokenizer.ggml.model"); m != "llama" {
 		t.Fatalf("tokenizer.ggml.model %q", m)
 	}
 	v := SPMVocab{BOS: -1, EOS: -1, UNK: -1, PAD: -1, AddBOS: true, AddSpacePrefix: true}
-	var ok bool
-	if v.Tokens, ok = meta["tokenizer.ggml.tokens"].([]string); !ok {
-		t.Fatal("no tokenizer.ggml.tokens")
+	if v.Tokens, err = f.Strings("tokenizer.ggml.tokens"); err != nil {
+		t.Fatal(err)
 	}
-	v.Scores, _ = meta["tokenizer.ggml.scores"].([]float32)
-	v.Types, _ = meta["tokenizer.ggml.token_type"].([]int32)
+	v.Scores, _ = f.Float32s("tokenizer.ggml.scores")
+	types, _ := f.Ints("tokenizer.ggml.token_type")
+	for _, x := range types {
+		v.Types = append(v.Types, int32(x))
+	}
 	for key, dst := range map[string]*int{"bos_token_id": &v.BOS, "eos_token_id": &v.EOS, "unknown_token_id": &v.UNK, "padding_token_id": &v.PAD} {
-		if id, ok := meta["tokenizer.ggml."+key].(uint32); ok && id != math.MaxUint32 {
+		if id, err := f.Uint("tokenizer.ggml." + key); err == nil && id != math.MaxUint32 {
 			*dst = int(id)
 		}
 	}
-	if b, ok := meta["tokenizer.ggml.add_bos_token"].(bool); ok {
+	if b, err := f.Bool("tokenizer.ggml.add_bos_token"); err == nil {
 		v.AddBOS = b
 	}
-	if b, ok := meta["tokenizer.ggml.add_space_prefix"].(bool); ok {
+	if b, err := f.Bool("tokenizer.ggml.add_space_prefix"); err == nil {
 		v.AddSpacePrefix = b
 	}
 	return v
@@ -121,127 +102,6 @@ func storiesGGUF(t testing.TB) *SentencePiece {
 		t.Fatal(err)
 	}
 	return tok
-}
-
-// readGGUFMeta reads the key-value metadata of a GGUF file: just enough of
-// the format for the tokenizer keys, so these tests do not depend on the
-// gguf package. Layout (little-endian): "GGUF", u32 version, u64 tensor
-// count, u64 kv count, then per kv: u64-length string key, u32 type, value.
-// Arrays are u32 element type, u64 count, elements. String arrays become
-// []string, float32 arrays []float32, int32 arrays []int32, others []any.
-func readGGUFMeta(path string) (map[string]any, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	r := &ggufReader{b: data}
-	if string(r.next(4)) != "GGUF" {
-		return nil, fmt.Errorf("%s: not a GGUF file", path)
-	}
-	if v := r.u32(); v < 2 || v > 3 {
-		return nil, fmt.Errorf("%s: GGUF version %d", path, v)
-	}
-	r.u64() // tensors
-	n := r.u64()
-	meta := map[string]any{}
-	for i := uint64(0); i < n && r.err == nil; i++ {
-		key := r.str()
-		meta[key] = r.value(r.u32())
-	}
-	if r.err != nil {
-		return nil, fmt.Errorf("%s: %w", path, r.err)
-	}
-	return meta, nil
-}
-
-type ggufReader struct {
-	b   []byte
-	off int
-	err error
-}
-
-func (r *ggufReader) next(n int) []byte {
-	if r.err != nil || n < 0 || len(r.b)-r.off < n {
-		if r.err == nil {
-			r.err = fmt.Errorf("truncated at offset %d (need %d bytes)", r.off, n)
-		}
-		return make([]byte, max(n, 0))
-	}
-	r.off += n
-	return r.b[r.off-n : r.off]
-}
-
-func (r *ggufReader) u32() uint32 { return binary.LittleEndian.Uint32(r.next(4)) }
-func (r *ggufReader) u64() uint64 { return binary.LittleEndian.Uint64(r.next(8)) }
-func (r *ggufReader) str() string {
-	n := r.u64()
-	if n > uint64(len(r.b)) {
-		r.err = fmt.Errorf("string of %d bytes at offset %d", n, r.off)
-		return ""
-	}
-	return string(r.next(int(n)))
-}
-
-func (r *ggufReader) value(typ uint32) any {
-	switch typ {
-	case 0:
-		return r.next(1)[0]
-	case 1:
-		return int8(r.next(1)[0])
-	case 2:
-		return binary.LittleEndian.Uint16(r.next(2))
-	case 3:
-		return int16(binary.LittleEndian.Uint16(r.next(2)))
-	case 4:
-		return r.u32()
-	case 5:
-		return int32(r.u32())
-	case 6:
-		return math.Float32frombits(r.u32())
-	case 7:
-		return r.next(1)[0] != 0
-	case 8:
-		return r.str()
-	case 9:
-		et, n := r.u32(), r.u64()
-		if n > uint64(len(r.b)-r.off) { // every element is at least a byte
-			r.err = fmt.Errorf("array of %d elements at offset %d", n, r.off)
-			return nil
-		}
-		switch et {
-		case 8:
-			out := make([]string, n)
-			for i := range out {
-				out[i] = r.str()
-			}
-			return out
-		case 6:
-			out := make([]float32, n)
-			for i := range out {
-				out[i] = math.Float32frombits(r.u32())
-			}
-			return out
-		case 5:
-			out := make([]int32, n)
-			for i := range out {
-				out[i] = int32(r.u32())
-			}
-			return out
-		}
-		out := make([]any, n)
-		for i := range out {
-			out[i] = r.value(et)
-		}
-		return out
-	case 10:
-		return r.u64()
-	case 11:
-		return int64(r.u64())
-	case 12:
-		return math.Float64frombits(r.u64())
-	}
-	r.err = fmt.Errorf("unknown GGUF value type %d at offset %d", typ, r.off)
-	return nil
 }
 
 // quadratic is llama2.c's encoder as this package had it before the

@@ -56,7 +56,7 @@ func BenchmarkGemm(b *testing.B) {
 		if haveAsm {
 			run("asm-1thread", func() { gemmCols(sh.m, sh.k, a, sh.k, w, sh.k, c, sh.n, 0, sh.n) })
 		}
-		e.workers = 2
+		e.workers, e.pool = 2, newWorkerPool(2)
 		run("asm-2workers", func() { e.gemm(sh.m, sh.n, sh.k, a, sh.k, w, c, sh.n) })
 	}
 }

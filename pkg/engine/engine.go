@@ -65,6 +65,7 @@ type Engine struct {
 	ropeCos, ropeSin              []float32 // [SeqLen][hd/2]
 	blockFloats                   int
 
+	pool    *workerPool
 	buf     scratch
 	attw    []attnWork  // per worker
 	rowf    [][]float32 // per worker: one decoded F16/BF16 weight row
@@ -130,7 +131,7 @@ func New(m *model.Model, opts Options) (*Engine, error) {
 		m: m, cfg: c, spec: spec, workers: w, tpb: tpb,
 		hd: c.HeadDim(), kv: c.KVDim(), group: c.Heads / c.KVHeads,
 		dimP: pad8(c.Dim), kvP: pad8(c.KVDim()), hidP: pad8(c.HiddenDim), vocabP: pad8(c.Vocab),
-		blockFloats: spec.BlockBytes() / 4,
+		blockFloats: spec.BlockBytes() / 4, pool: newWorkerPool(w),
 		writers:     map[*Block]int{},
 	}
 	e.qkvN = e.dimP + 2*e.kvP
@@ -348,7 +349,7 @@ func (e *Engine) ensure(rows, batch int) {
 }
 
 // parallel runs fn over [0,n) in chunks of grain, on up to e.workers
-// goroutines (the caller's included). Which goroutine runs a chunk never
+// goroutines (the caller's included, the others from the engine's pool). Which goroutine runs a chunk never
 // affects a result: chunks write disjoint outputs.
 func (e *Engine) parallel(n, grain int, fn func(w, lo, hi int)) {
 	if n <= 0 {
@@ -372,16 +373,7 @@ func (e *Engine) parallel(n, grain int, fn func(w, lo, hi int)) {
 			fn(w, lo, min(lo+grain, n))
 		}
 	}
-	var wg sync.WaitGroup
-	wg.Add(nw - 1)
-	for w := 1; w < nw; w++ {
-		go func() {
-			defer wg.Done()
-			work(w)
-		}()
-	}
-	work(0)
-	wg.Wait()
+	e.pool.run(nw, work)
 }
 
 // gemm is C = A·Wᵀ for m rows, n output columns (a multiple of 4), split

@@ -132,7 +132,7 @@ func New(m *model.Model, opts Options) (*Engine, error) {
 		hd: c.HeadDim(), kv: c.KVDim(), group: c.Heads / c.KVHeads,
 		dimP: pad8(c.Dim), kvP: pad8(c.KVDim()), hidP: pad8(c.HiddenDim), vocabP: pad8(c.Vocab),
 		blockFloats: spec.BlockBytes() / 4, pool: newWorkerPool(w),
-		writers:     map[*Block]int{},
+		writers: map[*Block]int{},
 	}
 	e.qkvN = e.dimP + 2*e.kvP
 	if len(m.Layers) != c.Layers {

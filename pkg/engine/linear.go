@@ -11,17 +11,18 @@ import (
 // product; gate and up into another), so a step reads the activations once
 // and hands out the work of all the parts in one parallel region.
 //
-// Float32 weights are repacked into one padded, fused matrix for the
-// register-tiled float kernels (packed). Every other type is used where it
-// lies (usually the mapped file): quantized parts multiply with the
-// activations quantized to Q8_0 blocks, half-precision parts are decoded one
-// row at a time into a worker's scratch. Either way every output element is
-// one dot product of one weight row with one activation row, computed by one
-// procedure that does not depend on the batch or on how rows are split
-// between workers (batch invariance, see docs/engine.md).
+// Weights are used where they lie (the mapped file, or the heap for
+// generated models): float32 rows with the register-tiled float kernels,
+// quantized rows with the activations quantized to Q8_0 blocks, F16/BF16
+// rows decoded a chunk at a time into a worker's scratch. Only float32
+// matrices whose rows are not whole 8-float vectors are repacked into one
+// padded matrix (packed). Either way every output element is one dot product
+// of one weight row with one activation row, computed by one procedure that
+// does not depend on the batch or on how rows are split between workers
+// (batch invariance, see docs/engine.md).
 type linear struct {
 	n, k   int       // output columns and input stride (both padded)
-	packed []float32 // all parts float32: [n][k]
+	packed []float32 // float32 rows that need padding: [n][k]
 	parts  []linPart // otherwise
 	quant  bool      // some part takes Q8_0 activations
 	chunks []linChunk

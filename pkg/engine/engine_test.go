@@ -419,6 +419,18 @@ func TestSampler(t *testing.T) {
 	if len(seen) != len(logits) {
 		t.Fatalf("temperature 100 drew %v", seen)
 	}
+	// The unsorted path (no top-k, no top-p) draws with the softmax
+	// probabilities: 1/7, 2/7, 4/7 here.
+	counts := make([]int, 3)
+	s := NewSampler(SamplingParams{Temperature: 1, Seed: 5})
+	for i := 0; i < 7000; i++ {
+		counts[s.Sample([]float32{0, float32(math.Ln2), float32(2 * math.Ln2)})]++
+	}
+	for i, want := range []int{1000, 2000, 4000} {
+		if math.Abs(float64(counts[i]-want)) > 200 {
+			t.Fatalf("draw counts %v, want about 1000/2000/4000", counts)
+		}
+	}
 	if got := NewSampler(SamplingParams{Temperature: 1}).Sample([]float32{float32(math.NaN()), 1}); got != 1 {
 		t.Fatalf("NaN logit drawn: %d", got)
 	}

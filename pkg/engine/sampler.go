@@ -11,7 +11,9 @@ import (
 //   - otherwise softmax(logits/Temperature), restricted to the TopK most
 //     likely ids (TopK <= 0: all), then to the smallest most-likely prefix
 //     whose probability reaches TopP (TopP <= 0 or >= 1: all), renormalised,
-//     and drawn with the sampler's own PRNG seeded by Seed.
+//     and drawn with the sampler's own PRNG seeded by Seed. The draw walks
+//     the candidates most likely first when a cut applies, in id order when
+//     none does (no sort).
 //
 // The same params and the same logits sequence give the same tokens.
 type SamplingParams struct {
@@ -63,9 +65,12 @@ func (s *Sampler) Sample(logits []float32) int {
 	if !(s.p.Temperature > 0) {
 		return Argmax(logits)
 	}
+	n := len(logits)
+	if tp := s.p.TopP; (s.p.TopK <= 0 || s.p.TopK >= n) && !(tp > 0 && tp < 1) {
+		return s.sampleAll(logits)
+	}
 	// Sort ids by logit descending, ties by id, so the candidate order (and
 	// so the draw) is fully determined.
-	n := len(logits)
 	s.idx = s.idx[:0]
 	for i := 0; i < n; i++ {
 		if v := logits[i]; v == v {
@@ -118,4 +123,41 @@ func (s *Sampler) Sample(logits []float32) int {
 		}
 	}
 	return idx[len(idx)-1]
+}
+
+// sampleAll draws from softmax(logits/T) over the whole vocabulary, walking
+// the ids in order: with no top-k or top-p cut there is nothing to sort (a
+// sort of a 32k vocabulary costs about 5 ms a token).
+func (s *Sampler) sampleAll(logits []float32) int {
+	maxv, found := math.Inf(-1), false
+	for _, v := range logits {
+		if v == v {
+			maxv, found = math.Max(maxv, float64(v)), true
+		}
+	}
+	if !found {
+		return 0
+	}
+	t := float64(s.p.Temperature)
+	s.prob = s.prob[:0]
+	var sum float64
+	last := 0
+	for i, v := range logits {
+		p := 0.0
+		if v == v {
+			p = math.Exp((float64(v) - maxv) / t)
+			last = i
+		}
+		s.prob = append(s.prob, p)
+		sum += p
+	}
+	u := s.next() * sum
+	var cum float64
+	for i, p := range s.prob {
+		cum += p
+		if p > 0 && u < cum {
+			return i
+		}
+	}
+	return last
 }

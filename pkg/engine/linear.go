@@ -49,7 +49,7 @@ func newLinear(n, k int, parts ...linPart) linear {
 	for _, p := range parts {
 		allF32 = allF32 && p.t.Type == gguf.TensorF32
 		aligned = aligned && p.t.Cols%8 == 0
-		l.quant = l.quant || isQuantized(p.t.Type)
+		l.quant = l.quant || model.IsQuantized(p.t.Type)
 	}
 	if allF32 && !aligned {
 		// Rows that are not whole 8-lane vectors: repack into the padded
@@ -74,8 +74,6 @@ func newLinear(n, k int, parts ...linPart) linear {
 // linChunkRows is the rows of one chunk of t: about linChunkBytes, a
 // multiple of the 4-row tile.
 func linChunkRows(t *model.Tensor) int { return max(4, linChunkBytes/max(t.RowBytes(), 1)) &^ 3 }
-
-func isQuantized(t gguf.TensorType) bool { return t == gguf.TensorQ8_0 || t == gguf.TensorQ4_0 }
 
 // q8RowBytes is the size of k activations quantized to Q8_0 blocks.
 func q8RowBytes(k int) int { return k / quant.BlockSize * quant.Q8_0BlockBytes }

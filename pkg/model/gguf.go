@@ -188,7 +188,7 @@ func (g *ggufLoader) vector(name string, n int) ([]float32, error) {
 	if err != nil {
 		return nil, err
 	}
-	if t.Type == gguf.TensorQ8_0 || t.Type == gguf.TensorQ4_0 {
+	if IsQuantized(t.Type) {
 		return nil, fmt.Errorf("%w: norm tensor %s has type %v (want F32, F16 or BF16)", ErrUnsupported, name, t.Type)
 	}
 	out := make([]float32, n)
@@ -295,19 +295,17 @@ func checkFinite(m *Model) error {
 		t    *Tensor
 	}
 	items := []item{{"token_embd.weight", &m.Embedding}}
+	names := []string{"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_down", "ffn_up"}
 	for i := range m.Layers {
 		l := &m.Layers[i]
 		for j, t := range []*Tensor{&l.Wq, &l.Wk, &l.Wv, &l.Wo, &l.W1, &l.W2, &l.W3} {
-			names := []string{"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_down", "ffn_up"}
 			items = append(items, item{fmt.Sprintf("blk.%d.%s.weight", i, names[j]), t})
 		}
-		for j, v := range [][]float32{l.AttNorm, l.FFNNorm} {
-			vt := F32(1, len(v), v)
-			items = append(items, item{fmt.Sprintf("blk.%d.%s.weight", i, []string{"attn_norm", "ffn_norm"}[j]), &vt})
-		}
+		an, fn := F32(1, len(l.AttNorm), l.AttNorm), F32(1, len(l.FFNNorm), l.FFNNorm)
+		items = append(items, item{fmt.Sprintf("blk.%d.attn_norm.weight", i), &an}, item{fmt.Sprintf("blk.%d.ffn_norm.weight", i), &fn})
 	}
-	fn := F32(1, len(m.FinalNorm), m.FinalNorm)
-	items = append(items, item{"output_norm.weight", &fn})
+	on := F32(1, len(m.FinalNorm), m.FinalNorm)
+	items = append(items, item{"output_norm.weight", &on})
 	if !m.SharedClassifier() {
 		items = append(items, item{"output.weight", &m.Classifier})
 	}
@@ -320,8 +318,11 @@ func checkFinite(m *Model) error {
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			if at := firstNonFinite(it.t); at >= 0 {
-				errs[i] = fmt.Errorf("%w: tensor %s: non-finite %s at element %d", ErrBadConfig, it.name,
-					map[bool]string{true: "weight", false: "scale of the block"}[it.t.Type == gguf.TensorF32 || it.t.Type == gguf.TensorF16 || it.t.Type == gguf.TensorBF16], at)
+				what := "weight"
+				if IsQuantized(it.t.Type) {
+					what = "scale of the block"
+				}
+				errs[i] = fmt.Errorf("%w: tensor %s: non-finite %s at element %d", ErrBadConfig, it.name, what, at)
 			}
 		}()
 	}

@@ -33,6 +33,10 @@ func IsSupported(t gguf.TensorType) bool {
 	return false
 }
 
+// IsQuantized reports whether t is a block-quantized type (multiplied with
+// activations quantized to Q8_0, never decoded to float).
+func IsQuantized(t gguf.TensorType) bool { return t == gguf.TensorQ8_0 || t == gguf.TensorQ4_0 }
+
 // F32 wraps a float32 matrix.
 func F32(rows, cols int, data []float32) Tensor {
 	return Tensor{Type: gguf.TensorF32, Rows: rows, Cols: cols, F32: data}

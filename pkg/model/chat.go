@@ -57,6 +57,10 @@ func (m *Model) ChatTokens(msgs []chat.Message) ([]int, error) {
 		return nil, fmt.Errorf("%w: %w", ErrNoChat, err)
 	}
 	plain, spans := stripMarkers(text)
+	if limit := m.MaxTextBytes(); len(plain) > limit {
+		return nil, fmt.Errorf("%w: the rendered conversation is %d bytes, more than the model's context of %d tokens can hold (at most %d bytes)",
+			ErrBadConversation, len(plain), m.Config.SeqLen, limit)
+	}
 	ids := m.Tokenizer.EncodeChat(plain, spans)
 	if m.BOS >= 0 && (len(ids) == 0 || ids[0] != m.BOS) {
 		ids = append([]int{m.BOS}, ids...)
@@ -105,4 +109,15 @@ func stripMarkers(text string) (string, []tokenizer.Span) {
 		spans = append(spans, tokenizer.Span{Start: start, End: sb.Len()})
 	}
 	return sb.String(), spans
+}
+
+// MaxTextBytes is the longest text whose tokens can fit the context: a text
+// of n bytes gives at least n/MaxTokenBytes tokens, so anything longer is
+// refused before it is tokenized (tokenizing 16 MiB only to find it too
+// long costs seconds and hundreds of MB). 0 without a tokenizer.
+func (m *Model) MaxTextBytes() int {
+	if m.Tokenizer == nil {
+		return 0
+	}
+	return m.Config.SeqLen * m.Tokenizer.MaxTokenBytes()
 }

@@ -123,6 +123,8 @@ type SentencePiece struct {
 	// encoded one by one (see encodeText).
 	split bool
 	cache *wordCache
+	// maxBytes is MaxTokenBytes.
+	maxBytes int
 }
 
 // Special ids of llama2.c's vocabulary.
@@ -337,6 +339,10 @@ func newSentencePiece(v SPMVocab, legacy bool) (*SentencePiece, error) {
 	if t.split {
 		t.cache = newWordCache()
 	}
+	t.maxBytes = 1
+	for _, p := range t.pieces {
+		t.maxBytes = max(t.maxBytes, len(p))
+	}
 	return t, nil
 }
 
@@ -390,6 +396,10 @@ func parseBytePiece(p string) (byte, bool) {
 func (t *SentencePiece) VocabSize() int { return len(t.pieces) }
 
 func (t *SentencePiece) Kind() string { return "sentencepiece" }
+
+// MaxTokenBytes is the longest piece in bytes (as given, so '▁' counts 3:
+// an overestimate is safe), at least 1.
+func (t *SentencePiece) MaxTokenBytes() int { return t.maxBytes }
 
 // Encode tokenizes text as plain text: optional BOS, then, when the text is
 // not empty, the dummy-prefix space and the text, merged as described on

@@ -37,6 +37,11 @@ type Tokenizer interface {
 	VocabSize() int
 	// Kind names the algorithm: "byte" or "sentencepiece".
 	Kind() string
+	// MaxTokenBytes bounds the bytes of text one token stands for (a
+	// piece, a special token's string, a byte): a text of n bytes gives at
+	// least n/MaxTokenBytes tokens, so a text that cannot fit a context is
+	// refused before it is tokenized.
+	MaxTokenBytes() int
 }
 
 // Span is the byte range [Start, End) of a text.
@@ -94,6 +99,8 @@ func (Byte) TokenBytes(id int) []byte {
 func (Byte) VocabSize() int { return ByteVocab }
 
 func (Byte) Kind() string { return "byte" }
+
+func (Byte) MaxTokenBytes() int { return 1 }
 
 // CompleteUTF8 splits buf into the longest prefix that does not end inside a
 // multi-byte UTF-8 sequence and the incomplete remainder, for streaming

@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	schedulerv1 "github.com/semantic-kv/semantic/pkg/api/semantic/scheduler/v1"
 	"github.com/semantic-kv/semantic/pkg/testmodels"
 )
@@ -115,15 +118,25 @@ func TestStoriesChatStaysWarm(t *testing.T) {
 	if second.usage.GetCachedTokens() < first.usage.GetPromptTokens() {
 		t.Fatalf("turn 2 reused %d tokens, turn 1's prompt alone was %d", second.usage.GetCachedTokens(), first.usage.GetPromptTokens())
 	}
-	// Errors name the field.
+	// Errors name the field. Text that cannot fit the context is refused
+	// before it is tokenized.
+	huge := strings.Repeat("a", ts.Model.MaxTextBytes()+1)
 	for _, bad := range []*schedulerv1.GenerateRequest{
+		{AgentId: "x", MaxTokens: 1, Prompt: huge},
+		{AgentId: "x", MaxTokens: 1, Messages: []*schedulerv1.ChatMessage{{Role: "user", Content: huge}}},
 		{AgentId: "x", MaxTokens: 1, Messages: []*schedulerv1.ChatMessage{{Role: "wizard", Content: "hi"}}},
 		{AgentId: "x", MaxTokens: 1, Messages: msgs, Prompt: "also"},
 		{AgentId: "x", MaxTokens: 1, Messages: msgs, Append: true},
 	} {
 		_, err := generate(context.Background(), ts.client, bad)
-		if err == nil || !strings.Contains(err.Error(), "messages") && !strings.Contains(err.Error(), "append") {
-			t.Fatalf("%v: %v", bad, err)
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "messages") &&
+			!strings.Contains(err.Error(), "append") && !strings.Contains(err.Error(), "prompt") {
+			t.Fatalf("%.80v: %v", bad, err)
+		}
+		if len(bad.GetPrompt()) > 1000 || len(bad.GetMessages()) == 1 && len(bad.GetMessages()[0].GetContent()) > 1000 {
+			if !strings.Contains(err.Error(), "bytes") { // refused by size, not after tokenizing
+				t.Fatalf("huge text: %v", err)
+			}
 		}
 	}
 }

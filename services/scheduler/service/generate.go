@@ -148,6 +148,9 @@ func (s *Server) validate(r *request) error {
 		if m.Tokenizer == nil {
 			return rpcstatus.InvalidArgument("prompt", "model %s has no tokenizer: send prompt_token_ids", m.Name)
 		}
+		if limit := m.MaxTextBytes(); len(req.GetPrompt()) > limit {
+			return rpcstatus.InvalidArgument("prompt", "%d bytes cannot fit the model's context of %d tokens (at most %d bytes)", len(req.GetPrompt()), m.Config.SeqLen, limit)
+		}
 		// A text prompt that continues a stored context must not get a
 		// second BOS in the middle of it.
 		r.prompt = m.Tokenizer.Encode(req.GetPrompt(), !req.GetAppend() && m.BOS >= 0)

@@ -3,9 +3,15 @@ package engine
 import (
 	"testing"
 
+	"go.uber.org/goleak"
+
 	"github.com/semantic-kv/semantic/pkg/model"
 	"github.com/semantic-kv/semantic/pkg/testmodels"
 )
+
+// TestMain checks that no goroutine outlives the tests: the worker pool's
+// helpers must exit once their engine is idle.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // modelsFile finds a real model file (see package testmodels).
 func modelsFile(t testing.TB, name string) string { return testmodels.File(t, name) }

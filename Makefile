@@ -89,12 +89,23 @@ breaking: $(TOOL_STAMPS) ## buf breaking against main
 
 # ---- checks ------------------------------------------------------------------
 .PHONY: lint
-lint: $(TOOL_STAMPS) ## vet, gofmt, staticcheck, buf lint, generated-code check, breaking
+lint: $(TOOL_STAMPS) tracked-check ## vet, gofmt, staticcheck, buf lint, generated-code check, breaking, no build outputs tracked
 	$(GO) vet $(PKGS)
 	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	staticcheck $(PKGS)
 	buf lint
 	$(MAKE) --no-print-directory proto-check breaking
+
+# Build outputs and data must never be committed: refuse tracked files over
+# 1 MiB outside testdata/ and any tracked executable binary (ELF).
+.PHONY: tracked-check
+tracked-check:
+	@bad=$$(git ls-files -z | while IFS= read -r -d '' f; do \
+		[ -f "$$f" ] || continue; \
+		case "$$f" in */testdata/*) continue;; esac; \
+		if [ $$(stat -c %s "$$f") -gt 1048576 ] || [ "$$(head -c 4 "$$f" | od -An -c | tr -d ' ')" = "177ELF" ]; then echo "$$f"; fi; \
+	done); \
+	if [ -n "$$bad" ]; then echo "tracked build outputs or large files (git rm --cached them):"; echo "$$bad"; exit 1; fi
 
 .PHONY: test
 test: ## every module's tests with -race

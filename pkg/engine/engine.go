@@ -135,35 +135,8 @@ func New(m *model.Model, opts Options) (*Engine, error) {
 		writers: map[*Block]int{},
 	}
 	e.qkvN = e.dimP + 2*e.kvP
-	if len(m.Layers) != c.Layers {
-		return nil, fmt.Errorf("%w: model has %d layers, config says %d", ErrBadInput, len(m.Layers), c.Layers)
-	}
-	for i := range m.Layers {
-		l := &m.Layers[i]
-		if len(l.AttNorm) != c.Dim || len(l.FFNNorm) != c.Dim {
-			return nil, fmt.Errorf("%w: layer %d norm weights do not match the config", ErrBadInput, i)
-		}
-		for _, t := range []struct {
-			t          *model.Tensor
-			name       string
-			rows, cols int
-		}{
-			{&l.Wq, "wq", c.Dim, c.Dim}, {&l.Wk, "wk", e.kv, c.Dim}, {&l.Wv, "wv", e.kv, c.Dim}, {&l.Wo, "wo", c.Dim, c.Dim},
-			{&l.W1, "w1", c.HiddenDim, c.Dim}, {&l.W2, "w2", c.Dim, c.HiddenDim}, {&l.W3, "w3", c.HiddenDim, c.Dim},
-		} {
-			if err := t.t.Check(fmt.Sprintf("layer %d %s", i, t.name), t.rows, t.cols); err != nil {
-				return nil, fmt.Errorf("%w: %w", ErrBadInput, err)
-			}
-		}
-	}
-	if err := m.Embedding.Check("embedding", c.Vocab, c.Dim); err != nil {
+	if err := m.Check(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadInput, err)
-	}
-	if err := m.Classifier.Check("classifier", c.Vocab, c.Dim); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadInput, err)
-	}
-	if len(m.FinalNorm) != c.Dim {
-		return nil, fmt.Errorf("%w: final norm does not match the config", ErrBadInput)
 	}
 	e.layers = make([]engineLayer, c.Layers)
 	var wg sync.WaitGroup
@@ -173,15 +146,15 @@ func New(m *model.Model, opts Options) (*Engine, error) {
 			defer wg.Done()
 			l, p := &m.Layers[i], &e.layers[i]
 			p.attNorm, p.ffnNorm = l.AttNorm, l.FFNNorm
-			p.wqkv = newLinear(e.qkvN, e.dimP, linPart{&l.Wq, 0}, linPart{&l.Wk, e.dimP}, linPart{&l.Wv, e.dimP + e.kvP})
-			p.wo = newLinear(e.dimP, e.dimP, linPart{&l.Wo, 0})
-			p.w13 = newLinear(2*e.hidP, e.dimP, linPart{&l.W1, 0}, linPart{&l.W3, e.hidP})
-			p.w2 = newLinear(e.dimP, e.hidP, linPart{&l.W2, 0})
+			p.wqkv = newLinear(e.qkvN, e.dimP, linPart{t: &l.Wq, off: 0}, linPart{t: &l.Wk, off: e.dimP}, linPart{t: &l.Wv, off: e.dimP + e.kvP})
+			p.wo = newLinear(e.dimP, e.dimP, linPart{t: &l.Wo, off: 0})
+			p.w13 = newLinear(2*e.hidP, e.dimP, linPart{t: &l.W1, off: 0}, linPart{t: &l.W3, off: e.hidP})
+			p.w2 = newLinear(e.dimP, e.hidP, linPart{t: &l.W2, off: 0})
 		}()
 	}
 	wg.Wait()
 	e.finalNorm = m.FinalNorm
-	e.cls = newLinear(e.vocabP, e.dimP, linPart{&m.Classifier, 0})
+	e.cls = newLinear(e.vocabP, e.dimP, linPart{t: &m.Classifier, off: 0})
 	// Per-worker scratch for a chunk of decoded F16/BF16 rows.
 	scratch := 0
 	for _, ls := range e.layers {

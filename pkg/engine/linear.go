@@ -32,6 +32,7 @@ type linear struct {
 type linPart struct {
 	t   *model.Tensor
 	off int
+	rb  int // bytes of one row (set by newLinear)
 }
 
 // linChunk is a unit of parallel work: rows [r0, r1) of one part.
@@ -62,7 +63,9 @@ func newLinear(n, k int, parts ...linPart) linear {
 		l.parts = nil
 		return l
 	}
-	for i, p := range parts {
+	for i := range l.parts {
+		p := &l.parts[i]
+		p.rb = p.t.RowBytes()
 		per := linChunkRows(p.t)
 		for r0 := 0; r0 < p.t.Rows; r0 += per {
 			l.chunks = append(l.chunks, linChunk{part: i, r0: r0, r1: min(r0+per, p.t.Rows)})
@@ -113,11 +116,9 @@ func (e *Engine) matmul(l *linear, m int, a []float32, lda int, c []float32, ldc
 			out := c[p.off+ch.r0:]
 			switch t.Type {
 			case gguf.TensorQ8_0:
-				rb := t.RowBytes()
-				quant.MatQ8_0(k, rows, t.Data[ch.r0*rb:ch.r1*rb], m, e.buf.qa, qb, out, ldc)
+				quant.MatQ8_0(k, rows, t.Data[ch.r0*p.rb:ch.r1*p.rb], m, e.buf.qa, qb, out, ldc)
 			case gguf.TensorQ4_0:
-				rb := t.RowBytes()
-				quant.MatQ4_0(k, rows, t.Data[ch.r0*rb:ch.r1*rb], m, e.buf.qa, qb, out, ldc)
+				quant.MatQ4_0(k, rows, t.Data[ch.r0*p.rb:ch.r1*p.rb], m, e.buf.qa, qb, out, ldc)
 			case gguf.TensorF32:
 				// Used in place (often the mapped file), with the same
 				// register tiles as a packed matrix: the same bits.

@@ -229,7 +229,6 @@ func fromGGUF(f *gguf.File, fileName string) (*Model, error) {
 	// only the architecture or the base model's name.
 	m := &Model{Name: fileName, Config: c, BOS: -1, EOS: -1, Layers: make([]Layer, c.Layers),
 		Info: Info{Architecture: arch, Format: "gguf"}}
-	kv := c.KVDim()
 	if m.Embedding, err = g.tensor("token_embd.weight", c.Vocab, c.Dim); err != nil {
 		return nil, err
 	}
@@ -242,20 +241,8 @@ func fromGGUF(f *gguf.File, fileName string) (*Model, error) {
 		if l.FFNNorm, err = g.vector(p+"ffn_norm.weight", c.Dim); err != nil {
 			return nil, err
 		}
-		for _, s := range []struct {
-			dst        *Tensor
-			name       string
-			rows, cols int
-		}{
-			{&l.Wq, "attn_q.weight", c.Dim, c.Dim},
-			{&l.Wk, "attn_k.weight", kv, c.Dim},
-			{&l.Wv, "attn_v.weight", kv, c.Dim},
-			{&l.Wo, "attn_output.weight", c.Dim, c.Dim},
-			{&l.W1, "ffn_gate.weight", c.HiddenDim, c.Dim},
-			{&l.W2, "ffn_down.weight", c.Dim, c.HiddenDim},
-			{&l.W3, "ffn_up.weight", c.HiddenDim, c.Dim},
-		} {
-			if *s.dst, err = g.tensor(p+s.name, s.rows, s.cols); err != nil {
+		for _, lm := range l.matrices(c) {
+			if *lm.t, err = g.tensor(p+lm.name+".weight", lm.rows, lm.cols); err != nil {
 				return nil, err
 			}
 		}
@@ -295,11 +282,10 @@ func checkFinite(m *Model) error {
 		t    *Tensor
 	}
 	items := []item{{"token_embd.weight", &m.Embedding}}
-	names := []string{"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_down", "ffn_up"}
 	for i := range m.Layers {
 		l := &m.Layers[i]
-		for j, t := range []*Tensor{&l.Wq, &l.Wk, &l.Wv, &l.Wo, &l.W1, &l.W2, &l.W3} {
-			items = append(items, item{fmt.Sprintf("blk.%d.%s.weight", i, names[j]), t})
+		for _, lm := range l.matrices(m.Config) {
+			items = append(items, item{fmt.Sprintf("blk.%d.%s.weight", i, lm.name), lm.t})
 		}
 		an, fn := F32(1, len(l.AttNorm), l.AttNorm), F32(1, len(l.FFNNorm), l.FFNNorm)
 		items = append(items, item{fmt.Sprintf("blk.%d.attn_norm.weight", i), &an}, item{fmt.Sprintf("blk.%d.ffn_norm.weight", i), &fn})

@@ -173,6 +173,10 @@ func TestGGUFRefusals(t *testing.T) {
 			if m != nil || !errors.Is(err, c.err) {
 				t.Fatalf("got %v, want an error wrapping %v", err, c.err)
 			}
+			// A refused file is unmapped: nothing is left holding it.
+			if maps, err := os.ReadFile("/proc/self/maps"); err == nil && bytes.Contains(maps, []byte(t.TempDir()[:len(t.TempDir())-4])) {
+				t.Fatal("the refused file is still mapped")
+			}
 			for _, w := range c.want {
 				if !strings.Contains(err.Error(), w) {
 					t.Fatalf("error %q does not mention %q", err, w)

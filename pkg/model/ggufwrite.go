@@ -86,22 +86,11 @@ func WriteGGUF(m *Model, opts GGUFOptions) (*gguf.Writer, error) {
 		if err := vec(p+"attn_norm.weight", l.AttNorm); err != nil {
 			return nil, err
 		}
-		for _, s := range []struct {
-			name string
-			t    Tensor
-		}{{"attn_q", l.Wq}, {"attn_k", l.Wk}, {"attn_v", l.Wv}, {"attn_output", l.Wo}} {
-			if err := add(p+s.name+".weight", s.t, opts.Type); err != nil {
-				return nil, err
-			}
-		}
 		if err := vec(p+"ffn_norm.weight", l.FFNNorm); err != nil {
 			return nil, err
 		}
-		for _, s := range []struct {
-			name string
-			t    Tensor
-		}{{"ffn_gate", l.W1}, {"ffn_down", l.W2}, {"ffn_up", l.W3}} {
-			if err := add(p+s.name+".weight", s.t, opts.Type); err != nil {
+		for _, lm := range l.matrices(c) {
+			if err := add(p+lm.name+".weight", *lm.t, opts.Type); err != nil {
 				return nil, err
 			}
 		}

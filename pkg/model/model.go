@@ -100,6 +100,57 @@ type Layer struct {
 	W3      Tensor    // [HiddenDim][Dim] (up)
 }
 
+// layerMatrix is one of a layer's matrices with its GGUF name
+// (blk.N.<name>.weight) and shape.
+type layerMatrix struct {
+	name       string
+	t          *Tensor
+	rows, cols int
+}
+
+// matrices lists the layer's matrices in GGUF file order: the one table that
+// the GGUF loader and writer, the checks and the counts read.
+func (l *Layer) matrices(c Config) []layerMatrix {
+	kv := c.KVDim()
+	return []layerMatrix{
+		{"attn_q", &l.Wq, c.Dim, c.Dim},
+		{"attn_k", &l.Wk, kv, c.Dim},
+		{"attn_v", &l.Wv, kv, c.Dim},
+		{"attn_output", &l.Wo, c.Dim, c.Dim},
+		{"ffn_gate", &l.W1, c.HiddenDim, c.Dim},
+		{"ffn_down", &l.W2, c.Dim, c.HiddenDim},
+		{"ffn_up", &l.W3, c.HiddenDim, c.Dim},
+	}
+}
+
+// Check verifies that every weight matches the config: shapes, supported
+// types, storage sizes. Loaders check as they build; the engine checks again
+// because a model can also be assembled by hand.
+func (m *Model) Check() error {
+	c := m.Config
+	if len(m.Layers) != c.Layers {
+		return fmt.Errorf("%w: model has %d layers, config says %d", ErrBadConfig, len(m.Layers), c.Layers)
+	}
+	for i := range m.Layers {
+		l := &m.Layers[i]
+		if len(l.AttNorm) != c.Dim || len(l.FFNNorm) != c.Dim {
+			return fmt.Errorf("%w: layer %d norm weights do not match the config", ErrBadConfig, i)
+		}
+		for _, lm := range l.matrices(c) {
+			if err := lm.t.Check(fmt.Sprintf("blk.%d.%s", i, lm.name), lm.rows, lm.cols); err != nil {
+				return err
+			}
+		}
+	}
+	if len(m.FinalNorm) != c.Dim {
+		return fmt.Errorf("%w: final norm does not match the config", ErrBadConfig)
+	}
+	if err := m.Embedding.Check("token_embd", c.Vocab, c.Dim); err != nil {
+		return err
+	}
+	return m.Classifier.Check("output", c.Vocab, c.Dim)
+}
+
 // Info describes a model for logs, GetStats and GetAgent.
 type Info struct {
 	Architecture string   // "llama"
@@ -173,13 +224,12 @@ func (m *Model) CacheSpec(tokensPerBlock int, dtype kvspec.DType) kvspec.Spec {
 
 // NumParams counts the weights (a shared classifier once).
 func (m *Model) NumParams() int64 {
-	n := int64(m.Embedding.Len() + len(m.FinalNorm))
+	n := int64(len(m.FinalNorm))
 	for _, l := range m.Layers {
-		n += int64(len(l.AttNorm) + l.Wq.Len() + l.Wk.Len() + l.Wv.Len() + l.Wo.Len() +
-			len(l.FFNNorm) + l.W1.Len() + l.W2.Len() + l.W3.Len())
+		n += int64(len(l.AttNorm) + len(l.FFNNorm))
 	}
-	if !m.SharedClassifier() {
-		n += int64(m.Classifier.Len())
+	for _, t := range m.tensorList() {
+		n += int64(t.Len())
 	}
 	return n
 }
@@ -221,8 +271,9 @@ func (m *Model) tensors() [][]byte {
 func (m *Model) tensorList() []*Tensor {
 	ts := []*Tensor{&m.Embedding}
 	for i := range m.Layers {
-		l := &m.Layers[i]
-		ts = append(ts, &l.Wq, &l.Wk, &l.Wv, &l.Wo, &l.W1, &l.W2, &l.W3)
+		for _, lm := range m.Layers[i].matrices(m.Config) {
+			ts = append(ts, lm.t)
+		}
 	}
 	if !m.SharedClassifier() {
 		ts = append(ts, &m.Classifier)

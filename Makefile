@@ -1,5 +1,5 @@
 # semantic — build, test, lint, run.
-#   make run     the scheduler with its embedded pool and built-in model (:50051, metrics :9090)
+#   make run     the scheduler with its embedded pool and built-in model (:50051, HTTP API :8080, metrics :9090)
 #   make test    every module's tests with -race
 #   make lint    go vet, gofmt, staticcheck, buf lint, generated-code check
 #   make build   static binaries in bin/
@@ -61,10 +61,11 @@ MODEL          ?= builtin:small
 DATA_DIR       ?= ./data
 LISTEN         ?= :50051
 METRICS_LISTEN ?= :9090
+HTTP_LISTEN    ?= :8080
 
 .PHONY: run
 run: build ## the scheduler with its embedded pool and the default model
-	exec bin/scheduler --model $(MODEL) --data-dir $(DATA_DIR) --listen $(LISTEN) --metrics-listen '$(METRICS_LISTEN)'
+	exec bin/scheduler --model $(MODEL) --data-dir $(DATA_DIR) --listen $(LISTEN) --metrics-listen '$(METRICS_LISTEN)' --http-listen '$(HTTP_LISTEN)'
 
 .PHONY: run-pool
 run-pool: build ## a standalone pool node on :50061

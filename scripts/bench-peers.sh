@@ -39,7 +39,7 @@ for shape in $SHAPES; do
     dec=$(echo "$out" | awk '/^\| 1 \|/ {print $6}')
     # semantic peak RSS: a scheduler serving one 2048-token prompt.
     rm -rf "$DIR/data"
-    bin/scheduler --model "gguf:$f" --workers "$THREADS" --data-dir "$DIR/data" --listen 127.0.0.1:50099 --metrics-listen '' >"$DIR/sched.log" 2>&1 &
+    bin/scheduler --model "gguf:$f" --workers "$THREADS" --data-dir "$DIR/data" --listen 127.0.0.1:50099 --metrics-listen '' --http-listen '' >"$DIR/sched.log" 2>&1 &
     pid=$!
     for i in $(seq 1 60); do .tools/bin/grpcurl -plaintext 127.0.0.1:50099 grpc.health.v1.Health/Check >/dev/null 2>&1 && break; sleep 0.5; done
     ids=$(python3 -c 'import random; r=random.Random(1); print(",".join(str(r.randrange(3,32000)) for _ in range(2048)))')

@@ -48,6 +48,17 @@ type Runtime struct {
 	Addr net.Addr
 	// MetricsAddr is the resolved /metrics address, empty when disabled.
 	MetricsAddr string
+
+	drains []func(context.Context) error
+}
+
+// OnShutdown registers drain to run when shutdown begins, alongside the gRPC
+// server's graceful stop and with the same --shutdown-timeout: a server of
+// the binary's own (an HTTP API) stops taking requests and lets those in
+// flight finish at the same time as gRPC does, not after it. Call it from
+// Binary.Start. The stop function Start returns runs after every drain.
+func (rt *Runtime) OnShutdown(drain func(ctx context.Context) error) {
+	rt.drains = append(rt.drains, drain)
 }
 
 // Binary describes one semantic binary.
@@ -208,7 +219,19 @@ func serve(ctx context.Context, b Binary, fs *flag.FlagSet, common *Common, log 
 	case runErr = <-serveErr:
 		log.Error("server stopped", "err", runErr)
 	}
+	drained := make(chan error, len(rt.drains))
+	dctx, dcancel := context.WithTimeout(context.Background(), common.ShutdownTimeout)
+	for _, d := range rt.drains {
+		go func() { drained <- d(dctx) }()
+	}
 	shutdownGRPC(gs, hs, common.ShutdownTimeout, log)
+	for range rt.drains {
+		if err := <-drained; err != nil {
+			log.Error("draining", "err", err)
+			runErr = errors.Join(runErr, err)
+		}
+	}
+	dcancel()
 	sctx, cancel := context.WithTimeout(context.Background(), common.ShutdownTimeout)
 	defer cancel()
 	if err := stop(sctx); err != nil {

@@ -3,12 +3,14 @@ package app
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -201,4 +203,42 @@ func contains(xs []string, x string) bool {
 		}
 	}
 	return false
+}
+
+// Drains registered with OnShutdown run when shutdown begins, with the
+// shutdown timeout as their deadline, and before the binary's stop; a failed
+// drain fails the exit code.
+func TestOnShutdownDrainsBeforeStop(t *testing.T) {
+	for _, fail := range []bool{false, true} {
+		var mu sync.Mutex
+		var order []string
+		note := func(s string) {
+			mu.Lock()
+			defer mu.Unlock()
+			order = append(order, s)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		b := Binary{Name: "draintest", DefaultListen: "127.0.0.1:0", Start: func(_ context.Context, rt *Runtime) (func(context.Context) error, error) {
+			rt.OnShutdown(func(dctx context.Context) error {
+				note("drain")
+				if _, ok := dctx.Deadline(); !ok {
+					return errors.New("drain without a deadline")
+				}
+				if fail {
+					return errors.New("drain failed")
+				}
+				return nil
+			})
+			cancel() // shut down as soon as it serves
+			return func(context.Context) error { note("stop"); return nil }, nil
+		}}
+		code := Run(ctx, b, []string{"--metrics-listen", "", "--shutdown-timeout", "2s"}, io.Discard, io.Discard)
+		want := 0
+		if fail {
+			want = 1
+		}
+		if code != want || strings.Join(order, ",") != "drain,stop" {
+			t.Fatalf("fail=%v: exit %d, order %v", fail, code, order)
+		}
+	}
 }

@@ -58,12 +58,13 @@ type Engine struct {
 
 	// Padded sizes: every dimension is rounded up to a multiple of 8 so the
 	// kernels never need a tail; the padding is zero and adds exact zeros.
-	dimP, kvP, hidP, vocabP, qkvN int
-	layers                        []engineLayer
-	finalNorm                     []float32
-	cls                           linear    // [vocabP] outputs
-	ropeCos, ropeSin              []float32 // [SeqLen][hd/2]
-	blockFloats                   int
+	dimP, qP, kvP, hidP, vocabP, qkvN int
+	layers                            []engineLayer
+	finalNorm                         []float32
+	cls                               linear    // [vocabP] outputs
+	ropeCos, ropeSin                  []float32 // [SeqLen][hd/2]
+	neox                              bool      // rope pairs (i, i+hd/2), not (2i, 2i+1)
+	blockFloats                       int
 
 	pool    *workerPool
 	buf     scratch
@@ -75,14 +76,16 @@ type Engine struct {
 
 type engineLayer struct {
 	attNorm, ffnNorm []float32
-	wqkv             linear // q at column 0, k at dimP, v at dimP+kvP
+	bq, bk, bv       []float32 // q/k/v biases, or nil
+	qNorm, kNorm     []float32 // per-head RMSNorm weights of q and k, or nil
+	wqkv             linear    // q at column 0, k at qP, v at qP+kvP
 	wo               linear
 	w13              linear // w1 (gate) at 0, w3 (up) at hidP
 	w2               linear
 }
 
 type scratch struct {
-	qa                   []byte // activation rows quantized to Q8_0 blocks
+	qa                   []byte // activation rows quantized to Q8_0 and/or Q8_K blocks
 	x, xb, qkv, att, tmp []float32
 	h13, hb              []float32
 	pos                  []int
@@ -130,11 +133,11 @@ func New(m *model.Model, opts Options) (*Engine, error) {
 	e := &Engine{
 		m: m, cfg: c, spec: spec, workers: w, tpb: tpb,
 		hd: c.HeadDim(), kv: c.KVDim(), group: c.Heads / c.KVHeads,
-		dimP: pad8(c.Dim), kvP: pad8(c.KVDim()), hidP: pad8(c.HiddenDim), vocabP: pad8(c.Vocab),
+		dimP: pad8(c.Dim), qP: pad8(c.QDim()), kvP: pad8(c.KVDim()), hidP: pad8(c.HiddenDim), vocabP: pad8(c.Vocab),
 		blockFloats: spec.BlockBytes() / 4, pool: newWorkerPool(w),
-		writers: map[*Block]int{},
+		writers: map[*Block]int{}, neox: c.Arch.NeoxRope(),
 	}
-	e.qkvN = e.dimP + 2*e.kvP
+	e.qkvN = e.qP + 2*e.kvP
 	if err := m.Check(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadInput, err)
 	}
@@ -146,8 +149,9 @@ func New(m *model.Model, opts Options) (*Engine, error) {
 			defer wg.Done()
 			l, p := &m.Layers[i], &e.layers[i]
 			p.attNorm, p.ffnNorm = l.AttNorm, l.FFNNorm
-			p.wqkv = newLinear(e.qkvN, e.dimP, linPart{t: &l.Wq, off: 0}, linPart{t: &l.Wk, off: e.dimP}, linPart{t: &l.Wv, off: e.dimP + e.kvP})
-			p.wo = newLinear(e.dimP, e.dimP, linPart{t: &l.Wo, off: 0})
+			p.bq, p.bk, p.bv, p.qNorm, p.kNorm = l.Bq, l.Bk, l.Bv, l.QNorm, l.KNorm
+			p.wqkv = newLinear(e.qkvN, e.dimP, linPart{t: &l.Wq, off: 0}, linPart{t: &l.Wk, off: e.qP}, linPart{t: &l.Wv, off: e.qP + e.kvP})
+			p.wo = newLinear(e.dimP, e.qP, linPart{t: &l.Wo, off: 0})
 			p.w13 = newLinear(2*e.hidP, e.dimP, linPart{t: &l.W1, off: 0}, linPart{t: &l.W3, off: e.hidP})
 			p.w2 = newLinear(e.dimP, e.hidP, linPart{t: &l.W2, off: 0})
 		}()
@@ -167,14 +171,22 @@ func New(m *model.Model, opts Options) (*Engine, error) {
 	for i := range e.rowf {
 		e.rowf[i] = make([]float32, scratch)
 	}
-	// RoPE tables, computed as run.c does in float32: freq = 1/theta^(i/hs)
-	// for the even index i of each adjacent pair, angle = pos*freq.
+	// RoPE tables, computed as run.c does in float32: freq = 1/theta^(2i/hs)
+	// for pair i, angle = pos*freq. Llama 3.1 frequency factors and linear
+	// scaling divide the frequency (one more float32 rounding each, only for
+	// models that have them).
 	half := e.hd / 2
 	e.ropeCos = make([]float32, c.SeqLen*half)
 	e.ropeSin = make([]float32, c.SeqLen*half)
 	for i := 0; i < half; i++ {
 		ex := float32(2*i) / float32(e.hd)
 		freq := 1 / float32(math.Pow(float64(c.RopeTheta), float64(ex)))
+		if m.RopeFreqs != nil {
+			freq /= m.RopeFreqs[i]
+		}
+		if c.RopeScale > 1 {
+			freq /= c.RopeScale
+		}
 		for pos := 0; pos < c.SeqLen; pos++ {
 			v := float64(float32(pos) * freq)
 			e.ropeCos[pos*half+i] = float32(math.Cos(v))
@@ -308,7 +320,7 @@ func (e *Engine) ensure(rows, batch int) {
 	b.x = grow(b.x, rows*e.dimP)
 	b.xb = grow(b.xb, rows*e.dimP)
 	b.qkv = grow(b.qkv, rows*e.qkvN)
-	b.att = grow(b.att, rows*e.dimP)
+	b.att = grow(b.att, rows*e.qP)
 	b.tmp = grow(b.tmp, rows*e.dimP)
 	b.h13 = grow(b.h13, rows*2*e.hidP)
 	b.hb = grow(b.hb, rows*e.hidP)
@@ -359,6 +371,15 @@ func (e *Engine) gemm(m, n, k int, a []float32, lda int, w []float32, c []float3
 	})
 }
 
+// addTo adds b to x element by element.
+func addTo(x, b []float32) {
+	b = b[:len(x)]
+	for i := range x {
+		x[i] += b[i]
+	}
+}
+
+// rmsnorm writes w * x / rms(x) to out (which may be x).
 func rmsnorm(out, x, w []float32, eps float32) {
 	n := len(w)
 	x = x[:n]
@@ -416,17 +437,15 @@ func (e *Engine) Step(batch []StepInput) ([][]float32, error) {
 		e.matmul(&L.wqkv, rows, b.xb, dP, b.qkv, e.qkvN)
 		e.parallel(rows, 16, func(_, lo, hi int) {
 			for r := lo; r < hi; r++ {
-				e.ropeAndStore(batch[b.seq[r]].Seq, li, b.pos[r], b.qkv[r*e.qkvN:(r+1)*e.qkvN])
+				e.ropeAndStore(L, batch[b.seq[r]].Seq, li, b.pos[r], b.qkv[r*e.qkvN:(r+1)*e.qkvN])
 			}
 		})
 		e.attention(batch, rows, li)
-		e.matmul(&L.wo, rows, b.att, dP, b.tmp, dP)
+		e.matmul(&L.wo, rows, b.att, e.qP, b.tmp, dP)
 		e.parallel(rows, 16, func(_, lo, hi int) {
 			for r := lo; r < hi; r++ {
-				x, t := b.x[r*dP:r*dP+c.Dim], b.tmp[r*dP:r*dP+c.Dim]
-				for j := range x {
-					x[j] += t[j]
-				}
+				x := b.x[r*dP : r*dP+c.Dim]
+				addTo(x, b.tmp[r*dP:])
 				rmsnorm(b.xb[r*dP:], x, L.ffnNorm, c.NormEps)
 			}
 		})
@@ -443,10 +462,8 @@ func (e *Engine) Step(batch []StepInput) ([][]float32, error) {
 		e.matmul(&L.w2, rows, b.hb, e.hidP, b.tmp, dP)
 		e.parallel(rows, 16, func(_, lo, hi int) {
 			for r := lo; r < hi; r++ {
-				x, t := b.x[r*dP:r*dP+c.Dim], b.tmp[r*dP:r*dP+c.Dim]
-				for j := range x {
-					x[j] += t[j]
-				}
+				x := b.x[r*dP : r*dP+c.Dim]
+				addTo(x, b.tmp[r*dP:])
 			}
 		})
 	}
@@ -462,25 +479,47 @@ func (e *Engine) Step(batch []StepInput) ([][]float32, error) {
 	return out, nil
 }
 
-// ropeAndStore rotates q and k of one row in place (adjacent pairs (i, i+1)
-// inside each head, as run.c) and writes k and v into the page at pos.
-func (e *Engine) ropeAndStore(s *Sequence, layer, pos int, qkv []float32) {
+// ropeAndStore finishes q, k and v of one row in place and writes k and v
+// into the page at pos: the biases are added (Qwen2), each head of q and k
+// is RMS-normalised (Qwen3), and q and k are rotated, by adjacent pairs
+// (2i, 2i+1) inside each head as run.c does, or by pairs (i, i+hd/2) for
+// the NEOX-style architectures.
+func (e *Engine) ropeAndStore(L *engineLayer, s *Sequence, layer, pos int, qkv []float32) {
 	half := e.hd / 2
 	cs, sn := e.ropeCos[pos*half:(pos+1)*half], e.ropeSin[pos*half:(pos+1)*half]
+	a, b := 2, 1 // pair i is (a*i, a*i+b) inside a head
+	if e.neox {
+		a, b = 1, half
+	}
 	rot := func(v []float32) {
 		for h := 0; h+e.hd <= len(v); h += e.hd {
 			for i := 0; i < half; i++ {
-				v0, v1 := v[h+2*i], v[h+2*i+1]
+				i0, i1 := h+a*i, h+a*i+b
+				v0, v1 := v[i0], v[i1]
 				fcr, fci := cs[i], sn[i]
-				v[h+2*i] = float32(v0*fcr) - float32(v1*fci)
-				v[h+2*i+1] = float32(v0*fci) + float32(v1*fcr)
+				v[i0] = float32(v0*fcr) - float32(v1*fci)
+				v[i1] = float32(v0*fci) + float32(v1*fcr)
 			}
 		}
 	}
-	rot(qkv[:e.cfg.Dim])
-	k := qkv[e.dimP : e.dimP+e.kv]
+	q := qkv[:e.cfg.QDim()]
+	k := qkv[e.qP : e.qP+e.kv]
+	v := qkv[e.qP+e.kvP : e.qP+e.kvP+e.kv]
+	if L.bq != nil {
+		addTo(q, L.bq)
+		addTo(k, L.bk)
+		addTo(v, L.bv)
+	}
+	if L.qNorm != nil {
+		for h := 0; h < len(q); h += e.hd {
+			rmsnorm(q[h:h+e.hd], q[h:h+e.hd], L.qNorm, e.cfg.NormEps)
+		}
+		for h := 0; h < len(k); h += e.hd {
+			rmsnorm(k[h:h+e.hd], k[h:h+e.hd], L.kNorm, e.cfg.NormEps)
+		}
+	}
+	rot(q)
 	rot(k)
-	v := qkv[e.dimP+e.kvP : e.dimP+e.kvP+e.kv]
 	blk := s.Blocks[pos/e.tpb].Data
 	slot := pos % e.tpb
 	ko := (2*layer*e.tpb + slot) * e.kv
@@ -647,7 +686,7 @@ func (e *Engine) attnJob(ws *attnWork, blocks []*Block, layer int, j attnJob) {
 	for h := 0; h < g; h++ {
 		for i := 0; i < nr; i++ {
 			v := h*nr + i
-			out := b.att[(j.r0+i)*e.dimP+(j.kvh*g+h)*hd:][:hd]
+			out := b.att[(j.r0+i)*e.qP+(j.kvh*g+h)*hd:][:hd]
 			s := ws.sum[v]
 			for d, x := range acc[v*hd : (v+1)*hd] {
 				out[d] = x / s

@@ -13,18 +13,21 @@ import (
 //
 // Weights are used where they lie (the mapped file, or the heap for
 // generated models): float32 rows with the register-tiled float kernels,
-// quantized rows with the activations quantized to Q8_0 blocks, F16/BF16
-// rows decoded a chunk at a time into a worker's scratch. Only float32
-// matrices whose rows are not whole 8-float vectors are repacked into one
-// padded matrix (packed). Either way every output element is one dot product
-// of one weight row with one activation row, computed by one procedure that
-// does not depend on the batch or on how rows are split between workers
-// (batch invariance, see docs/engine.md).
+// quantized rows with the activations quantized once per product to Q8_0
+// blocks (Q8_0, Q4_0 weights) or Q8_K super-blocks (the K-quants; a product
+// mixing both kinds quantizes to both), F16/BF16 rows decoded a chunk at a
+// time into a worker's scratch. Only float32 matrices whose rows are not
+// whole 8-float vectors are repacked into one padded matrix (packed). Either
+// way every output element is one dot product of one weight row with one
+// activation row, computed by one procedure that does not depend on the
+// batch or on how rows are split between workers (batch invariance, see
+// docs/engine.md).
 type linear struct {
 	n, k   int       // output columns and input stride (both padded)
 	packed []float32 // float32 rows that need padding: [n][k]
 	parts  []linPart // otherwise
-	quant  bool      // some part takes Q8_0 activations
+	q8     bool      // some part takes Q8_0 activations
+	q8k    bool      // some part takes Q8_K activations (a K-quant)
 	chunks []linChunk
 }
 
@@ -50,7 +53,8 @@ func newLinear(n, k int, parts ...linPart) linear {
 	for _, p := range parts {
 		allF32 = allF32 && p.t.Type == gguf.TensorF32
 		aligned = aligned && p.t.Cols%8 == 0
-		l.quant = l.quant || model.IsQuantized(p.t.Type)
+		l.q8 = l.q8 || model.IsQuantized(p.t.Type) && !model.IsKQuant(p.t.Type)
+		l.q8k = l.q8k || model.IsKQuant(p.t.Type)
 	}
 	if allF32 && !aligned {
 		// Rows that are not whole 8-lane vectors: repack into the padded
@@ -81,6 +85,9 @@ func linChunkRows(t *model.Tensor) int { return max(4, linChunkBytes/max(t.RowBy
 // q8RowBytes is the size of k activations quantized to Q8_0 blocks.
 func q8RowBytes(k int) int { return k / quant.BlockSize * quant.Q8_0BlockBytes }
 
+// q8KRowBytes is the size of k activations quantized to Q8_K super-blocks.
+func q8KRowBytes(k int) int { return k / quant.KBlockSize * quant.Q8_KBlockBytes }
+
 // matmul computes C[i][off+r] = dot(W_part row r, A row i) for the m rows of
 // A (stride lda) into C (stride ldc).
 func (e *Engine) matmul(l *linear, m int, a []float32, lda int, c []float32, ldc int) {
@@ -89,13 +96,23 @@ func (e *Engine) matmul(l *linear, m int, a []float32, lda int, c []float32, ldc
 		return
 	}
 	k := l.parts[0].t.Cols
-	qb := q8RowBytes(k)
-	if l.quant {
+	// The quantized activations: m rows of Q8_0 (qb bytes each) then m
+	// rows of Q8_K (kb bytes each), in the engine's one scratch buffer.
+	qb, kb := 0, 0
+	if l.q8 {
+		qb = q8RowBytes(k)
+	}
+	if l.q8k {
+		kb = q8KRowBytes(k)
+	}
+	var qa, qk []byte
+	if qb+kb > 0 {
 		b := &e.buf
-		if cap(b.qa) < m*qb {
-			b.qa = make([]byte, m*qb)
+		if cap(b.qa) < m*(qb+kb) {
+			b.qa = make([]byte, m*(qb+kb))
 		}
-		b.qa = b.qa[:m*qb]
+		b.qa = b.qa[:m*(qb+kb)]
+		qa, qk = b.qa[:m*qb], b.qa[m*qb:]
 		// A few rows (decode) are quantized here: a parallel region would
 		// cost more than it saves.
 		grain := 8
@@ -104,7 +121,13 @@ func (e *Engine) matmul(l *linear, m int, a []float32, lda int, c []float32, ldc
 		}
 		e.parallel(m, grain, func(_, lo, hi int) {
 			for i := lo; i < hi; i++ {
-				quant.QuantizeActivations(b.qa[i*qb:(i+1)*qb], a[i*lda:i*lda+k])
+				row := a[i*lda : i*lda+k]
+				if qb > 0 {
+					quant.QuantizeActivations(qa[i*qb:(i+1)*qb], row)
+				}
+				if kb > 0 {
+					quant.QuantizeActivationsK(qk[i*kb:(i+1)*kb], row)
+				}
 			}
 		})
 	}
@@ -116,9 +139,15 @@ func (e *Engine) matmul(l *linear, m int, a []float32, lda int, c []float32, ldc
 			out := c[p.off+ch.r0:]
 			switch t.Type {
 			case gguf.TensorQ8_0:
-				quant.MatQ8_0(k, rows, t.Data[ch.r0*p.rb:ch.r1*p.rb], m, e.buf.qa, qb, out, ldc)
+				quant.MatQ8_0(k, rows, t.Data[ch.r0*p.rb:ch.r1*p.rb], m, qa, qb, out, ldc)
 			case gguf.TensorQ4_0:
-				quant.MatQ4_0(k, rows, t.Data[ch.r0*p.rb:ch.r1*p.rb], m, e.buf.qa, qb, out, ldc)
+				quant.MatQ4_0(k, rows, t.Data[ch.r0*p.rb:ch.r1*p.rb], m, qa, qb, out, ldc)
+			case gguf.TensorQ4_K:
+				quant.MatQ4_K(k, rows, t.Data[ch.r0*p.rb:ch.r1*p.rb], m, qk, kb, out, ldc)
+			case gguf.TensorQ5_K:
+				quant.MatQ5_K(k, rows, t.Data[ch.r0*p.rb:ch.r1*p.rb], m, qk, kb, out, ldc)
+			case gguf.TensorQ6_K:
+				quant.MatQ6_K(k, rows, t.Data[ch.r0*p.rb:ch.r1*p.rb], m, qk, kb, out, ldc)
 			case gguf.TensorF32:
 				// Used in place (often the mapped file), with the same
 				// register tiles as a packed matrix: the same bits.

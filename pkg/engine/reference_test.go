@@ -6,13 +6,27 @@ import (
 	"github.com/semantic-kv/semantic/pkg/model"
 )
 
-// refForward is an independent, plain float64 forward pass of a llama model
-// (run.c's algorithm written out with no batching, tiling, padding or
-// quantized activations; the weights are dequantized to their exact stored
-// values). It returns the logits after every token of toks.
+// refForward is an independent, plain float64 forward pass (run.c's
+// algorithm written out with no batching, tiling, padding or quantized
+// activations; the weights are dequantized to their exact stored values),
+// with each architecture's additions written from its published definition
+// (Hugging Face transformers' modeling_qwen2.py and modeling_qwen3.py, Meta's
+// Llama 3.1 rope scaling) rather than from the engine:
+//
+//   - Qwen2: q, k, v projections have biases; rope is rotate_half, i.e.
+//     element i of a head pairs with element i+hd/2 (llama's GGUF tensors
+//     are permuted so that pairs are adjacent instead);
+//   - Qwen3: no biases; RMSNorm (eps of the model) over each head of q and
+//     of k, with one hd-sized weight per layer, before the rope; the head
+//     size is a config field;
+//   - Llama 3.1: each pair's inverse frequency divided by its factor
+//     (rope_freqs.weight); linear scaling divides every position.
+//
+// It returns the logits after every token of toks.
 func refForward(m *model.Model, toks []int) [][]float64 {
 	c := m.Config
-	hd, kvd, group := c.HeadDim(), c.KVDim(), c.Heads/c.KVHeads
+	hd, group := c.HeadDim(), c.Heads/c.KVHeads
+	neox := c.Arch == model.ArchQwen2 || c.Arch == model.ArchQwen3
 	f64 := func(t *model.Tensor) [][]float64 {
 		flat := t.Dequantize()
 		out := make([][]float64, t.Rows)
@@ -25,6 +39,9 @@ func refForward(m *model.Model, toks []int) [][]float64 {
 		return out
 	}
 	vec := func(v []float32) []float64 {
+		if v == nil {
+			return nil
+		}
 		out := make([]float64, len(v))
 		for i, x := range v {
 			out[i] = float64(x)
@@ -55,7 +72,7 @@ func refForward(m *model.Model, toks []int) [][]float64 {
 		return out
 	}
 	type layer struct {
-		an, fn                     []float64
+		an, fn, bq, bk, bv, qn, kn []float64
 		wq, wk, wv, wo, w1, w2, w3 [][]float64
 		ks, vs                     [][]float64
 	}
@@ -63,18 +80,46 @@ func refForward(m *model.Model, toks []int) [][]float64 {
 	for i := range layers {
 		l := &m.Layers[i]
 		layers[i] = layer{an: vec(l.AttNorm), fn: vec(l.FFNNorm), wq: f64(&l.Wq), wk: f64(&l.Wk), wv: f64(&l.Wv),
-			wo: f64(&l.Wo), w1: f64(&l.W1), w2: f64(&l.W2), w3: f64(&l.W3)}
+			wo: f64(&l.Wo), w1: f64(&l.W1), w2: f64(&l.W2), w3: f64(&l.W3),
+			bq: vec(l.Bq), bk: vec(l.Bk), bv: vec(l.Bv), qn: vec(l.QNorm), kn: vec(l.KNorm)}
 	}
 	emb, cls, fnorm := f64(&m.Embedding), f64(&m.Classifier), vec(m.FinalNorm)
+	invFreq := make([]float64, hd/2)
+	for i := range invFreq {
+		invFreq[i] = 1 / math.Pow(float64(c.RopeTheta), float64(2*i)/float64(hd))
+		if m.RopeFreqs != nil {
+			invFreq[i] /= float64(m.RopeFreqs[i])
+		}
+	}
 	rope := func(v []float64, pos int) {
+		p := float64(pos)
+		if c.RopeScale > 1 {
+			p /= float64(c.RopeScale)
+		}
 		for h := 0; h < len(v); h += hd {
-			for i := 0; i < hd; i += 2 {
-				freq := 1 / math.Pow(float64(c.RopeTheta), float64(i)/float64(hd))
-				a := float64(pos) * freq
-				co, si := math.Cos(a), math.Sin(a)
-				v0, v1 := v[h+i], v[h+i+1]
-				v[h+i], v[h+i+1] = v0*co-v1*si, v0*si+v1*co
+			x := v[h : h+hd]
+			out := make([]float64, hd)
+			for i, f := range invFreq {
+				co, si := math.Cos(p*f), math.Sin(p*f)
+				if neox { // x*cos + rotate_half(x)*sin, rotate_half(x) = (-x2, x1)
+					out[i] = x[i]*co - x[i+hd/2]*si
+					out[i+hd/2] = x[i+hd/2]*co + x[i]*si
+				} else {
+					out[2*i] = x[2*i]*co - x[2*i+1]*si
+					out[2*i+1] = x[2*i]*si + x[2*i+1]*co
+				}
 			}
+			copy(x, out)
+		}
+	}
+	add := func(x, b []float64) {
+		for i := range b {
+			x[i] += b[i]
+		}
+	}
+	headNorm := func(x, w []float64) {
+		for h := 0; h < len(x); h += hd {
+			copy(x[h:h+hd], rms(x[h:h+hd], w))
 		}
 	}
 	var out [][]float64
@@ -84,10 +129,17 @@ func refForward(m *model.Model, toks []int) [][]float64 {
 			L := &layers[li]
 			xb := rms(x, L.an)
 			q, k, v := matvec(L.wq, xb), matvec(L.wk, xb), matvec(L.wv, xb)
+			add(q, L.bq)
+			add(k, L.bk)
+			add(v, L.bv)
+			if L.qn != nil {
+				headNorm(q, L.qn)
+				headNorm(k, L.kn)
+			}
 			rope(q, pos)
 			rope(k, pos)
 			L.ks, L.vs = append(L.ks, k), append(L.vs, v)
-			att := make([]float64, c.Dim)
+			att := make([]float64, c.QDim())
 			for h := 0; h < c.Heads; h++ {
 				kh := (h / group) * hd
 				sc := make([]float64, pos+1)
@@ -111,7 +163,6 @@ func refForward(m *model.Model, toks []int) [][]float64 {
 					}
 				}
 			}
-			_ = kvd
 			o := matvec(L.wo, att)
 			for i := range x {
 				x[i] += o[i]

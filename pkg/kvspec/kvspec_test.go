@@ -115,3 +115,21 @@ func FuzzChainHash(f *testing.F) {
 		}
 	})
 }
+
+func TestParseDType(t *testing.T) {
+	for _, d := range []DType{DTypeFloat32, DTypeFloat16} {
+		if got, err := ParseDType(d.String()); err != nil || got != d {
+			t.Errorf("ParseDType(%q) = %v, %v", d.String(), got, err)
+		}
+	}
+	for name, want := range map[string]DType{"f32": DTypeFloat32, "f16": DTypeFloat16} {
+		if got, err := ParseDType(name); err != nil || got != want {
+			t.Errorf("ParseDType(%q) = %v, %v", name, got, err)
+		}
+	}
+	for _, bad := range []string{"", "float64", "FLOAT32", "bf16"} {
+		if _, err := ParseDType(bad); err == nil {
+			t.Errorf("ParseDType(%q) accepted", bad)
+		}
+	}
+}

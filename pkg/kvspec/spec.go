@@ -45,6 +45,18 @@ func (d DType) Size() int {
 	}
 }
 
+// ParseDType parses an element type's name: "float32" (or "f32") or
+// "float16" (or "f16"), the names String gives.
+func ParseDType(name string) (DType, error) {
+	switch name {
+	case "float32", "f32":
+		return DTypeFloat32, nil
+	case "float16", "f16":
+		return DTypeFloat16, nil
+	}
+	return DTypeUnspecified, fmt.Errorf("want float32 or float16, got %q", name)
+}
+
 func (d DType) String() string {
 	switch d {
 	case DTypeFloat32:

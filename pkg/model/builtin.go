@@ -76,12 +76,12 @@ func Random(name string, c Config, seed uint64) (*Model, error) {
 	m := &Model{
 		Name:   name,
 		Config: c,
-		Info:   Info{Architecture: "llama", Format: "random"},
+		Info:   Info{Architecture: c.Arch.String(), Format: "random"},
 		BOS:    1,
 		EOS:    2,
 		Layers: make([]Layer, c.Layers),
 	}
-	kv := c.KVDim()
+	kv, q := c.KVDim(), c.QDim()
 	// Uniform(a) has standard deviation a/sqrt(3); a = sqrt(3/fan_in) keeps
 	// each projection's output at unit variance for unit-RMS input (RMSNorm
 	// guarantees that), so attention scores are O(1) and logits have spread
@@ -90,28 +90,44 @@ func Random(name string, c Config, seed uint64) (*Model, error) {
 	fan := func(n int) float32 { return float32(math.Sqrt(3 / float64(n))) }
 	res := float32(1 / math.Sqrt(2*float64(c.Layers)))
 	type job struct {
-		vec        *[]float32 // a norm vector (constant 1), or
-		mat        *Tensor    // a matrix of rows x cols uniform on [-a, a)
+		vec        *[]float32 // a vector, or
+		mat        *Tensor    // a matrix of rows x cols
 		rows, cols int
-		a          float32
+		base, a    float32 // values base + uniform on [-a, a) (a = 0: constant base)
 	}
 	var jobs []job
-	jobs = append(jobs, job{nil, &m.Embedding, c.Vocab, c.Dim, 1})
+	jobs = append(jobs, job{nil, &m.Embedding, c.Vocab, c.Dim, 0, 1})
 	for i := range m.Layers {
 		l := &m.Layers[i]
 		jobs = append(jobs,
-			job{&l.AttNorm, nil, 1, c.Dim, 0},
-			job{nil, &l.Wq, c.Dim, c.Dim, fan(c.Dim)},
-			job{nil, &l.Wk, kv, c.Dim, fan(c.Dim)},
-			job{nil, &l.Wv, kv, c.Dim, fan(c.Dim)},
-			job{nil, &l.Wo, c.Dim, c.Dim, fan(c.Dim) * res},
-			job{&l.FFNNorm, nil, 1, c.Dim, 0},
-			job{nil, &l.W1, c.HiddenDim, c.Dim, fan(c.Dim)},
-			job{nil, &l.W2, c.Dim, c.HiddenDim, fan(c.HiddenDim) * res},
-			job{nil, &l.W3, c.HiddenDim, c.Dim, fan(c.Dim)},
+			job{&l.AttNorm, nil, 1, c.Dim, 1, 0},
+			job{nil, &l.Wq, q, c.Dim, 0, fan(c.Dim)},
+			job{nil, &l.Wk, kv, c.Dim, 0, fan(c.Dim)},
+			job{nil, &l.Wv, kv, c.Dim, 0, fan(c.Dim)},
+			job{nil, &l.Wo, c.Dim, q, 0, fan(q) * res},
+			job{&l.FFNNorm, nil, 1, c.Dim, 1, 0},
+			job{nil, &l.W1, c.HiddenDim, c.Dim, 0, fan(c.Dim)},
+			job{nil, &l.W2, c.Dim, c.HiddenDim, 0, fan(c.HiddenDim) * res},
+			job{nil, &l.W3, c.HiddenDim, c.Dim, 0, fan(c.Dim)},
 		)
 	}
-	jobs = append(jobs, job{&m.FinalNorm, nil, 1, c.Dim, 0}, job{nil, &m.Classifier, c.Vocab, c.Dim, 2 * fan(c.Dim)})
+	jobs = append(jobs, job{&m.FinalNorm, nil, 1, c.Dim, 1, 0}, job{nil, &m.Classifier, c.Vocab, c.Dim, 0, 2 * fan(c.Dim)})
+	// The vectors only some architectures have, after the llama ones so
+	// that a llama model's weights do not depend on them: biases around 0,
+	// Q/K norm weights around 1 (random, so a test sees them applied).
+	for i := range m.Layers {
+		for _, v := range m.Layers[i].vectors(c) {
+			if v.p != required {
+				continue
+			}
+			switch v.name {
+			case "attn_q.bias", "attn_k.bias", "attn_v.bias":
+				jobs = append(jobs, job{v.v, nil, 1, v.n, 0, 0.5})
+			case "attn_q_norm.weight", "attn_k_norm.weight":
+				jobs = append(jobs, job{v.v, nil, 1, v.n, 1, 0.5})
+			}
+		}
+	}
 	// Each tensor has its own stream (seed mixed with its index), so the
 	// tensors can be generated in parallel and stay identical.
 	var wg sync.WaitGroup
@@ -122,12 +138,12 @@ func Random(name string, c Config, seed uint64) (*Model, error) {
 			t := make([]float32, j.rows*j.cols)
 			if j.a == 0 {
 				for k := range t {
-					t[k] = 1
+					t[k] = j.base
 				}
 			} else {
 				r := SplitMix64{State: seed ^ (uint64(i+1) * 0xD1B54A32D192ED03)}
 				for k := range t {
-					t[k] = r.Uniform(j.a)
+					t[k] = j.base + r.Uniform(j.a)
 				}
 			}
 			if j.vec != nil {
@@ -140,4 +156,16 @@ func Random(name string, c Config, seed uint64) (*Model, error) {
 	wg.Wait()
 	m.finish()
 	return m, nil
+}
+
+// SetRopeFreqs gives a model Llama 3.1-style rope frequency factors (see
+// Llama3RopeFreqs; nil removes them) and recomputes its tag. It is for
+// generated models: loaders read the factors from the file.
+func (m *Model) SetRopeFreqs(f []float32) error {
+	if err := checkRopeFreqs(m.Config, f); err != nil {
+		return err
+	}
+	m.RopeFreqs = f
+	m.finish()
+	return nil
 }

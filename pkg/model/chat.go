@@ -23,6 +23,11 @@ const (
 // that cannot render): FAILED_PRECONDITION.
 var ErrBadConversation = errors.New("bad conversation")
 
+// ErrTooLong is wrapped (with ErrBadConversation) when the rendered
+// conversation cannot fit the model's context: callers that distinguish
+// "too long" (HTTP 413) from other bad requests test for it.
+var ErrTooLong = errors.New("conversation too long for the context")
+
 // ErrNoChat is wrapped when the model cannot render conversations.
 var ErrNoChat = errors.New("model cannot render conversations")
 
@@ -58,8 +63,8 @@ func (m *Model) ChatTokens(msgs []chat.Message) ([]int, error) {
 	}
 	plain, spans := stripMarkers(text)
 	if limit := m.MaxTextBytes(); len(plain) > limit {
-		return nil, fmt.Errorf("%w: the rendered conversation is %d bytes, more than the model's context of %d tokens can hold (at most %d bytes)",
-			ErrBadConversation, len(plain), m.Config.SeqLen, limit)
+		return nil, fmt.Errorf("%w: %w: the rendered conversation is %d bytes, more than the model's context of %d tokens can hold (at most %d bytes)",
+			ErrBadConversation, ErrTooLong, len(plain), m.Config.SeqLen, limit)
 	}
 	ids := m.Tokenizer.EncodeChat(plain, spans)
 	if m.BOS >= 0 && (len(ids) == 0 || ids[0] != m.BOS) {

@@ -6,14 +6,11 @@ import (
 	"math"
 	"runtime"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 
-	"github.com/semantic-kv/semantic/pkg/chat"
 	"github.com/semantic-kv/semantic/pkg/gguf"
 	"github.com/semantic-kv/semantic/pkg/quant"
-	"github.com/semantic-kv/semantic/pkg/tokenizer"
 )
 
 // ErrUnsupported is wrapped by every refusal of a well-formed file that asks
@@ -24,16 +21,13 @@ var ErrUnsupported = errors.New("unsupported model")
 
 // SupportedArchitectures are the GGUF general.architecture values LoadGGUF
 // accepts.
-var SupportedArchitectures = []string{"llama"}
-
-// SupportedTokenizers are the tokenizer.ggml.model values LoadGGUF accepts
-// (a file without one loads without a tokenizer: callers send token ids).
-var SupportedTokenizers = []string{"llama"}
-
-// endOfTurnTexts are control tokens that end an assistant turn in the chat
-// formats of common families, used when the file names no eot_token_id (as
-// llama.cpp does).
-var endOfTurnTexts = []string{"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>"}
+var SupportedArchitectures = func() []string {
+	s := make([]string, len(Architectures))
+	for i, a := range Architectures {
+		s[i] = string(a)
+	}
+	return s
+}()
 
 // LoadGGUF maps a GGUF file and builds the model over the mapping: quantized
 // and half-precision matrices are used where they lie in the file, never
@@ -85,7 +79,8 @@ func (g *ggufLoader) float(key string, def float64) (float64, error) {
 
 func (g *ggufLoader) config() (Config, error) {
 	a := g.arch + "."
-	var c Config
+	c := Config{Arch: Arch(g.arch)}
+	r, _ := c.Arch.rules()
 	var err error
 	ints := []struct {
 		dst      *int
@@ -116,10 +111,20 @@ func (g *ggufLoader) config() (Config, error) {
 		return c, err
 	}
 	c.NormEps, c.RopeTheta = float32(eps), float32(theta)
-	if c.Heads == 0 || c.Dim%c.Heads != 0 {
-		return c, fmt.Errorf("%w: %sembedding_length %d is not a multiple of %sattention.head_count %d", ErrBadConfig, a, c.Dim, a, c.Heads)
+	if c.Heads == 0 {
+		return c, fmt.Errorf("%w: %sattention.head_count is 0", ErrBadConfig, a)
 	}
 	hd := c.Dim / c.Heads
+	if r.headSize {
+		// The head size is its own key (Qwen3: 128 for dim 1024 and 16
+		// heads), defaulting to dim/heads.
+		if c.HeadSize, err = g.uint(a+"attention.key_length", int64(hd), false); err != nil {
+			return c, err
+		}
+		hd = c.HeadSize
+	} else if c.Dim%c.Heads != 0 {
+		return c, fmt.Errorf("%w: %sembedding_length %d is not a multiple of %sattention.head_count %d", ErrBadConfig, a, c.Dim, a, c.Heads)
+	}
 	// Options the engine does not implement: refuse rather than compute
 	// something else.
 	for _, k := range []string{"rope.dimension_count", "attention.key_length", "attention.value_length"} {
@@ -143,12 +148,37 @@ func (g *ggufLoader) config() (Config, error) {
 		}
 		return c, fmt.Errorf("%w: %sattention.sliding_window = %d: sliding-window attention is not supported", ErrUnsupported, a, w)
 	}
-	if s, err := g.f.String(a + "rope.scaling.type"); err == nil && s != "none" {
-		return c, fmt.Errorf("%w: %srope.scaling.type = %q: rope scaling is not supported yet (only none)", ErrUnsupported, a, s)
-	} else if err != nil && !errors.Is(err, gguf.ErrMissingKey) {
+	if c.RopeScale, err = g.ropeScaling(); err != nil {
 		return c, err
 	}
 	return c, nil
+}
+
+// ropeScaling reads rope.scaling.*: none, or linear with a factor. Llama
+// 3.1's scaling needs no key: its factors are the rope_freqs.weight tensor.
+// YaRN and LongRoPE are refused.
+func (g *ggufLoader) ropeScaling() (float32, error) {
+	a := g.arch + "."
+	typ, err := g.f.String(a + "rope.scaling.type")
+	if errors.Is(err, gguf.ErrMissingKey) {
+		typ = "none"
+	} else if err != nil {
+		return 0, err
+	}
+	factor, err := g.float(a+"rope.scaling.factor", 0)
+	if err != nil {
+		return 0, err
+	}
+	switch typ {
+	case "none":
+		return 0, nil
+	case "linear":
+		if !(factor >= 1 && factor <= 1024) {
+			return 0, fmt.Errorf("%w: %srope.scaling.factor = %v, want 1..1024 for linear scaling", ErrBadConfig, a, factor)
+		}
+		return float32(factor), nil
+	}
+	return 0, fmt.Errorf("%w: %srope.scaling.type = %q: supported rope scaling: none, linear, and Llama 3.1's rope_freqs.weight factors", ErrUnsupported, a, typ)
 }
 
 // tensor finds name, checks it is a rows x cols matrix of a supported type,
@@ -235,10 +265,15 @@ func fromGGUF(f *gguf.File, fileName string) (*Model, error) {
 	for i := range m.Layers {
 		l := &m.Layers[i]
 		p := fmt.Sprintf("blk.%d.", i)
-		if l.AttNorm, err = g.vector(p+"attn_norm.weight", c.Dim); err != nil {
-			return nil, err
+		for _, v := range l.vectors(c) {
+			if _, ok := f.Tensor(p + v.name); v.p == absent || (v.p == optional && !ok) {
+				continue // absent ones left over are refused below
+			}
+			if *v.v, err = g.vector(p+v.name, v.n); err != nil {
+				return nil, err
+			}
 		}
-		if l.FFNNorm, err = g.vector(p+"ffn_norm.weight", c.Dim); err != nil {
+		if err := l.checkVectors(c, i); err != nil {
 			return nil, err
 		}
 		for _, lm := range l.matrices(c) {
@@ -257,11 +292,21 @@ func fromGGUF(f *gguf.File, fileName string) (*Model, error) {
 	} else {
 		m.Classifier = m.Embedding // tied output embedding
 	}
-	// A tensor the architecture does not consume (attention biases, rope
-	// frequency factors, ...) would change the answer if ignored.
+	if r, _ := c.Arch.rules(); r.ropeFreqs {
+		if ti, ok := f.Tensor("rope_freqs.weight"); ok && len(ti.Dims) == 1 {
+			if m.RopeFreqs, err = g.vector("rope_freqs.weight", int(ti.Dims[0])); err != nil {
+				return nil, err
+			}
+			if err := checkRopeFreqs(c, m.RopeFreqs); err != nil {
+				return nil, err
+			}
+		}
+	}
+	// A tensor the architecture does not consume (an output bias, a
+	// layer's extra norm, ...) would change the answer if ignored.
 	for _, t := range f.Tensors {
 		if !g.used[t.Name] {
-			return nil, fmt.Errorf("%w: tensor %s (%v) is not part of the %s architecture as implemented (no biases, no rope scaling)", ErrUnsupported, t.Name, t.Type, arch)
+			return nil, fmt.Errorf("%w: tensor %s (%v) is not part of the %s architecture as implemented", ErrUnsupported, t.Name, t.Type, arch)
 		}
 	}
 	if err := checkFinite(m); err != nil {
@@ -342,134 +387,12 @@ func firstNonFinite(t *Tensor) int {
 		return quant.CheckScales(quant.Q8_0BlockBytes, t.Data)
 	case gguf.TensorQ4_0:
 		return quant.CheckScales(quant.Q4_0BlockBytes, t.Data)
+	case gguf.TensorQ4_K:
+		return quant.CheckScalesQ4_K(quant.Q4_KBlockBytes, t.Data)
+	case gguf.TensorQ5_K:
+		return quant.CheckScalesQ4_K(quant.Q5_KBlockBytes, t.Data)
+	case gguf.TensorQ6_K:
+		return quant.CheckScalesQ6_K(t.Data)
 	}
 	return -1
-}
-
-// loadVocab builds the tokenizer, special ids and chat template from the
-// tokenizer.* keys. A file without tokenizer.ggml.model has no tokenizer.
-func loadVocab(f *gguf.File, m *Model) error {
-	kind, err := f.String("tokenizer.ggml.model")
-	if errors.Is(err, gguf.ErrMissingKey) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if !slices.Contains(SupportedTokenizers, kind) {
-		return fmt.Errorf("%w: tokenizer.ggml.model %q; supported tokenizers: %s (byte-level BPE vocabularies are not supported yet)", ErrUnsupported, kind, strings.Join(SupportedTokenizers, ", "))
-	}
-	tokens, err := f.Strings("tokenizer.ggml.tokens")
-	if err != nil {
-		return err
-	}
-	if len(tokens) != m.Config.Vocab {
-		return fmt.Errorf("%w: tokenizer.ggml.tokens has %d tokens but token_embd.weight has %d rows", ErrBadConfig, len(tokens), m.Config.Vocab)
-	}
-	v := tokenizer.SPMVocab{Tokens: tokens, BOS: -1, EOS: -1, UNK: -1, PAD: -1, AddBOS: true, AddSpacePrefix: true}
-	if v.Scores, err = f.Float32s("tokenizer.ggml.scores"); err != nil && !errors.Is(err, gguf.ErrMissingKey) {
-		return err
-	}
-	if types, err := f.Ints("tokenizer.ggml.token_type"); err == nil {
-		v.Types = make([]int32, len(types))
-		for i, t := range types {
-			if t < math.MinInt32 || t > math.MaxInt32 {
-				return fmt.Errorf("%w: tokenizer.ggml.token_type[%d] = %d", ErrBadConfig, i, t)
-			}
-			v.Types[i] = int32(t)
-		}
-	} else if !errors.Is(err, gguf.ErrMissingKey) {
-		return err
-	}
-	for _, s := range []struct {
-		dst *int
-		key string
-	}{
-		{&v.BOS, "tokenizer.ggml.bos_token_id"},
-		{&v.EOS, "tokenizer.ggml.eos_token_id"},
-		{&v.UNK, "tokenizer.ggml.unknown_token_id"},
-		{&v.PAD, "tokenizer.ggml.padding_token_id"},
-	} {
-		id, err := f.Int(s.key)
-		if errors.Is(err, gguf.ErrMissingKey) || id == -1 || id == math.MaxUint32 {
-			continue // absent; converters write -1 (as uint32 too) for "none"
-		}
-		if err != nil {
-			return err
-		}
-		if id < 0 || id >= int64(len(tokens)) {
-			return fmt.Errorf("%w: %s = %d is outside the vocabulary (%d tokens)", ErrBadConfig, s.key, id, len(tokens))
-		}
-		*s.dst = int(id)
-	}
-	for _, s := range []struct {
-		dst *bool
-		key string
-	}{
-		{&v.AddBOS, "tokenizer.ggml.add_bos_token"},
-		{&v.AddSpacePrefix, "tokenizer.ggml.add_space_prefix"},
-	} {
-		b, err := f.Bool(s.key)
-		if errors.Is(err, gguf.ErrMissingKey) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		*s.dst = b
-	}
-	tok, err := tokenizer.NewSentencePiece(v)
-	if err != nil {
-		return err
-	}
-	m.Tokenizer = tok
-	m.Info.Tokenizer = tok.Kind()
-	m.EOS = v.EOS
-	if v.AddBOS {
-		m.BOS = v.BOS
-	}
-	// End-of-turn tokens: the file's own, else the well-known control
-	// tokens of chat formats that the vocabulary has.
-	stops := map[int]bool{}
-	for _, key := range []string{"tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"} {
-		if id, err := f.Uint(key); err == nil && id < uint64(len(tokens)) {
-			stops[int(id)] = true
-		} else if err != nil && !errors.Is(err, gguf.ErrMissingKey) {
-			return err
-		}
-	}
-	if len(stops) == 0 {
-		for id, t := range tokens {
-			if (v.Types == nil || v.Types[id] == tokenizer.TokenControl || v.Types[id] == tokenizer.TokenUserDefined) && slices.Contains(endOfTurnTexts, t) {
-				stops[id] = true
-			}
-		}
-	}
-	delete(stops, m.EOS)
-	for id := range stops {
-		m.StopTokens = append(m.StopTokens, id)
-	}
-	sort.Ints(m.StopTokens)
-	// Chat template.
-	src, err := f.String("tokenizer.chat_template")
-	switch {
-	case errors.Is(err, gguf.ErrMissingKey):
-		m.Template = chat.Plain()
-	case err != nil:
-		return err
-	default:
-		text := func(id int) string {
-			if id < 0 {
-				return ""
-			}
-			return tokens[id]
-		}
-		// A template this engine cannot render does not stop the model
-		// from serving prompts; conversations then fail with the reason.
-		m.Info.ChatTemplate = true
-		if m.Template, err = chat.New(src, text(v.BOS), text(v.EOS)); err != nil {
-			m.Template, m.TemplateErr = nil, fmt.Errorf("tokenizer.chat_template: %w", err)
-		}
-	}
-	return nil
 }

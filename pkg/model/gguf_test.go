@@ -117,7 +117,8 @@ func TestGGUFRefusals(t *testing.T) {
 		}
 		return d, true
 	}, nil)
-	// A bias tensor the architecture does not use.
+	// A tensor the architecture does not use (Qwen3's q norm in a llama
+	// file).
 	var bias []byte
 	{
 		f, _ := gguf.Parse(base)
@@ -130,7 +131,7 @@ func TestGGUFRefusals(t *testing.T) {
 			ti := f.Tensors[i]
 			w.AddTensor(ti.Name, ti.Type, ti.Dims, f.TensorData(&ti))
 		}
-		w.AddTensor("blk.0.attn_q.bias", gguf.TensorF32, []int64{64}, make([]byte, 256))
+		w.AddTensor("blk.0.attn_q_norm.weight", gguf.TensorF32, []int64{16}, make([]byte, 64))
 		var buf bytes.Buffer
 		w.WriteTo(&buf)
 		bias = buf.Bytes()
@@ -153,7 +154,7 @@ func TestGGUFRefusals(t *testing.T) {
 		{"missing tensor", rewrite(t, base, nil, func(ti *gguf.TensorInfo, d []byte) ([]byte, bool) {
 			return d, ti.Name != "blk.1.attn_k.weight"
 		}, nil), []string{"blk.1.attn_k.weight", "missing"}, ErrBadConfig},
-		{"bias tensor", bias, []string{"blk.0.attn_q.bias", "not part of the llama architecture"}, ErrUnsupported},
+		{"foreign tensor", bias, []string{"blk.0.attn_q_norm.weight", "not part of the llama architecture"}, ErrUnsupported},
 		{"shape", shape, []string{"blk.0.ffn_gate.weight", "dimensions"}, ErrBadConfig},
 		{"nan scale", nanScale, []string{"blk.1.ffn_up.weight", "non-finite", "element 5"}, ErrBadConfig},
 		{"rope dims", setKey("llama.rope.dimension_count", uint32(8)), []string{"rope.dimension_count", "head size"}, ErrUnsupported},
@@ -163,7 +164,7 @@ func TestGGUFRefusals(t *testing.T) {
 		{"heads", setKey("llama.attention.head_count", uint32(5)), []string{"head_count"}, ErrBadConfig},
 		{"missing key", rewrite(t, base, func(k string, v any) (any, bool) { return v, k != "llama.block_count" }, nil, nil), []string{"llama.block_count"}, gguf.ErrMissingKey},
 		{"wrong key type", setKey("llama.embedding_length", "64"), []string{"llama.embedding_length"}, gguf.ErrBadFile},
-		{"vocab tokenizer", rewrite(t, base, nil, nil, map[string]any{"tokenizer.ggml.model": "gpt2"}), []string{"gpt2", "supported tokenizers: llama"}, ErrUnsupported},
+		{"vocab tokenizer", rewrite(t, base, nil, nil, map[string]any{"tokenizer.ggml.model": "rwkv"}), []string{"rwkv", "supported tokenizers: llama (SentencePiece), gpt2 (byte-level BPE)"}, ErrUnsupported},
 		{"tokens count", rewrite(t, base, nil, nil, map[string]any{"tokenizer.ggml.model": "llama", "tokenizer.ggml.tokens": []string{"a", "b"}}), []string{"tokenizer.ggml.tokens", "2 tokens"}, ErrBadConfig},
 		{"truncated", base[:len(base)-100], []string{"output.weight", "beyond the end"}, gguf.ErrBadFile},
 	}

@@ -26,13 +26,30 @@ import (
 
 // Config is the shape of a model.
 type Config struct {
+	// Arch is the architecture; "" is llama.
+	Arch                                                  Arch
 	Dim, HiddenDim, Layers, Heads, KVHeads, Vocab, SeqLen int
-	NormEps                                               float32
-	RopeTheta                                             float32
+	// HeadSize is the size of one attention head when it is not Dim/Heads
+	// (Qwen3); 0 means Dim/Heads.
+	HeadSize  int
+	NormEps   float32
+	RopeTheta float32
+	// RopeScale is linear rope scaling (GGUF rope.scaling.type "linear"):
+	// positions are divided by it. 0 or 1 means none.
+	RopeScale float32
 }
 
 // HeadDim is the size of one attention head.
-func (c Config) HeadDim() int { return c.Dim / c.Heads }
+func (c Config) HeadDim() int {
+	if c.HeadSize > 0 {
+		return c.HeadSize
+	}
+	return c.Dim / c.Heads
+}
+
+// QDim is the size of one position's queries (all heads) in one layer: Dim,
+// except for architectures whose head size is set on its own.
+func (c Config) QDim() int { return c.Heads * c.HeadDim() }
 
 // KVDim is the size of one position's K (or V) in one layer.
 func (c Config) KVDim() int { return c.KVHeads * c.HeadDim() }
@@ -67,13 +84,24 @@ func (c Config) Validate() error {
 		check("n_kv_heads", c.KVHeads, 1, min(MaxHeads, kvspec.MaxKVHeads)),
 		check("vocab_size", c.Vocab, 1, MaxVocab),
 		check("seq_len", c.SeqLen, 1, MaxSeqLen),
+		check("head_size", c.HeadSize, 0, kvspec.MaxHeadDim),
 	} {
 		if e != nil {
 			return e
 		}
 	}
-	if c.Dim%c.Heads != 0 {
+	r, ok := c.Arch.rules()
+	if !ok {
+		return fmt.Errorf("%w: architecture %q; supported: %s", ErrUnsupported, c.Arch, archNames())
+	}
+	if c.HeadSize > 0 && c.HeadSize != c.Dim/c.Heads && !r.headSize {
+		return fmt.Errorf("%w: head size %d is not dim/n_heads = %d/%d, which the %s architecture requires", ErrBadConfig, c.HeadSize, c.Dim, c.Heads, c.Arch)
+	}
+	if c.HeadSize == 0 && c.Dim%c.Heads != 0 {
 		return fmt.Errorf("%w: dim %d not divisible by n_heads %d", ErrBadConfig, c.Dim, c.Heads)
+	}
+	if q := c.QDim(); q > MaxDim {
+		return fmt.Errorf("%w: n_heads %d x head size %d = %d is more than %d", ErrBadConfig, c.Heads, c.HeadDim(), q, MaxDim)
 	}
 	if c.Heads%c.KVHeads != 0 {
 		return fmt.Errorf("%w: n_heads %d not divisible by n_kv_heads %d", ErrBadConfig, c.Heads, c.KVHeads)
@@ -84,20 +112,26 @@ func (c Config) Validate() error {
 	if !(c.NormEps > 0) || !(c.RopeTheta > 1) || math.IsInf(float64(c.RopeTheta), 0) {
 		return fmt.Errorf("%w: norm eps %v / rope theta %v", ErrBadConfig, c.NormEps, c.RopeTheta)
 	}
+	if c.RopeScale != 0 && (!(c.RopeScale >= 1) || c.RopeScale > 1024) {
+		return fmt.Errorf("%w: linear rope scale %v, want 1..1024", ErrBadConfig, c.RopeScale)
+	}
 	return nil
 }
 
-// Layer is one transformer block.
+// Layer is one transformer block. The vectors the architecture does not
+// have are nil (see Layer.vectors).
 type Layer struct {
-	AttNorm []float32 // [Dim]
-	Wq      Tensor    // [Dim][Dim]
-	Wk      Tensor    // [KVDim][Dim]
-	Wv      Tensor    // [KVDim][Dim]
-	Wo      Tensor    // [Dim][Dim]
-	FFNNorm []float32 // [Dim]
-	W1      Tensor    // [HiddenDim][Dim] (gate)
-	W2      Tensor    // [Dim][HiddenDim] (down)
-	W3      Tensor    // [HiddenDim][Dim] (up)
+	AttNorm      []float32 // [Dim]
+	Wq           Tensor    // [QDim][Dim]
+	Wk           Tensor    // [KVDim][Dim]
+	Wv           Tensor    // [KVDim][Dim]
+	Bq, Bk, Bv   []float32 // [QDim], [KVDim], [KVDim]: biases (Qwen2)
+	QNorm, KNorm []float32 // [HeadDim]: per-head RMSNorm of Q and K (Qwen3)
+	Wo           Tensor    // [Dim][QDim]
+	FFNNorm      []float32 // [Dim]
+	W1           Tensor    // [HiddenDim][Dim] (gate)
+	W2           Tensor    // [Dim][HiddenDim] (down)
+	W3           Tensor    // [HiddenDim][Dim] (up)
 }
 
 // layerMatrix is one of a layer's matrices with its GGUF name
@@ -111,12 +145,12 @@ type layerMatrix struct {
 // matrices lists the layer's matrices in GGUF file order: the one table that
 // the GGUF loader and writer, the checks and the counts read.
 func (l *Layer) matrices(c Config) []layerMatrix {
-	kv := c.KVDim()
+	kv, q := c.KVDim(), c.QDim()
 	return []layerMatrix{
-		{"attn_q", &l.Wq, c.Dim, c.Dim},
+		{"attn_q", &l.Wq, q, c.Dim},
 		{"attn_k", &l.Wk, kv, c.Dim},
 		{"attn_v", &l.Wv, kv, c.Dim},
-		{"attn_output", &l.Wo, c.Dim, c.Dim},
+		{"attn_output", &l.Wo, c.Dim, q},
 		{"ffn_gate", &l.W1, c.HiddenDim, c.Dim},
 		{"ffn_down", &l.W2, c.Dim, c.HiddenDim},
 		{"ffn_up", &l.W3, c.HiddenDim, c.Dim},
@@ -133,8 +167,8 @@ func (m *Model) Check() error {
 	}
 	for i := range m.Layers {
 		l := &m.Layers[i]
-		if len(l.AttNorm) != c.Dim || len(l.FFNNorm) != c.Dim {
-			return fmt.Errorf("%w: layer %d norm weights do not match the config", ErrBadConfig, i)
+		if err := l.checkVectors(c, i); err != nil {
+			return err
 		}
 		for _, lm := range l.matrices(c) {
 			if err := lm.t.Check(fmt.Sprintf("blk.%d.%s", i, lm.name), lm.rows, lm.cols); err != nil {
@@ -145,6 +179,9 @@ func (m *Model) Check() error {
 	if len(m.FinalNorm) != c.Dim {
 		return fmt.Errorf("%w: final norm does not match the config", ErrBadConfig)
 	}
+	if err := checkRopeFreqs(c, m.RopeFreqs); err != nil {
+		return err
+	}
 	if err := m.Embedding.Check("token_embd", c.Vocab, c.Dim); err != nil {
 		return err
 	}
@@ -153,10 +190,10 @@ func (m *Model) Check() error {
 
 // Info describes a model for logs, GetStats and GetAgent.
 type Info struct {
-	Architecture string   // "llama"
+	Architecture string   // "llama", "qwen2", "qwen3"
 	Format       string   // "builtin", "llama2c", "gguf"
 	WeightTypes  []string // distinct matrix types, e.g. ["Q8_0", "F32"]
-	Tokenizer    string   // tokenizer kind ("byte", "sentencepiece"; "" for none)
+	Tokenizer    string   // tokenizer kind ("byte", "sentencepiece", "bpe"; "" for none)
 	ChatTemplate bool     // the model carries its own chat template
 }
 
@@ -186,6 +223,9 @@ type Model struct {
 	Layers     []Layer
 	FinalNorm  []float32 // [Dim]
 	Classifier Tensor    // [Vocab][Dim]; shares Embedding's storage when tied
+	// RopeFreqs divides each rotated pair's rope frequency (Llama 3.1's
+	// rope scaling, stored as rope_freqs.weight); nil means none.
+	RopeFreqs []float32 // [HeadDim/2]
 
 	closer io.Closer // the mapped file, if any
 }
@@ -224,9 +264,11 @@ func (m *Model) CacheSpec(tokensPerBlock int, dtype kvspec.DType) kvspec.Spec {
 
 // NumParams counts the weights (a shared classifier once).
 func (m *Model) NumParams() int64 {
-	n := int64(len(m.FinalNorm))
-	for _, l := range m.Layers {
-		n += int64(len(l.AttNorm) + len(l.FFNNorm))
+	n := int64(len(m.FinalNorm) + len(m.RopeFreqs))
+	for i := range m.Layers {
+		for _, v := range m.Layers[i].vectors(m.Config) {
+			n += int64(len(*v.v))
+		}
 	}
 	for _, t := range m.tensorList() {
 		n += int64(t.Len())
@@ -263,6 +305,19 @@ func (m *Model) tensors() [][]byte {
 	t = append(t, float32Bytes(m.FinalNorm))
 	if !m.SharedClassifier() {
 		t = append(t, m.Classifier.Bytes())
+	}
+	// The other architectures' vectors, only where present: a llama model's
+	// list (and so its tag) is what it was before they existed.
+	for i := range m.Layers {
+		l := &m.Layers[i]
+		for _, v := range l.vectors(m.Config) {
+			if v.v != &l.AttNorm && v.v != &l.FFNNorm && *v.v != nil {
+				t = append(t, float32Bytes(*v.v))
+			}
+		}
+	}
+	if m.RopeFreqs != nil {
+		t = append(t, float32Bytes(m.RopeFreqs))
 	}
 	return t
 }
@@ -333,6 +388,12 @@ func (m *Model) computeTag() string {
 	binary.LittleEndian.PutUint32(b[:], math.Float32bits(c.NormEps))
 	binary.LittleEndian.PutUint32(b[4:], math.Float32bits(c.RopeTheta))
 	h.Write(b[:])
+	// Fields added after tag v2, hashed only when they differ from what a
+	// model had before them, so existing models keep their tags (and their
+	// agents' caches).
+	if c.Arch.orLlama() != ArchLlama || c.HeadSize > 0 || (c.RopeScale != 0 && c.RopeScale != 1) {
+		fmt.Fprintf(h, "arch=%s head=%d ropescale=%x", c.Arch, c.HeadDim(), math.Float32bits(c.RopeScale))
+	}
 	if m.SharedClassifier() {
 		h.Write([]byte{1})
 	} else {

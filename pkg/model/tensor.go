@@ -21,7 +21,8 @@ type Tensor struct {
 
 // SupportedTypes are the weight types the engine multiplies with. Anything
 // else is refused at load.
-var SupportedTypes = []gguf.TensorType{gguf.TensorF32, gguf.TensorF16, gguf.TensorBF16, gguf.TensorQ8_0, gguf.TensorQ4_0}
+var SupportedTypes = []gguf.TensorType{gguf.TensorF32, gguf.TensorF16, gguf.TensorBF16, gguf.TensorQ8_0, gguf.TensorQ4_0,
+	gguf.TensorQ4_K, gguf.TensorQ5_K, gguf.TensorQ6_K}
 
 // IsSupported reports whether the engine can multiply with type t.
 func IsSupported(t gguf.TensorType) bool {
@@ -34,8 +35,18 @@ func IsSupported(t gguf.TensorType) bool {
 }
 
 // IsQuantized reports whether t is a block-quantized type (multiplied with
-// activations quantized to Q8_0, never decoded to float).
-func IsQuantized(t gguf.TensorType) bool { return t == gguf.TensorQ8_0 || t == gguf.TensorQ4_0 }
+// quantized activations, never decoded to float): Q8_0 and Q4_0, which take
+// Q8_0 activations, and the K-quants (IsKQuant).
+func IsQuantized(t gguf.TensorType) bool {
+	return t == gguf.TensorQ8_0 || t == gguf.TensorQ4_0 || IsKQuant(t)
+}
+
+// IsKQuant reports whether t is one of the supported K-quants (Q4_K, Q5_K,
+// Q6_K: 256-element super-blocks), which are multiplied with activations
+// quantized to Q8_K super-blocks.
+func IsKQuant(t gguf.TensorType) bool {
+	return t == gguf.TensorQ4_K || t == gguf.TensorQ5_K || t == gguf.TensorQ6_K
+}
 
 // F32 wraps a float32 matrix.
 func F32(rows, cols int, data []float32) Tensor {
@@ -103,6 +114,12 @@ func (t *Tensor) Row(dst []float32, r int) {
 		quant.DequantizeQ8_0(dst, src)
 	case gguf.TensorQ4_0:
 		quant.DequantizeQ4_0(dst, src)
+	case gguf.TensorQ4_K:
+		quant.DequantizeQ4_K(dst, src)
+	case gguf.TensorQ5_K:
+		quant.DequantizeQ5_K(dst, src)
+	case gguf.TensorQ6_K:
+		quant.DequantizeQ6_K(dst, src)
 	default:
 		panic(fmt.Sprintf("model: Row of unsupported tensor type %v", t.Type))
 	}
@@ -118,8 +135,10 @@ func (t *Tensor) Dequantize() []float32 {
 }
 
 // Quantize encodes a float32 tensor as typ with the reference algorithms
-// (the same ones llama.cpp's quantizer uses), for tests, benchmarks and the
-// project's own quantized test files.
+// (the same ones llama.cpp's quantizer uses without an importance matrix),
+// for tests, benchmarks and the project's own quantized test files. The
+// columns must be whole blocks of typ: a multiple of 32 for Q8_0 and Q4_0,
+// of 256 for the K-quants.
 func Quantize(src Tensor, typ gguf.TensorType) (Tensor, error) {
 	if src.Type != gguf.TensorF32 {
 		return Tensor{}, fmt.Errorf("%w: quantize from %v (want F32)", ErrBadConfig, src.Type)
@@ -154,6 +173,12 @@ func Quantize(src Tensor, typ gguf.TensorType) (Tensor, error) {
 			quant.QuantizeQ8_0(dst, row)
 		case gguf.TensorQ4_0:
 			quant.QuantizeQ4_0(dst, row)
+		case gguf.TensorQ4_K:
+			quant.QuantizeQ4_K(dst, row)
+		case gguf.TensorQ5_K:
+			quant.QuantizeQ5_K(dst, row)
+		case gguf.TensorQ6_K:
+			quant.QuantizeQ6_K(dst, row)
 		}
 	}
 	return out, nil

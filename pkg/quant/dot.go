@@ -77,24 +77,37 @@ func MatQ4_0(k, rows int, w []byte, n int, a []byte, lda int, out []float32, ldo
 }
 
 func checkDot(name string, k int, w []byte, wbb int, a []byte) int {
-	if k < 0 || k%BlockSize != 0 {
-		panic(fmt.Sprintf("quant: %s: k=%d is not a non-negative multiple of %d", name, k, BlockSize))
-	}
-	nb := k / BlockSize
-	if len(w) < nb*wbb {
-		panic(fmt.Sprintf("quant: %s: weight row has %d bytes, want %d", name, len(w), nb*wbb))
-	}
-	if len(a) < nb*Q8_0BlockBytes {
-		panic(fmt.Sprintf("quant: %s: activation row has %d bytes, want %d", name, len(a), nb*Q8_0BlockBytes))
-	}
-	return nb
+	return checkDotBlocks(name, k, BlockSize, w, wbb, a, Q8_0BlockBytes)
 }
 
 // checkMat validates a Mat call and returns the number of blocks per row, or
 // -1 when there is nothing to do (after zeroing the outputs when k is 0).
 func checkMat(name string, k, rows int, w []byte, wbb int, n int, a []byte, lda int, out []float32, ldo int) int {
-	if k < 0 || k%BlockSize != 0 {
-		panic(fmt.Sprintf("quant: %s: k=%d is not a non-negative multiple of %d", name, k, BlockSize))
+	return checkMatBlocks(name, k, BlockSize, rows, w, wbb, n, a, Q8_0BlockBytes, lda, out, ldo)
+}
+
+// checkDotBlocks validates a Dot call on blocks of bs elements (wbb weight
+// bytes, abb activation bytes each) and returns the blocks per row.
+func checkDotBlocks(name string, k, bs int, w []byte, wbb int, a []byte, abb int) int {
+	if k < 0 || k%bs != 0 {
+		panic(fmt.Sprintf("quant: %s: k=%d is not a non-negative multiple of %d", name, k, bs))
+	}
+	nb := k / bs
+	if len(w) < nb*wbb {
+		panic(fmt.Sprintf("quant: %s: weight row has %d bytes, want %d", name, len(w), nb*wbb))
+	}
+	if len(a) < nb*abb {
+		panic(fmt.Sprintf("quant: %s: activation row has %d bytes, want %d", name, len(a), nb*abb))
+	}
+	return nb
+}
+
+// checkMatBlocks validates a Mat call on blocks of bs elements (wbb weight
+// bytes, abb activation bytes each) and returns the blocks per row, or -1
+// when there is nothing to do (after zeroing the outputs when k is 0).
+func checkMatBlocks(name string, k, bs, rows int, w []byte, wbb int, n int, a []byte, abb, lda int, out []float32, ldo int) int {
+	if k < 0 || k%bs != 0 {
+		panic(fmt.Sprintf("quant: %s: k=%d is not a non-negative multiple of %d", name, k, bs))
 	}
 	if rows < 0 || n < 0 {
 		panic(fmt.Sprintf("quant: %s: rows=%d n=%d", name, rows, n))
@@ -102,8 +115,8 @@ func checkMat(name string, k, rows int, w []byte, wbb int, n int, a []byte, lda 
 	if rows == 0 || n == 0 {
 		return -1
 	}
-	nb := k / BlockSize
-	rb, ab := nb*wbb, nb*Q8_0BlockBytes
+	nb := k / bs
+	rb, ab := nb*wbb, nb*abb
 	if len(w) < rows*rb {
 		panic(fmt.Sprintf("quant: %s: %d weight bytes for %d rows of %d", name, len(w), rows, rb))
 	}

@@ -1,9 +1,10 @@
-// Package quant implements ggml's weight block formats (Q8_0, Q4_0, F16,
-// BF16) and the matrix-vector kernels a CPU LLM engine runs on quantized
-// weights.
+// Package quant implements ggml's weight block formats (Q8_0, Q4_0, the
+// K-quants Q4_K, Q5_K and Q6_K, F16, BF16) and the matrix-vector kernels a
+// CPU LLM engine runs on quantized weights.
 //
 // The kernels never dequantize a weight matrix. As llama.cpp does, each
-// activation row is first quantized to Q8_0 blocks (QuantizeActivations) and
+// activation row is first quantized to Q8_0 blocks (QuantizeActivations; Q8_K
+// super-blocks for the K-quants, QuantizeActivationsK) and
 // every dot product is computed block by block with integer arithmetic; only
 // the per-block scaling and the accumulation across blocks are floating
 // point. That is what makes them fast (32 int8 products per instruction pair)
@@ -51,6 +52,42 @@
 // same Inf, or a NaN, but which NaN payload is not specified. The quantizers
 // and the F16/BF16 decoders are bit-identical across families too, for
 // every input including NaNs.
+//
+// # K-quants
+//
+// Q4_K, Q5_K and Q6_K weights (ggml's 256-element super-blocks, kquant.go)
+// are multiplied with activations quantized to Q8_K super-blocks
+// (QuantizeActivationsK: one float32 scale per 256 activations, plus the
+// sums of each 16). Their float order, the same in both families, is: for
+// one weight row and one activation row of k = 256*nb elements, with 8
+// float32 accumulators acc[0..7] starting at +0, for each super-block b in
+// order 0..nb-1,
+//
+//	lane[j]  = sum over the 32-element groups g of sc(g,j) * (sum of q_e*a_e for e = 32g+4j..32g+4j+3)
+//	mlane[s] = m_s * (bsums[2s] + bsums[2s+1])                       (Q4_K, Q5_K; 0 for Q6_K)
+//	d, dm    = da * float32(dw), da * float32(dmin)                   (two float32 multiplies)
+//	acc[j]   = acc[j] + float32(float32(float32(lane[j])*d) - float32(float32(mlane[j])*dm))
+//
+// (Q6_K: acc[j] = acc[j] + float32(float32(lane[j])*d)), then the same fixed
+// tree as above, result = ((acc0+acc4) + (acc2+acc6)) + ((acc1+acc5) +
+// (acc3+acc7)). Here a_e are the activation quants, da their float32 scale,
+// dw and dmin the weight super-block's float16 scales; q_e is the weight
+// quant (Q4_K: 0..15, Q5_K: 0..31, Q6_K: q-32 in -32..31) and sc(g,j) its
+// sub-block scale: the 6-bit scale of 32-element sub-block g for Q4_K and
+// Q5_K, the int8 scale of 16 elements 2g + j/4 for Q6_K; m_s are the 6-bit
+// mins. Every lane and mlane is an exact int32 of magnitude at most 2^24 (for
+// any bytes, -128 activations and random bsums included), so the
+// conversions to float32 are exact too, and the only roundings are the
+// listed multiplies, the subtraction, the nb additions per lane and the
+// tree; never a fused multiply-add. The lanes are the ones VPMADDUBSW,
+// VPMADDWD with the sub-block scale and VPADDD produce, as in ggml's AVX2
+// kernels, which also fold a super-block's integer sums before one float
+// multiply by d; ggml accumulates with FMA and sums the mins per 64
+// elements, so its last bits differ from these. Each output element is one
+// such sequence, whatever the batch, the tile or the split of rows between
+// workers. Non-finite scales (CheckScalesQ4_K, CheckScalesQ6_K; a Q8_K
+// scale is finite unless an activation is) give the same Inf, or a NaN,
+// in both families.
 package quant
 
 import (

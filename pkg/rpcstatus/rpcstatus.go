@@ -1,7 +1,9 @@
 // Package rpcstatus builds the gRPC statuses both services return for bad
 // input, so that every INVALID_ARGUMENT names its field the same way (a
 // google.rpc.BadRequest detail) and every RESOURCE_EXHAUSTED carries a
-// google.rpc.QuotaFailure detail.
+// google.rpc.QuotaFailure detail. Input too long for the model's context is
+// an INVALID_ARGUMENT with a google.rpc.ErrorInfo detail as well (reason
+// TOO_LONG), so that a front end can tell it apart (HTTP answers 413).
 package rpcstatus
 
 import (
@@ -37,6 +39,53 @@ func Exhausted(subject, format string, args ...any) error {
 		st = d
 	}
 	return st.Err()
+}
+
+// Domain is the google.rpc.ErrorInfo domain of this project's reasons.
+const Domain = "semantic-kv"
+
+// ReasonTooLong is the ErrorInfo reason of TooLong statuses.
+const ReasonTooLong = "TOO_LONG"
+
+// TooLong is InvalidArgument for input that cannot fit (a prompt or
+// conversation longer than the model's context): the field is named the same
+// way, and an ErrorInfo detail with reason TOO_LONG marks it as a size
+// problem rather than a malformed value.
+func TooLong(field, format string, args ...any) error {
+	st := status.Convert(InvalidArgument(field, format, args...))
+	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: ReasonTooLong, Domain: Domain}); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// IsTooLong reports whether err is a TooLong status.
+func IsTooLong(err error) bool {
+	st, ok := status.FromError(err)
+	if !ok {
+		return false
+	}
+	for _, d := range st.Details() {
+		if ei, ok := d.(*errdetails.ErrorInfo); ok && ei.GetReason() == ReasonTooLong && ei.GetDomain() == Domain {
+			return true
+		}
+	}
+	return false
+}
+
+// SubjectOf returns the first QuotaFailure violation's subject of err (for
+// example "scheduler/queue"), or "".
+func SubjectOf(err error) string {
+	st, ok := status.FromError(err)
+	if !ok {
+		return ""
+	}
+	for _, d := range st.Details() {
+		if qf, ok := d.(*errdetails.QuotaFailure); ok && len(qf.GetViolations()) > 0 {
+			return qf.GetViolations()[0].GetSubject()
+		}
+	}
+	return ""
 }
 
 // FieldOf returns the first BadRequest field violation's field of err, or "".

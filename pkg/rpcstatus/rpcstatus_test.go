@@ -28,6 +28,19 @@ func TestExhaustedCarriesQuotaFailure(t *testing.T) {
 	}
 }
 
+func TestTooLong(t *testing.T) {
+	err := TooLong("messages", "%d bytes cannot fit", 9)
+	if status.Code(err) != codes.InvalidArgument || FieldOf(err) != "messages" || !IsTooLong(err) {
+		t.Fatalf("%v", status.Convert(err).Details())
+	}
+	if IsTooLong(InvalidArgument("messages", "bad")) || IsTooLong(nil) || IsTooLong(Exhausted("x", "y")) {
+		t.Fatal("IsTooLong on other errors")
+	}
+	if SubjectOf(Exhausted("scheduler/queue", "full")) != "scheduler/queue" || SubjectOf(err) != "" {
+		t.Fatal("SubjectOf")
+	}
+}
+
 func TestAgentIDs(t *testing.T) {
 	for _, ok := range []string{"a", "agent-1", "team.alpha:bot_7", strings.Repeat("x", 128)} {
 		if CheckAgentID("agent_id", ok) != nil {

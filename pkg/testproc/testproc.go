@@ -22,8 +22,9 @@ import (
 type Proc struct {
 	Cmd *exec.Cmd
 	// Addr is the gRPC address from the "serving" log line; MetricsAddr the
-	// /metrics address, if the process logged one before serving.
-	Addr, MetricsAddr string
+	// /metrics address and HTTPAddr the HTTP API's address ("http api
+	// listening"), if the process logged them before serving.
+	Addr, MetricsAddr, HTTPAddr string
 
 	mu   sync.Mutex
 	logs strings.Builder
@@ -62,6 +63,8 @@ func Start(t testing.TB, cmd *exec.Cmd) *Proc {
 				switch rec["msg"] {
 				case "metrics endpoint listening":
 					p.MetricsAddr, _ = rec["addr"].(string)
+				case "http api listening":
+					p.HTTPAddr, _ = rec["addr"].(string)
 				case "serving":
 					p.Addr, _ = rec["addr"].(string)
 					served = true

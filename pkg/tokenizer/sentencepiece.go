@@ -205,22 +205,11 @@ func NewSentencePiece(v SPMVocab) (*SentencePiece, error) {
 
 func newSentencePiece(v SPMVocab, legacy bool) (*SentencePiece, error) {
 	n := len(v.Tokens)
-	if n < 1 || n > maxVocab {
-		return nil, fmt.Errorf("%w: %d tokens (want 1..%d)", ErrBadTokenizer, n, maxVocab)
+	if err := checkVocabShape(n, v.Types, v.BOS, v.EOS, v.UNK, v.PAD); err != nil {
+		return nil, err
 	}
 	if v.Scores != nil && len(v.Scores) != n {
 		return nil, fmt.Errorf("%w: %d tokens but %d scores", ErrBadTokenizer, n, len(v.Scores))
-	}
-	if v.Types != nil && len(v.Types) != n {
-		return nil, fmt.Errorf("%w: %d tokens but %d token types", ErrBadTokenizer, n, len(v.Types))
-	}
-	for _, s := range []struct {
-		name string
-		id   int
-	}{{"BOS", v.BOS}, {"EOS", v.EOS}, {"UNK", v.UNK}, {"PAD", v.PAD}} {
-		if s.id < -1 || s.id >= n {
-			return nil, fmt.Errorf("%w: %s id %d outside the vocabulary (%d tokens; -1 for none)", ErrBadTokenizer, s.name, s.id, n)
-		}
 	}
 	t := &SentencePiece{
 		pieces: slices.Clone(v.Tokens),
@@ -346,6 +335,26 @@ func newSentencePiece(v SPMVocab, legacy bool) (*SentencePiece, error) {
 	return t, nil
 }
 
+// checkVocabShape checks what every GGUF vocabulary has: 1..maxVocab
+// tokens, as many types if any, and special ids in range or -1.
+func checkVocabShape(n int, types []int32, bos, eos, unk, pad int) error {
+	if n < 1 || n > maxVocab {
+		return fmt.Errorf("%w: %d tokens (want 1..%d)", ErrBadTokenizer, n, maxVocab)
+	}
+	if types != nil && len(types) != n {
+		return fmt.Errorf("%w: %d tokens but %d token types", ErrBadTokenizer, n, len(types))
+	}
+	for _, s := range []struct {
+		name string
+		id   int
+	}{{"BOS", bos}, {"EOS", eos}, {"UNK", unk}, {"PAD", pad}} {
+		if s.id < -1 || s.id >= n {
+			return fmt.Errorf("%w: %s id %d outside the vocabulary (%d tokens; -1 for none)", ErrBadTokenizer, s.name, s.id, n)
+		}
+	}
+	return nil
+}
+
 // inferType is the type of token id when the vocabulary has no types.
 func inferType(v SPMVocab, id int) int32 {
 	switch id {
@@ -448,18 +457,7 @@ func (t *SentencePiece) EncodeChat(text string, plain []Span) []int {
 }
 
 func (t *SentencePiece) encodeParts(ids []int, text string, plain []Span) []int {
-	last := 0
-	for _, m := range t.spec.partition(text, plain) {
-		if m.pos > last {
-			ids = t.encodeFragment(ids, text[last:m.pos])
-		}
-		ids = append(ids, int(m.id))
-		last = m.end
-	}
-	if last < len(text) {
-		ids = t.encodeFragment(ids, text[last:])
-	}
-	return ids
+	return t.spec.encodeParts(ids, text, plain, t.encodeFragment)
 }
 
 // encodeFragment appends the ids of a non-empty run of plain text.

@@ -203,7 +203,8 @@ func FuzzEncodeRoundTrip(f *testing.F) {
 // Pathological inputs finish, without panicking, in time that grows like
 // n log n; the times are logged, not asserted.
 func TestLargeInputs(t *testing.T) {
-	toks := map[string]*SentencePiece{"tok512.bin": tok512(t), "synthetic 32k": synthetic32k(t)}
+	bpe, _ := testBPE(t, "llama-bpe")
+	toks := map[string]Tokenizer{"tok512.bin": tok512(t), "synthetic 32k": synthetic32k(t), "bpe": bpe}
 	inputs := map[string]string{
 		"a×1e6":       strings.Repeat("a", 1e6),
 		"space×1e6":   strings.Repeat(" ", 1e6),
@@ -453,27 +454,29 @@ func TestKinds(t *testing.T) {
 // Encode from many goroutines at once (the word cache is shared): run
 // under -race.
 func TestConcurrentEncode(t *testing.T) {
-	tok := synthetic32k(t)
+	bpe, _ := testBPE(t, "llama-bpe")
 	text := englishText(4 << 10)
-	want := tok.Encode(text, true)
 	var wg sync.WaitGroup
-	for g := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(g), 11))
-			for range 20 {
-				if got := tok.Encode(text, true); !slices.Equal(got, want) {
-					t.Error("concurrent encode differs")
-					return
+	for name, tok := range map[string]Tokenizer{"synthetic 32k": synthetic32k(t), "bpe": bpe} {
+		want := tok.Encode(text, true)
+		for g := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rng := rand.New(rand.NewPCG(uint64(g), 11))
+				for range 20 {
+					if got := tok.Encode(text, true); !slices.Equal(got, want) {
+						t.Errorf("%s: concurrent encode differs", name)
+						return
+					}
+					s := randomText(rng, 30, true)
+					if tok.Decode(tok.Encode(s, true)) != s {
+						t.Errorf("%s: concurrent round trip", name)
+						return
+					}
 				}
-				s := randomText(rng, 30, true)
-				if tok.Decode(tok.Encode(s, true)) != s {
-					t.Error("concurrent round trip")
-					return
-				}
-			}
-		}()
+			}()
+		}
 	}
 	wg.Wait()
 	if !utf8.ValidString(text) {
@@ -481,10 +484,20 @@ func TestConcurrentEncode(t *testing.T) {
 	}
 }
 
+// merger is a tokenizer with the two merge loops.
+type merger interface {
+	mergeSmall(dst []int, s string) []int
+	mergeHeap(dst []int, s string, sc *scratch) []int
+}
+
 // The two merge loops (arrays for short words, heap for long texts) make
-// the same choices.
+// the same choices, in SentencePiece and in byte-level BPE.
 func TestMergeSmallMatchesHeap(t *testing.T) {
-	toks := map[string]*SentencePiece{"tok512.bin": tok512(t), "synthetic 32k": synthetic32k(t), "special": specialVocab(t, true)}
+	bpe, _ := testBPE(t, "gpt2")
+	toks := map[string]merger{"tok512.bin": tok512(t), "synthetic 32k": synthetic32k(t), "special": specialVocab(t, true), "bpe": bpe}
+	if _, ok := sharedPath("tokenizers/llama3.2/encoder.json"); ok {
+		toks["llama 3.2 bpe"], _ = llama3(t)
+	}
 	rng := rand.New(rand.NewPCG(12, 13))
 	sc := new(scratch)
 	for name, tok := range toks {

@@ -129,6 +129,26 @@ func (s *specialSet) partition(text string, plain []Span) []match {
 	return out
 }
 
+// encodeParts appends the ids of text: the special tokens that partition
+// finds (none overlapping a plain span) as their ids, and each run of text
+// between them through fragment, which encodes a non-empty run of plain
+// text. It is EncodeSpecial and EncodeChat for every tokenizer that has
+// special-token strings.
+func (s *specialSet) encodeParts(ids []int, text string, plain []Span, fragment func([]int, string) []int) []int {
+	last := 0
+	for _, m := range s.partition(text, plain) {
+		if m.pos > last {
+			ids = fragment(ids, text[last:m.pos])
+		}
+		ids = append(ids, int(m.id))
+		last = m.end
+	}
+	if last < len(text) {
+		ids = fragment(ids, text[last:])
+	}
+	return ids
+}
+
 // mergeSpans clips spans to [0, n), drops empty ones and merges the rest
 // into sorted disjoint spans.
 func mergeSpans(spans []Span, n int) []Span {

@@ -118,40 +118,34 @@ func (t *SentencePiece) encodeText(dst []int, s string) []int {
 
 // encodeWord appends the ids of one word, through the cache.
 func (t *SentencePiece) encodeWord(dst []int, w string, sc *scratch) []int {
-	c := t.cache
-	if c == nil || len(w) > cacheMaxWord || len(w) < cacheMinWord {
-		return t.encodeChunks(dst, w, sc)
-	}
-	slot := &c.slots[maphash.String(c.seed, w)&(cacheSlots-1)]
-	if e := slot.Load(); e != nil && int(e.wlen) == len(w) && string(e.word[:e.wlen]) == w {
-		for _, id := range e.ids[:e.nids] {
-			dst = append(dst, int(id))
-		}
+	if dst, ok := t.cache.get(dst, w); ok {
 		return dst
 	}
 	n := len(dst)
 	dst = t.encodeChunks(dst, w, sc)
-	if len(dst)-n <= cacheMaxWord { // at most one id per byte: always true
-		e := &cacheEntry{wlen: uint8(len(w)), nids: uint8(len(dst) - n)}
-		copy(e.word[:], w)
-		for i, id := range dst[n:] {
-			e.ids[i] = int32(id)
-		}
-		slot.Store(e)
-	}
+	t.cache.put(w, dst[n:])
 	return dst
 }
 
 func (t *SentencePiece) encodeChunks(dst []int, s string, sc *scratch) []int {
+	if len(s) <= maxChunk { // no closure to allocate in the common case
+		return t.merge(dst, s, sc)
+	}
+	return inChunks(dst, s, func(dst []int, s string) []int { return t.merge(dst, s, sc) })
+}
+
+// inChunks appends merge's ids of s, cut at character boundaries into
+// chunks of at most maxChunk bytes.
+func inChunks(dst []int, s string, merge func([]int, string) []int) []int {
 	for len(s) > maxChunk {
 		cut := maxChunk
 		for cut > maxChunk-utf8.UTFMax && !utf8.RuneStart(s[cut]) {
 			cut--
 		}
-		dst = t.merge(dst, s[:cut], sc)
+		dst = merge(dst, s[:cut])
 		s = s[cut:]
 	}
-	return t.merge(dst, s, sc)
+	return merge(dst, s)
 }
 
 // smallWord is the longest text (bytes) that mergeSmall takes.
@@ -272,9 +266,21 @@ func (t *SentencePiece) mergeHeap(dst []int, s string, sc *scratch) []int {
 		i += n
 	}
 	syms[len(syms)-1].next = -1
-	h := sc.heap[:0]
+	h := mergeList(syms, sc.heap[:0], func(h []bigram, l, r int32) []bigram { return t.pushPair(h, syms, s, l, r) })
+	for i := int32(0); i >= 0; i = syms[i].next {
+		dst = t.emit(dst, s, syms[i].start, syms[i].end, syms[i].id)
+	}
+	sc.syms, sc.heap = syms, h
+	return dst
+}
+
+// mergeList is the merge loop over the linked list syms (see the top of
+// this file), with the empty heap h: pair queues the candidate merge of
+// symbols l and r, if any (either may be -1: none). It returns the heap's
+// storage for reuse.
+func mergeList(syms []symbol, h []bigram, pair func(h []bigram, l, r int32) []bigram) []bigram {
 	for i := int32(1); i < int32(len(syms)); i++ {
-		h = t.pushPair(h, syms, s, i-1, i)
+		h = pair(h, i-1, i)
 	}
 	for len(h) > 0 {
 		b := h[0]
@@ -288,14 +294,10 @@ func (t *SentencePiece) mergeHeap(dst []int, s string, sc *scratch) []int {
 		if l.next >= 0 {
 			syms[l.next].prev = b.left
 		}
-		h = t.pushPair(h, syms, s, l.prev, b.left)
-		h = t.pushPair(h, syms, s, b.left, l.next)
+		h = pair(h, l.prev, b.left)
+		h = pair(h, b.left, l.next)
 	}
-	for i := int32(0); i >= 0; i = syms[i].next {
-		dst = t.emit(dst, s, syms[i].start, syms[i].end, syms[i].id)
-	}
-	sc.syms, sc.heap = syms, h
-	return dst
+	return h
 }
 
 // pairID is the normal token whose text is s[start:end], the text of two
@@ -332,7 +334,12 @@ func (t *SentencePiece) pushPair(h []bigram, syms []symbol, s string, l, r int32
 	if !ok {
 		return h
 	}
-	h = append(h, bigram{score: score, left: l, right: r, size: end - start, id: id})
+	return pushHeap(h, bigram{score: score, left: l, right: r, size: end - start, id: id})
+}
+
+// pushHeap adds b to the heap.
+func pushHeap(h []bigram, b bigram) []bigram {
+	h = append(h, b)
 	// Sift up.
 	i := len(h) - 1
 	for i > 0 {
@@ -392,3 +399,34 @@ type cacheEntry struct {
 }
 
 func newWordCache() *wordCache { return &wordCache{seed: maphash.MakeSeed()} }
+
+// get appends the cached ids of word w to dst; ok is false when w is not
+// cached (or c is nil, or w is too short or too long to be).
+func (c *wordCache) get(dst []int, w string) (_ []int, ok bool) {
+	if c == nil || len(w) > cacheMaxWord || len(w) < cacheMinWord {
+		return dst, false
+	}
+	e := c.slots[maphash.String(c.seed, w)&(cacheSlots-1)].Load()
+	if e == nil || int(e.wlen) != len(w) || string(e.word[:e.wlen]) != w {
+		return dst, false
+	}
+	for _, id := range e.ids[:e.nids] {
+		dst = append(dst, int(id))
+	}
+	return dst, true
+}
+
+// put caches ids as the encoding of word w, replacing whatever shared its
+// slot. Words that get cannot return, and encodings of more ids than
+// cacheMaxWord (never: at most one id per byte), are not stored.
+func (c *wordCache) put(w string, ids []int) {
+	if c == nil || len(w) > cacheMaxWord || len(w) < cacheMinWord || len(ids) > cacheMaxWord {
+		return
+	}
+	e := &cacheEntry{wlen: uint8(len(w)), nids: uint8(len(ids))}
+	copy(e.word[:], w)
+	for i, id := range ids {
+		e.ids[i] = int32(id)
+	}
+	c.slots[maphash.String(c.seed, w)&(cacheSlots-1)].Store(e)
+}

@@ -1,7 +1,9 @@
 // Package tokenizer turns text into token ids and back for the engine's
-// models: a byte-level tokenizer for the built-in models and a
-// SentencePiece BPE tokenizer for llama2.c tokenizer.bin files and GGUF
-// vocabularies (tokenizer.ggml.model "llama").
+// models: a byte-level tokenizer for the built-in models, a SentencePiece
+// BPE tokenizer for llama2.c tokenizer.bin files and GGUF vocabularies
+// (tokenizer.ggml.model "llama"), and a byte-level BPE tokenizer for GGUF
+// vocabularies of the GPT-2 kind (tokenizer.ggml.model "gpt2": Llama 3,
+// Qwen, SmolLM2).
 package tokenizer
 
 import "unicode/utf8"
@@ -35,7 +37,7 @@ type Tokenizer interface {
 	TokenBytes(id int) []byte
 	// VocabSize is the number of ids.
 	VocabSize() int
-	// Kind names the algorithm: "byte" or "sentencepiece".
+	// Kind names the algorithm: "byte", "sentencepiece" or "bpe".
 	Kind() string
 	// MaxTokenBytes bounds the bytes of text one token stands for (a
 	// piece, a special token's string, a byte): a text of n bytes gives at

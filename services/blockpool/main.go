@@ -18,8 +18,8 @@ import (
 
 	"github.com/semantic-kv/semantic/pkg/app"
 	"github.com/semantic-kv/semantic/pkg/kvspec"
+	"github.com/semantic-kv/semantic/pkg/poolwire"
 	"github.com/semantic-kv/semantic/services/blockpool/node"
-	"github.com/semantic-kv/semantic/services/blockpool/server"
 )
 
 func main() {
@@ -48,19 +48,15 @@ func main() {
 			fs.StringVar(&modelTag, "spec-model-tag", "", "cache spec: model tag")
 		},
 		// Transport tuning and the copy-avoiding codec for block payloads.
-		ServerOptions: server.ServerOptions(),
+		ServerOptions: poolwire.ServerOptions(),
 		Start: func(ctx context.Context, rt *app.Runtime) (func(context.Context) error, error) {
 			var spec *kvspec.Spec
 			if modelTag != "" || layers != 0 {
-				s := kvspec.Spec{Layers: layers, KVHeads: heads, HeadDim: dim, TokensPerBlock: tpb, ModelTag: modelTag}
-				switch dtype {
-				case "float16":
-					s.DType = kvspec.DTypeFloat16
-				case "float32":
-					s.DType = kvspec.DTypeFloat32
-				default:
-					return nil, fmt.Errorf("--spec-dtype: want float16 or float32, got %q", dtype)
+				d, err := kvspec.ParseDType(dtype)
+				if err != nil {
+					return nil, fmt.Errorf("--spec-dtype: %w", err)
 				}
+				s := kvspec.Spec{Layers: layers, KVHeads: heads, HeadDim: dim, TokensPerBlock: tpb, DType: d, ModelTag: modelTag}
 				if err := s.Validate(); err != nil {
 					return nil, fmt.Errorf("spec flags: %w", err)
 				}

@@ -26,6 +26,8 @@ func main() {
 				return nil, err
 			}
 			s.Register(rt.GRPC)
+			// The HTTP API drains alongside gRPC when shutdown begins.
+			rt.OnShutdown(s.Drain)
 			return s.Close, nil
 		},
 	})

@@ -68,8 +68,8 @@ func Open(cfg Config) (*Node, error) {
 }
 
 // Register registers semantic.blockpool.v1.BlockPoolService on s. The server
-// should accept messages of at least server.MaxChunkBytes plus headers (see
-// server.ServerOptions).
+// should accept messages of at least poolwire.MaxChunkBytes plus headers (see
+// poolwire.ServerOptions).
 func (n *Node) Register(s grpc.ServiceRegistrar) { n.srv.Register(s) }
 
 // Pool is the node's domain core, for in-process use and tests.

@@ -7,8 +7,8 @@ import (
 
 	blockpoolv1 "github.com/semantic-kv/semantic/pkg/api/semantic/blockpool/v1"
 	"github.com/semantic-kv/semantic/pkg/kvspec"
+	"github.com/semantic-kv/semantic/pkg/poolwire"
 	"github.com/semantic-kv/semantic/services/blockpool/node"
-	"github.com/semantic-kv/semantic/services/blockpool/server"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -29,7 +29,7 @@ func TestEmbedAndReopen(t *testing.T) {
 			t.Fatal(err)
 		}
 		ln, _ := net.Listen("tcp", "127.0.0.1:0")
-		gs := grpc.NewServer(server.ServerOptions()...)
+		gs := grpc.NewServer(poolwire.ServerOptions()...)
 		n.Register(gs)
 		go gs.Serve(ln)
 		conn, _ := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/semantic-kv/semantic/pkg/kvspec"
-	"github.com/semantic-kv/semantic/pkg/rpcstatus"
 )
 
 // CommitRequest replaces an agent's record.
@@ -33,22 +32,14 @@ type AgentRecord struct {
 	LastUsed, Created       time.Time
 }
 
-func validAgent(field, id string) error {
-	if !rpcstatus.ValidAgentID(id) {
-		return argErr(field, "must match [A-Za-z0-9._:-]{1,128}")
-	}
-	return nil
-}
-
 // CommitAgent atomically replaces the agent's record (optimistic concurrency
 // on ExpectedVersion). Every hash must be cached or filled through the lease,
 // and the hashes must be the chain hashes of the tokens (kvspec.ChainHashes
 // with the tail), so that the index never names a block by a hash that does
-// not describe its tokens. It returns after the record is durable.
+// not describe its tokens. It returns after the record is durable. The agent
+// id's format is the caller's to check (the server does, with the rule in
+// pkg/rpcstatus).
 func (p *Pool) CommitAgent(ctx context.Context, req CommitRequest) (uint64, error) {
-	if err := validAgent("agent_id", req.AgentID); err != nil {
-		return 0, err
-	}
 	if len(req.Tokens) == 0 {
 		return 0, argErr("token_ids", "must not be empty")
 	}
@@ -71,32 +62,47 @@ func (p *Pool) CommitAgent(ctx context.Context, req CommitRequest) (uint64, erro
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	p.lock()
+	var ps *persistSet
+	var version uint64
+	err := p.withLock(func() (err error) {
+		ps, version, err = p.commitLocked(req, spec)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	if err := p.persist(context.WithoutCancel(ctx), ps); err != nil {
+		return 0, err
+	}
+	return version, nil
+}
+
+// commitLocked checks a commit against the pool's state and applies it; it
+// returns the keys to persist and the new version.
+func (p *Pool) commitLocked(req CommitRequest, spec *kvspec.Spec) (*persistSet, uint64, error) {
 	if p.spec == nil || *p.spec != *spec {
-		p.mu.Unlock()
-		return 0, fmt.Errorf("%w: spec changed during the commit", ErrAborted)
+		return nil, 0, fmt.Errorf("%w: spec changed during the commit", ErrAborted)
 	}
 	var l *lease
 	if req.LeaseID != 0 {
 		var err error
-		if l, err = p.leaseLocked(req.LeaseID, req.Epoch); err != nil {
-			p.mu.Unlock()
-			return 0, err
+		if l, err = p.activeLeaseLocked(req.LeaseID, req.Epoch); err != nil {
+			return nil, 0, err
 		}
 	}
-	cur := p.agents[req.AgentID]
+	cur := p.agents.get(req.AgentID)
 	var curV uint64
 	if cur != nil {
 		curV = cur.rec.Version
 	}
 	if curV != req.ExpectedVersion {
-		p.mu.Unlock()
-		return 0, fmt.Errorf("%w: have version %d, expected %d", ErrVersionMismatch, curV, req.ExpectedVersion)
+		return nil, 0, fmt.Errorf("%w: have version %d, expected %d", ErrVersionMismatch, curV, req.ExpectedVersion)
 	}
+	t := &p.slots
 	var written map[kvspec.Hash]int32
 	if l != nil {
 		for _, id := range l.slots {
-			if s := &p.slots[id]; s.filled && !s.indexed {
+			if s := &t.slots[id]; s.filled && !s.indexed {
 				if written == nil {
 					written = map[kvspec.Hash]int32{}
 				}
@@ -105,103 +111,90 @@ func (p *Pool) CommitAgent(ctx context.Context, req CommitRequest) (uint64, erro
 		}
 	}
 	for i, h := range req.Hashes {
-		if _, ok := p.index[h]; ok {
+		if _, ok := t.index[h]; ok {
 			continue
 		}
 		if _, ok := written[h]; !ok {
-			p.mu.Unlock()
-			return 0, fmt.Errorf("%w: block_hashes[%d] (%s) is neither cached nor written through the lease", ErrBlockNotFound, i, h)
+			return nil, 0, fmt.Errorf("%w: block_hashes[%d] (%s) is neither cached nor written through the lease", ErrBlockNotFound, i, h)
 		}
 	}
 	// All checks passed: apply. Increment before decrementing so that a block
-	// in both the old and new chain never passes through zero.
+	// in both the old and new chain never passes through zero. The clock is
+	// read first, so nothing that leaves the core runs mid-change.
+	now := p.clock.Now()
 	ps := &persistSet{}
 	ps.agent(req.AgentID)
 	for _, h := range req.Hashes {
-		id, ok := p.index[h]
+		id, ok := t.index[h]
 		if !ok {
 			id = written[h]
-			p.index[h] = id
-			p.slots[id].indexed = true
+			t.index[h] = id
+			t.slots[id].indexed = true
 		}
-		s := &p.slots[id]
-		s.refs++
-		if s.inLRU {
-			p.lru.remove(id)
-			s.inLRU = false
-		}
+		t.slots[id].refs++
+		t.makeUnevictable(id)
 		ps.block(h)
 	}
-	now := p.clock.Now()
 	rec := &agentRec{
 		ID: req.AgentID, ModelTag: req.ModelTag, Salt: req.Salt, Version: curV + 1, Created: now,
 		Hashes: slices.Clone(req.Hashes), Tokens: slices.Clone(req.Tokens),
 	}
 	if cur != nil {
 		rec.Created = cur.rec.Created
-		p.unref(cur.rec.Hashes, ps)
+		p.unrefLocked(cur.rec.Hashes, ps)
 		cur.rec = rec
-		cur.lastUsed = now
-		p.agentLRU.MoveToBack(cur.elem)
+		p.agents.touch(cur, now)
 	} else {
-		e := &agentEntry{rec: rec, lastUsed: now}
-		e.elem = p.agentLRU.PushBack(e)
-		p.agents[req.AgentID] = e
+		p.agents.add(rec, now)
 	}
-	p.mu.Unlock()
-	if err := p.persist(context.WithoutCancel(ctx), ps); err != nil {
-		return 0, err
-	}
-	return rec.Version, nil
+	return ps, rec.Version, nil
 }
 
-// unref drops one reference from each hash (tail first, so that a chain's
-// tail is evicted before its head) and returns how many blocks became
+// unrefLocked drops one reference from each hash (tail first, so that a
+// chain's tail is evicted before its head) and returns how many blocks became
 // evictable.
-func (p *Pool) unref(hashes []kvspec.Hash, ps *persistSet) int {
+func (p *Pool) unrefLocked(hashes []kvspec.Hash, ps *persistSet) int {
+	t := &p.slots
 	n := 0
 	for i := len(hashes) - 1; i >= 0; i-- {
-		id := p.index[hashes[i]]
-		s := &p.slots[id]
+		id := t.index[hashes[i]]
+		s := &t.slots[id]
 		s.refs--
 		if s.refs == 0 {
 			n++
-			if s.state == stateCached && !s.inLRU {
-				p.lru.pushBack(id)
-				s.inLRU = true
-			}
+			t.makeEvictable(id)
 		}
 		ps.block(hashes[i])
 	}
 	return n
 }
 
-// removeAgent drops an agent record; its blocks lose a reference.
-func (p *Pool) removeAgent(e *agentEntry, ps *persistSet) int {
-	delete(p.agents, e.rec.ID)
-	p.agentLRU.Remove(e.elem)
+// removeAgentLocked drops an agent record; its blocks lose a reference.
+func (p *Pool) removeAgentLocked(e *agentEntry, ps *persistSet) int {
+	p.agents.remove(e)
 	ps.agent(e.rec.ID)
-	return p.unref(e.rec.Hashes, ps)
+	return p.unrefLocked(e.rec.Hashes, ps)
 }
 
-// trimAgentsAt cuts every agent record that names h to the blocks before it
-// (or drops it if h is its first block): an agent record never points at a
-// block that is gone. It scans all agents; it runs only when a block is lost.
-func (p *Pool) trimAgentsAt(h kvspec.Hash, ps *persistSet) {
-	for _, e := range p.agents {
+// trimAgentsAtLocked cuts every agent record that names h to the blocks
+// before it (or drops it if h is its first block): an agent record never
+// points at a block that is gone. It scans all agents; it runs only when a
+// block is lost.
+func (p *Pool) trimAgentsAtLocked(h kvspec.Hash, ps *persistSet) {
+	for e := range p.agents.all() {
 		i := slices.Index(e.rec.Hashes, h)
 		if i < 0 {
 			continue
 		}
 		if i == 0 {
-			p.removeAgent(e, ps)
+			p.removeAgentLocked(e, ps)
 			continue
 		}
 		r := *e.rec
 		r.Hashes = slices.Clone(e.rec.Hashes[:i])
 		r.Tokens = slices.Clone(e.rec.Tokens[:i*p.spec.TokensPerBlock])
 		r.Version++
-		p.unref(e.rec.Hashes[i:], ps)
+		p.unrefLocked(e.rec.Hashes[i:], ps)
 		e.rec = &r
 		ps.agent(r.ID)
 	}
@@ -247,9 +240,6 @@ type LookupResult struct {
 // full blocks through the index (the trie over the hash chain: a hash names
 // its whole prefix), whichever is longer.
 func (p *Pool) Lookup(ctx context.Context, req LookupRequest) (*LookupResult, error) {
-	if err := validAgent("agent_id", req.AgentID); err != nil {
-		return nil, err
-	}
 	spec := p.Spec()
 	if spec == nil {
 		return nil, ErrNotConfigured
@@ -260,13 +250,27 @@ func (p *Pool) Lookup(ctx context.Context, req LookupRequest) (*LookupResult, er
 	tpb := spec.TokensPerBlock
 	shared := kvspec.ChainHashes(req.Tokens, tpb, spec.ModelTag, req.Salt, false)
 	res := &LookupResult{}
-	p.lock()
-	if e := p.agents[req.AgentID]; e != nil {
+	_ = p.withLock(func() error {
+		p.lookupLocked(req, tpb, shared, res)
+		return nil
+	})
+	p.m.lookupHitTokens.Add(ctx, int64(res.MatchedTokens))
+	p.m.lookupMissTokens.Add(ctx, int64(len(req.Tokens)-res.MatchedTokens))
+	p.m.lookupHitBlocks.Add(ctx, int64(len(res.Blocks)))
+	if miss := spec.BlocksFor(len(req.Tokens)) - len(res.Blocks); miss > 0 {
+		p.m.lookupMissBlocks.Add(ctx, int64(miss))
+	}
+	return res, nil
+}
+
+// lookupLocked fills res with the agent's own match, then the shared one if
+// that is longer.
+func (p *Pool) lookupLocked(req LookupRequest, tpb int, shared []kvspec.Hash, res *LookupResult) {
+	if e := p.agents.get(req.AgentID); e != nil {
 		r := e.rec
 		res.AgentVersion = r.Version
 		res.AgentTokens = r.Tokens // immutable: safe to share
-		e.lastUsed = p.clock.Now()
-		p.agentLRU.MoveToBack(e.elem)
+		p.agents.touch(e, p.clock.Now())
 		if r.ModelTag == req.ModelTag {
 			n := min(len(r.Tokens), len(req.Tokens))
 			lcp := 0
@@ -285,7 +289,7 @@ func (p *Pool) Lookup(ctx context.Context, req LookupRequest) (*LookupResult, er
 	}
 	k := 0
 	for k < len(shared) {
-		if _, ok := p.index[shared[k]]; !ok {
+		if _, ok := p.slots.index[shared[k]]; !ok {
 			break
 		}
 		k++
@@ -297,25 +301,20 @@ func (p *Pool) Lookup(ctx context.Context, req LookupRequest) (*LookupResult, er
 			res.Blocks = append(res.Blocks, CachedBlock{Hash: shared[i], TokenCount: tpb, UsableTokens: tpb})
 		}
 	}
-	p.mu.Unlock()
-	p.m.lookupHitTokens.Add(ctx, int64(res.MatchedTokens))
-	p.m.lookupMissTokens.Add(ctx, int64(len(req.Tokens)-res.MatchedTokens))
-	p.m.lookupHitBlocks.Add(ctx, int64(len(res.Blocks)))
-	if miss := spec.BlocksFor(len(req.Tokens)) - len(res.Blocks); miss > 0 {
-		p.m.lookupMissBlocks.Add(ctx, int64(miss))
-	}
-	return res, nil
 }
 
 // GetAgent returns a copy of an agent's record.
 func (p *Pool) GetAgent(id string) (*AgentRecord, error) {
-	p.lock()
-	defer p.mu.Unlock()
-	e := p.agents[id]
-	if e == nil {
-		return nil, ErrAgentNotFound
-	}
-	return recordOf(e), nil
+	var r *AgentRecord
+	err := p.withLock(func() error {
+		e := p.agents.get(id)
+		if e == nil {
+			return ErrAgentNotFound
+		}
+		r = recordOf(e)
+		return nil
+	})
+	return r, err
 }
 
 func recordOf(e *agentEntry) *AgentRecord {
@@ -327,19 +326,22 @@ func recordOf(e *agentEntry) *AgentRecord {
 // DeleteAgent drops an agent record (if expectedVersion is nonzero, only at
 // that version) and returns how many blocks lost their last reference.
 func (p *Pool) DeleteAgent(ctx context.Context, id string, expectedVersion uint64) (int, error) {
-	p.lock()
-	e := p.agents[id]
-	if e == nil {
-		p.mu.Unlock()
-		return 0, ErrAgentNotFound
-	}
-	if expectedVersion != 0 && e.rec.Version != expectedVersion {
-		p.mu.Unlock()
-		return 0, fmt.Errorf("%w: have version %d, expected %d", ErrVersionMismatch, e.rec.Version, expectedVersion)
-	}
 	ps := &persistSet{}
-	n := p.removeAgent(e, ps)
-	p.mu.Unlock()
+	var n int
+	err := p.withLock(func() error {
+		e := p.agents.get(id)
+		if e == nil {
+			return ErrAgentNotFound
+		}
+		if expectedVersion != 0 && e.rec.Version != expectedVersion {
+			return fmt.Errorf("%w: have version %d, expected %d", ErrVersionMismatch, e.rec.Version, expectedVersion)
+		}
+		n = p.removeAgentLocked(e, ps)
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
 	return n, p.persist(context.WithoutCancel(ctx), ps)
 }
 
@@ -359,12 +361,14 @@ func (p *Pool) ListAgents(pageSize int, pageToken string) ([]*AgentRecord, strin
 		}
 		curID = id
 	}
-	p.lock()
-	all := make([]*AgentRecord, 0, len(p.agents))
-	for _, e := range p.agents {
-		all = append(all, recordOf(e))
-	}
-	p.mu.Unlock()
+	var all []*AgentRecord
+	_ = p.withLock(func() error {
+		all = make([]*AgentRecord, 0, p.agents.len())
+		for e := range p.agents.all() {
+			all = append(all, recordOf(e))
+		}
+		return nil
+	})
 	// Order: last use descending, then id ascending; the cursor is the last
 	// (time, id) returned, so a page is stable under concurrent inserts.
 	before := func(a *AgentRecord, t int64, id string) bool {

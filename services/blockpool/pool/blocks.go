@@ -38,15 +38,6 @@ type BlockWrite struct {
 	done    bool
 }
 
-func (l *lease) holds(id int32) bool {
-	for _, x := range l.slots {
-		if x == id {
-			return true
-		}
-	}
-	return false
-}
-
 // BeginWrite starts writing a block that the lease holds and that is not
 // filled. It reserves the block's disk bytes (evicting unreferenced cached
 // blocks, then least-recently-used agents, if the disk budget is short).
@@ -54,77 +45,81 @@ func (p *Pool) BeginWrite(ctx context.Context, leaseID, epoch uint64, h WriteHea
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	p.lock()
+	var (
+		w     *BlockWrite
+		ps    *persistSet
+		files []string
+	)
+	err := p.withLock(func() (err error) {
+		w, ps, files, err = p.beginWriteLocked(leaseID, epoch, h)
+		return err
+	})
+	// Making disk room may have dropped blocks and agents even when it could
+	// not make enough.
+	p.removeFiles(files)
+	p.persistBestEffort(ctx, ps)
+	if err != nil {
+		return nil, err
+	}
+	w.buf = make([]byte, w.spec.BlockBytes())
+	return w, nil
+}
+
+func (p *Pool) beginWriteLocked(leaseID, epoch uint64, h WriteHeader) (*BlockWrite, *persistSet, []string, error) {
 	if p.spec == nil {
-		p.mu.Unlock()
-		return nil, ErrNotConfigured
+		return nil, nil, nil, ErrNotConfigured
 	}
 	spec := *p.spec
 	bb := int64(spec.BlockBytes())
 	if h.Size != bb {
-		p.mu.Unlock()
-		return nil, argErr("header.size", "must equal the spec's block size %d, got %d", bb, h.Size)
+		return nil, nil, nil, argErr("header.size", "must equal the spec's block size %d, got %d", bb, h.Size)
 	}
 	if h.TokenCount < 1 || h.TokenCount > spec.TokensPerBlock {
-		p.mu.Unlock()
-		return nil, argErr("header.token_count", "must be in 1..%d, got %d", spec.TokensPerBlock, h.TokenCount)
+		return nil, nil, nil, argErr("header.token_count", "must be in 1..%d, got %d", spec.TokensPerBlock, h.TokenCount)
 	}
-	l, err := p.leaseLocked(leaseID, epoch)
+	l, err := p.activeLeaseLocked(leaseID, epoch)
 	if err != nil {
-		p.mu.Unlock()
-		return nil, err
+		return nil, nil, nil, err
 	}
+	t := &p.slots
 	id := int32(h.BlockID)
-	if int(h.BlockID) >= len(p.slots) || !l.holds(id) {
-		p.mu.Unlock()
-		return nil, fmt.Errorf("%w: block %d is not held by lease %d", ErrBlockNotFound, h.BlockID, leaseID)
+	if int(h.BlockID) >= len(t.slots) || !l.holds(id) {
+		return nil, nil, nil, fmt.Errorf("%w: block %d is not held by lease %d", ErrBlockNotFound, h.BlockID, leaseID)
 	}
-	s := &p.slots[id]
+	s := &t.slots[id]
 	if s.filled || s.writing {
-		p.mu.Unlock()
-		return nil, ErrNotWritable
+		return nil, nil, nil, ErrNotWritable
 	}
 	var ps *persistSet
 	var files []string
-	if b := p.opt.DiskBudget; b > 0 && p.dskBytes+bb > b {
-		ps, files, err = p.makeDiskRoom(bb, l.agent)
-		if err != nil {
-			p.mu.Unlock()
-			p.removeFiles(files)
-			p.persistBestEffort(ctx, ps)
-			return nil, err
+	if b := p.opt.DiskBudget; b > 0 && t.dskBytes+bb > b {
+		if ps, files, err = p.makeDiskRoomLocked(bb, l.agent); err != nil {
+			return nil, ps, files, err
 		}
 	}
 	s.writing = true
-	s.onDisk = true
-	p.dskBytes += bb
-	w := &BlockWrite{p: p, leaseID: leaseID, id: id, gen: s.gen, h: h, spec: spec, file: p.newFileName(h.Hash)}
-	p.mu.Unlock()
-	p.removeFiles(files)
-	p.persistBestEffort(ctx, ps)
-	w.buf = make([]byte, bb)
-	return w, nil
+	t.reserveDisk(id)
+	w := &BlockWrite{p: p, leaseID: leaseID, id: id, gen: s.gen, h: h, spec: spec, file: p.newFileNameLocked(h.Hash)}
+	return w, ps, files, nil
 }
 
-// makeDiskRoom frees disk for one block: unreferenced cached blocks first
-// (LRU), then whole least-recently-used agents other than keep.
-func (p *Pool) makeDiskRoom(bb int64, keep string) (*persistSet, []string, error) {
+// makeDiskRoomLocked frees disk for one block: unreferenced cached blocks
+// first (LRU), then whole least-recently-used agents other than keep.
+func (p *Pool) makeDiskRoomLocked(bb int64, keep string) (*persistSet, []string, error) {
+	t := &p.slots
 	ps := &persistSet{}
 	var files []string
-	for p.dskBytes+bb > p.opt.DiskBudget {
-		if p.lru.n > 0 {
-			files = append(files, p.freeSlot(p.lru.head))
+	for t.dskBytes+bb > p.opt.DiskBudget {
+		if t.lru.n > 0 {
+			files = append(files, t.evictOldest())
 			p.m.evictions.Add(context.Background(), 1, tierDisk)
 			continue
 		}
-		e := p.agentLRU.Front()
-		if e != nil && e.Value.(*agentEntry).rec.ID == keep {
-			e = e.Next()
-		}
+		e := p.agents.oldestExcept(keep)
 		if e == nil {
-			return ps, files, &ExhaustedError{Resource: "pool/disk", Asked: bb, Available: max(0, p.opt.DiskBudget-p.dskBytes)}
+			return ps, files, &ExhaustedError{Resource: "pool/disk", Asked: bb, Available: max(0, p.opt.DiskBudget-t.dskBytes)}
 		}
-		p.removeAgent(e.Value.(*agentEntry), ps)
+		p.removeAgentLocked(e, ps)
 	}
 	return ps, files, nil
 }
@@ -170,32 +165,27 @@ func (w *BlockWrite) Commit(ctx context.Context) error {
 		return fmt.Errorf("write block file: %w", err)
 	}
 	w.done = true
-	p.lock()
-	s := &p.slots[w.id]
-	if s.gen != w.gen || !s.writing {
-		// The lease ended while we wrote: the slot was freed (and its disk
-		// reservation with it). Our file is garbage.
-		p.mu.Unlock()
-		p.removeFiles([]string{w.file})
-		return ErrLeaseNotFound
-	}
-	if _, err := p.leaseLocked(w.leaseID, p.epoch); err != nil {
-		s.writing = false
-		s.onDisk = false
-		p.dskBytes -= int64(len(w.buf))
-		p.mu.Unlock()
+	var evicted int
+	err := p.withLock(func() error {
+		t := &p.slots
+		s := &t.slots[w.id]
+		if s.gen != w.gen || !s.writing {
+			// The lease ended while we wrote: the slot was freed (and its
+			// disk reservation with it). Our file is garbage.
+			return ErrLeaseNotFound
+		}
+		if _, err := p.activeLeaseLocked(w.leaseID, p.epoch); err != nil {
+			t.unreserveDisk(w.id)
+			return err
+		}
+		evicted = t.fill(w.id, w.h.Hash, w.h.Parent, w.h.TokenCount, w.crc, w.file, w.buf)
+		return nil
+	})
+	if err != nil {
 		p.removeFiles([]string{w.file})
 		return err
 	}
-	s.writing = false
-	s.filled = true
-	s.verified = true
-	s.hash, s.parent = w.h.Hash, w.h.Parent
-	s.tokens, s.checksum = uint32(w.h.TokenCount), w.crc
-	s.file = w.file
-	s.gen++
-	p.addMem(w.id, w.buf)
-	p.mu.Unlock()
+	p.recordMemEvictions(ctx, evicted)
 	p.m.bytesWritten.Add(ctx, int64(len(w.buf)), tierDisk)
 	p.m.bytesWritten.Add(ctx, int64(len(w.buf)), tierMemory)
 	w.buf = nil
@@ -209,14 +199,12 @@ func (w *BlockWrite) Abort() {
 	}
 	w.done = true
 	w.buf = nil
-	p := w.p
-	p.lock()
-	if s := &p.slots[w.id]; s.gen == w.gen && s.writing {
-		s.writing = false
-		s.onDisk = false
-		p.dskBytes -= int64(p.spec.BlockBytes())
-	}
-	p.mu.Unlock()
+	_ = w.p.withLock(func() error {
+		if s := &w.p.slots.slots[w.id]; s.gen == w.gen && s.writing {
+			w.p.slots.unreserveDisk(w.id)
+		}
+		return nil
+	})
 }
 
 // BlockData is a filled block read through a lease. Payload is shared with
@@ -238,31 +226,40 @@ func (p *Pool) ReadBlock(ctx context.Context, leaseID, epoch uint64, blockID uin
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	p.lock()
-	l, err := p.leaseLocked(leaseID, epoch)
+	var (
+		d    *BlockData
+		file string
+		gen  uint64
+		spec kvspec.Spec
+	)
+	id := int32(blockID)
+	err := p.withLock(func() error {
+		l, err := p.activeLeaseLocked(leaseID, epoch)
+		if err != nil {
+			return err
+		}
+		t := &p.slots
+		if int(blockID) >= len(t.slots) || !l.holds(id) {
+			return fmt.Errorf("%w: block %d is not held by lease %d", ErrBlockNotFound, blockID, leaseID)
+		}
+		s := &t.slots[id]
+		if !s.filled {
+			return fmt.Errorf("block %d: %w", blockID, ErrNotFilled)
+		}
+		d = &BlockData{ID: blockID, Hash: s.hash, Parent: s.parent, TokenCount: int(s.tokens), Checksum: s.checksum, Payload: s.payload}
+		if d.Payload != nil {
+			t.mem.moveToBack(id)
+		}
+		file, gen, spec = s.file, s.gen, *p.spec
+		return nil
+	})
 	if err != nil {
-		p.mu.Unlock()
 		return nil, err
 	}
-	id := int32(blockID)
-	if int(blockID) >= len(p.slots) || !l.holds(id) {
-		p.mu.Unlock()
-		return nil, fmt.Errorf("%w: block %d is not held by lease %d", ErrBlockNotFound, blockID, leaseID)
-	}
-	s := &p.slots[id]
-	if !s.filled {
-		p.mu.Unlock()
-		return nil, fmt.Errorf("block %d: %w", blockID, ErrNotFilled)
-	}
-	d := &BlockData{ID: blockID, Hash: s.hash, Parent: s.parent, TokenCount: int(s.tokens), Checksum: s.checksum, Payload: s.payload}
 	if d.Payload != nil {
-		p.mem.moveToBack(id)
-		p.mu.Unlock()
 		p.m.bytesRead.Add(ctx, int64(len(d.Payload)), tierMemory)
 		return d, nil
 	}
-	file, gen, spec := s.file, s.gen, *p.spec
-	p.mu.Unlock()
 
 	_, payload, err := blockfile.Read(p.blkDir, file, d.Hash, d.Checksum, spec)
 	if err != nil {
@@ -273,72 +270,75 @@ func (p *Pool) ReadBlock(ctx context.Context, leaseID, epoch uint64, blockID uin
 		p.log.Error("block file failed verification; dropping the block", "block", blockID, "hash", d.Hash, "file", filepath.Join(p.blkDir, file), "err", err)
 		ps := &persistSet{}
 		var drop string
-		p.lock()
-		if s := &p.slots[id]; s.gen == gen && s.filled {
-			drop = p.dropBlock(id, ps)
-		}
-		p.mu.Unlock()
+		_ = p.withLock(func() error {
+			if s := &p.slots.slots[id]; s.gen == gen && s.filled {
+				drop = p.dropBlockLocked(id, ps)
+			}
+			return nil
+		})
 		p.removeFiles([]string{drop})
 		p.persistBestEffort(ctx, ps)
 		return nil, fmt.Errorf("block %d: %w: %v", blockID, ErrChecksum, err)
 	}
 	p.m.bytesRead.Add(ctx, int64(len(payload)), tierDisk)
-	p.lock()
-	if s := &p.slots[id]; s.gen == gen && s.filled && s.payload == nil {
-		s.verified = true
-		p.addMem(id, payload)
-	}
-	p.mu.Unlock()
+	var evicted int
+	_ = p.withLock(func() error {
+		if s := &p.slots.slots[id]; s.gen == gen && s.filled && s.payload == nil {
+			s.verified = true
+			evicted = p.slots.addMem(id, payload)
+		}
+		return nil
+	})
+	p.recordMemEvictions(ctx, evicted)
 	d.Payload = payload
 	return d, nil
 }
 
-// dropBlock removes a lost block from the cache: agent records are trimmed
-// before it, its index entry, payload and file go; a block no lease holds is
-// freed, a held one stays leased but unfilled so its holder can rewrite it.
-func (p *Pool) dropBlock(id int32, ps *persistSet) (file string) {
-	s := &p.slots[id]
+// dropBlockLocked removes a lost block from the cache: agent records are
+// trimmed before it, its index entry, payload and file go; a block no lease
+// holds is freed, a held one stays leased but unfilled so its holder can
+// rewrite it.
+func (p *Pool) dropBlockLocked(id int32, ps *persistSet) (file string) {
+	t := &p.slots
+	s := &t.slots[id]
 	if s.indexed {
-		p.trimAgentsAt(s.hash, ps)
-		delete(p.index, s.hash)
+		p.trimAgentsAtLocked(s.hash, ps)
+		delete(t.index, s.hash)
 		s.indexed = false
 		ps.block(s.hash)
 	}
-	if s.inLRU {
-		p.lru.remove(id)
-		s.inLRU = false
-	}
+	t.makeUnevictable(id)
 	if s.holders == 0 {
-		return p.freeSlot(id)
+		return t.release(id)
 	}
-	p.dropMem(id)
-	if s.onDisk {
-		p.dskBytes -= int64(p.spec.BlockBytes())
-	}
-	file = s.file
-	s.onDisk, s.filled, s.verified, s.file = false, false, false, ""
-	s.hash, s.parent, s.tokens, s.checksum = kvspec.Hash{}, kvspec.Hash{}, 0, 0
-	s.gen++
-	return file
+	return t.unfill(id)
 }
 
 // PayloadRef returns the slot's in-memory payload reference (nil if none),
 // so tests can prove that freeing a block releases its memory.
 func (p *Pool) PayloadRef(blockID uint32) []byte {
-	p.lock()
-	defer p.mu.Unlock()
-	if int(blockID) >= len(p.slots) {
+	var b []byte
+	_ = p.withLock(func() error {
+		if int(blockID) < len(p.slots.slots) {
+			b = p.slots.slots[blockID].payload
+		}
 		return nil
-	}
-	return p.slots[blockID].payload
+	})
+	return b
 }
 
 // DropMemoryTier evicts every payload from memory (files stay), so tests
 // and operators can force reads from disk.
 func (p *Pool) DropMemoryTier() {
-	p.lock()
-	defer p.mu.Unlock()
-	for p.mem.n > 0 {
-		p.dropMem(p.mem.head)
+	_ = p.withLock(func() error {
+		p.slots.dropAllMem()
+		return nil
+	})
+}
+
+// recordMemEvictions counts payloads that addMem dropped from memory.
+func (p *Pool) recordMemEvictions(ctx context.Context, n int) {
+	if n > 0 {
+		p.m.evictions.Add(ctx, int64(n), tierMemory)
 	}
 }

@@ -1,46 +1,16 @@
 package pool
 
 import (
-	"container/heap"
 	"context"
+	"errors"
 	"time"
 
 	"github.com/semantic-kv/semantic/pkg/kvspec"
 )
 
-// lease is an active lease. Like etcd's lessor: a map from id to lease plus a
-// min-heap on expiry (the lease keeps its heap index, so a renewal is one
-// heap.Fix). A lease removed from the map is gone for good: ids are never
-// reused within an epoch, and every write checks the map.
-type lease struct {
-	id      uint64
-	holder  string
-	agent   string
-	ttl     time.Duration
-	expire  time.Time
-	slots   []int32 // hits first, then fresh blocks
-	hits    int
-	heapIdx int
-}
-
-type leaseHeap []*lease
-
-func (h leaseHeap) Len() int           { return len(h) }
-func (h leaseHeap) Less(i, j int) bool { return h[i].expire.Before(h[j].expire) }
-func (h leaseHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].heapIdx = i
-	h[j].heapIdx = j
-}
-func (h *leaseHeap) Push(x any) { l := x.(*lease); l.heapIdx = len(*h); *h = append(*h, l) }
-func (h *leaseHeap) Pop() any {
-	old := *h
-	l := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	l.heapIdx = -1
-	return l
-}
+// MinTTL is the shortest lease time to live a caller may ask for (0 asks for
+// the default).
+const MinTTL = 100 * time.Millisecond
 
 // LeaseRequest asks for Count blocks for one request of one agent.
 type LeaseRequest struct {
@@ -83,6 +53,9 @@ func (p *Pool) Lease(ctx context.Context, req LeaseRequest) (*Grant, error) {
 	if ttl < 0 || ttl > p.opt.MaxTTL {
 		return nil, argErr("ttl", "must be in 0..%s, got %s", p.opt.MaxTTL, ttl)
 	}
+	if ttl > 0 && ttl < MinTTL {
+		return nil, argErr("ttl", "must be at least %s, got %s", MinTTL, ttl)
+	}
 	if ttl == 0 {
 		ttl = p.opt.DefaultTTL
 	}
@@ -92,67 +65,21 @@ func (p *Pool) Lease(ctx context.Context, req LeaseRequest) (*Grant, error) {
 	if len(req.Hashes) > req.Count {
 		return nil, argErr("block_hashes", "%d hashes for count %d", len(req.Hashes), req.Count)
 	}
-	p.lock()
-	if p.closed {
-		p.mu.Unlock()
-		return nil, ErrClosed
-	}
-	if p.spec == nil {
-		p.mu.Unlock()
-		return nil, ErrNotConfigured
-	}
-	if req.ModelTag != p.spec.ModelTag {
-		p.mu.Unlock()
-		return nil, ErrModelMismatch
-	}
-	if req.Count > len(p.slots) {
-		p.mu.Unlock()
-		return nil, argErr("count", "must be in 1..%d (capacity), got %d", len(p.slots), req.Count)
-	}
-	l := &lease{holder: req.Holder, agent: req.AgentID, ttl: ttl, slots: make([]int32, 0, req.Count)}
-	for _, h := range req.Hashes {
-		id, ok := p.index[h]
-		if !ok {
-			break
-		}
-		p.hold(id)
-		l.slots = append(l.slots, id)
-	}
-	l.hits = len(l.slots)
-	need := req.Count - l.hits
-	dropped, files, err := p.makeRoom(need, req.AgentID)
+	var (
+		g       *Grant
+		dropped *persistSet
+		files   []string
+	)
+	err := p.withLock(func() (err error) {
+		g, dropped, files, err = p.grantLocked(req, ttl)
+		return err
+	})
 	if err != nil {
-		for _, id := range l.slots {
-			p.slots[id].holders--
-			p.settle(id) // a hit is filled and indexed: it goes back to cached, never freed
+		if errors.Is(err, ErrExhausted) {
+			p.m.leaseRefused.Add(ctx, 1)
 		}
-		p.mu.Unlock()
-		p.m.leaseRefused.Add(ctx, 1)
 		return nil, err
 	}
-	for range need {
-		id := p.takeFree()
-		p.hold(id)
-		p.slots[id].owner = 0 // set below, once the id is known
-		l.slots = append(l.slots, id)
-	}
-	p.nextID++
-	l.id = p.nextID
-	for _, id := range l.slots[l.hits:] {
-		p.slots[id].owner = l.id
-	}
-	l.expire = p.clock.Now().Add(ttl)
-	p.leases[l.id] = l
-	heap.Push(&p.expiry, l)
-	g := &Grant{LeaseID: l.id, Epoch: p.epoch, Expire: l.expire, TTL: ttl, Hits: l.hits, Blocks: make([]LeasedBlock, len(l.slots))}
-	for i, id := range l.slots {
-		s := &p.slots[id]
-		g.Blocks[i] = LeasedBlock{ID: uint32(id)}
-		if i < l.hits {
-			g.Blocks[i].Hash, g.Blocks[i].Filled, g.Blocks[i].TokenCount = s.hash, true, int(s.tokens)
-		}
-	}
-	p.mu.Unlock()
 	p.m.leasesGranted.Add(ctx, 1)
 	p.removeFiles(files)
 	if !dropped.empty() {
@@ -164,27 +91,88 @@ func (p *Pool) Lease(ctx context.Context, req LeaseRequest) (*Grant, error) {
 	return g, nil
 }
 
-// makeRoom ensures need free slots, evicting unreferenced cached blocks in
-// LRU order, then dropping whole least-recently-used agents (never keep) and
-// evicting the blocks that lose their last reference. It decides first, by
-// simulation, whether enough can be had, so that a refused request changes
+// grantLocked takes the blocks of a lease and registers it. It returns what
+// making room dropped (to persist) and the block files to delete.
+func (p *Pool) grantLocked(req LeaseRequest, ttl time.Duration) (*Grant, *persistSet, []string, error) {
+	if p.closed {
+		return nil, nil, nil, ErrClosed
+	}
+	if p.spec == nil {
+		return nil, nil, nil, ErrNotConfigured
+	}
+	if req.ModelTag != p.spec.ModelTag {
+		return nil, nil, nil, ErrModelMismatch
+	}
+	t := &p.slots
+	if req.Count > len(t.slots) {
+		return nil, nil, nil, argErr("count", "must be in 1..%d (capacity), got %d", len(t.slots), req.Count)
+	}
+	// The clock is read before anything changes: the one call out of the core
+	// under the lock cannot leave a half-made lease behind.
+	expire := p.clock.Now().Add(ttl)
+	l := &lease{holder: req.Holder, agent: req.AgentID, ttl: ttl, expire: expire, slots: make([]int32, 0, req.Count)}
+	for _, h := range req.Hashes {
+		id, ok := t.index[h]
+		if !ok {
+			break
+		}
+		t.hold(id)
+		l.slots = append(l.slots, id)
+	}
+	l.hits = len(l.slots)
+	need := req.Count - l.hits
+	dropped, files, err := p.makeRoomLocked(need, req.AgentID)
+	if err != nil {
+		for _, id := range l.slots {
+			t.slots[id].holders--
+			t.settle(id) // a hit is filled and indexed: it goes back to cached, never freed
+		}
+		return nil, nil, nil, err
+	}
+	for range need {
+		id := t.takeFree()
+		t.hold(id)
+		l.slots = append(l.slots, id)
+	}
+	p.leases.add(l)
+	for _, id := range l.slots[l.hits:] {
+		t.slots[id].owner = l.id
+	}
+	g := &Grant{LeaseID: l.id, Epoch: p.epoch, Expire: l.expire, TTL: ttl, Hits: l.hits, Blocks: make([]LeasedBlock, len(l.slots))}
+	for i, id := range l.slots {
+		s := &t.slots[id]
+		g.Blocks[i] = LeasedBlock{ID: uint32(id)}
+		if i < l.hits {
+			g.Blocks[i].Hash, g.Blocks[i].Filled, g.Blocks[i].TokenCount = s.hash, true, int(s.tokens)
+		}
+	}
+	return g, dropped, files, nil
+}
+
+// makeRoomLocked ensures need free slots, evicting unreferenced cached blocks
+// in LRU order, then dropping whole least-recently-used agents (never keep)
+// and evicting the blocks that lose their last reference. It decides first,
+// by simulation, whether enough can be had, so that a refused request changes
 // nothing. It returns what must be persisted and the files to delete.
-func (p *Pool) makeRoom(need int, keep string) (*persistSet, []string, error) {
-	avail := p.nFree + p.lru.n
+func (p *Pool) makeRoomLocked(need int, keep string) (*persistSet, []string, error) {
+	t := &p.slots
+	avail := t.nFree + t.lru.n
 	var victims []*agentEntry
 	if avail < need {
 		dec := map[int32]int32{}
 		gain := 0
-		for e := p.agentLRU.Front(); e != nil && avail+gain < need; e = e.Next() {
-			ae := e.Value.(*agentEntry)
+		for ae := range p.agents.leastRecent() {
+			if avail+gain >= need {
+				break
+			}
 			if ae.rec.ID == keep {
 				continue
 			}
 			victims = append(victims, ae)
 			for _, h := range ae.rec.Hashes {
-				id := p.index[h]
+				id := t.index[h]
 				dec[id]++
-				if s := &p.slots[id]; s.refs == dec[id] && s.state == stateCached {
+				if s := &t.slots[id]; s.refs == dec[id] && s.state == stateCached {
 					gain++
 				}
 			}
@@ -197,13 +185,12 @@ func (p *Pool) makeRoom(need int, keep string) (*persistSet, []string, error) {
 	if len(victims) > 0 {
 		ps = &persistSet{}
 		for _, ae := range victims {
-			p.removeAgent(ae, ps)
+			p.removeAgentLocked(ae, ps)
 		}
 	}
 	var files []string
-	for p.nFree < need {
-		id := p.lru.head
-		files = append(files, p.freeSlot(id))
+	for t.nFree < need {
+		files = append(files, t.evictOldest())
 		p.m.evictions.Add(context.Background(), 1, tierSlots)
 	}
 	return ps, files, nil
@@ -212,28 +199,34 @@ func (p *Pool) makeRoom(need int, keep string) (*persistSet, []string, error) {
 // KeepAlive renews a lease for its TTL. An unknown, expired, released or
 // older-epoch lease is ErrLeaseNotFound, and stays so forever.
 func (p *Pool) KeepAlive(ctx context.Context, leaseID, epoch uint64) (time.Time, time.Duration, error) {
-	p.lock()
-	l, err := p.leaseLocked(leaseID, epoch)
+	var (
+		exp time.Time
+		ttl time.Duration
+	)
+	err := p.withLock(func() error {
+		l, err := p.activeLeaseLocked(leaseID, epoch)
+		if err != nil {
+			return err
+		}
+		p.leases.renew(l, p.clock.Now())
+		exp, ttl = l.expire, l.ttl
+		return nil
+	})
 	if err != nil {
-		p.mu.Unlock()
 		return time.Time{}, 0, err
 	}
-	l.expire = p.clock.Now().Add(l.ttl)
-	heap.Fix(&p.expiry, l.heapIdx)
-	exp, ttl := l.expire, l.ttl
-	p.mu.Unlock()
 	p.m.leasesRenewed.Add(ctx, 1)
 	return exp, ttl, nil
 }
 
-// leaseLocked finds an active lease of this epoch. A lease whose expiry has
-// passed is treated as gone even before the loop revokes it, so that no write
-// lands through a lease that lapsed.
-func (p *Pool) leaseLocked(id, epoch uint64) (*lease, error) {
+// activeLeaseLocked finds an active lease of this epoch. A lease whose expiry
+// has passed is treated as gone even before the loop revokes it, so that no
+// write lands through a lease that lapsed.
+func (p *Pool) activeLeaseLocked(id, epoch uint64) (*lease, error) {
 	if epoch != p.epoch {
 		return nil, ErrLeaseNotFound
 	}
-	l, ok := p.leases[id]
+	l, ok := p.leases.get(id)
 	if !ok || !p.clock.Now().Before(l.expire) {
 		return nil, ErrLeaseNotFound
 	}
@@ -250,26 +243,33 @@ type Released struct {
 // without, written blocks that no agent record references are freed. Blocks
 // never written are freed either way and pinned hits are unpinned.
 func (p *Pool) Release(ctx context.Context, leaseID, epoch uint64, commit bool) (Released, error) {
-	p.lock()
-	l, err := p.leaseLocked(leaseID, epoch)
+	var (
+		r     Released
+		files []string
+	)
+	err := p.withLock(func() error {
+		l, err := p.activeLeaseLocked(leaseID, epoch)
+		if err != nil {
+			return err
+		}
+		r, files = p.endLeaseLocked(l, commit)
+		return nil
+	})
 	if err != nil {
-		p.mu.Unlock()
 		return Released{}, err
 	}
-	r, files := p.endLease(l, commit)
-	p.mu.Unlock()
 	p.m.leasesReleased.Add(ctx, 1)
 	p.removeFiles(files)
 	return r, nil
 }
 
-func (p *Pool) endLease(l *lease, commit bool) (Released, []string) {
-	delete(p.leases, l.id)
-	heap.Remove(&p.expiry, l.heapIdx)
+func (p *Pool) endLeaseLocked(l *lease, commit bool) (Released, []string) {
+	p.leases.remove(l)
+	t := &p.slots
 	var r Released
 	var files []string
 	for i, id := range l.slots {
-		s := &p.slots[id]
+		s := &t.slots[id]
 		s.holders--
 		if i >= l.hits {
 			s.owner = 0
@@ -278,8 +278,8 @@ func (p *Pool) endLease(l *lease, commit bool) (Released, []string) {
 		// dropped as corrupt and rewritten): with commit it becomes cached,
 		// unless the hash is cached already (then this copy is freed).
 		if commit && s.filled && !s.indexed && !s.writing {
-			if _, dup := p.index[s.hash]; !dup {
-				p.index[s.hash] = id
+			if _, dup := t.index[s.hash]; !dup {
+				t.index[s.hash] = id
 				s.indexed = true
 			}
 		}
@@ -289,7 +289,7 @@ func (p *Pool) endLease(l *lease, commit bool) (Released, []string) {
 				// new generation and discards the file it wrote.
 				s.writing = false
 			}
-			f := p.settle(id)
+			f := t.settle(id)
 			if s.state == stateFree {
 				r.Freed++
 				files = append(files, f)
@@ -306,14 +306,15 @@ func (p *Pool) endLease(l *lease, commit bool) (Released, []string) {
 func (p *Pool) ExpireNow() int {
 	var files []string
 	n := 0
-	p.lock()
-	now := p.clock.Now()
-	for len(p.expiry) > 0 && !now.Before(p.expiry[0].expire) {
-		_, f := p.endLease(p.expiry[0], false)
-		files = append(files, f...)
-		n++
-	}
-	p.mu.Unlock()
+	_ = p.withLock(func() error {
+		now := p.clock.Now()
+		for l := p.leases.nextExpired(now); l != nil; l = p.leases.nextExpired(now) {
+			_, f := p.endLeaseLocked(l, false)
+			files = append(files, f...)
+			n++
+		}
+		return nil
+	})
 	if n > 0 {
 		p.m.leasesExpired.Add(context.Background(), int64(n))
 		p.log.Info("leases expired", "count", n)

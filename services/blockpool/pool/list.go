@@ -1,5 +1,7 @@
 package pool
 
+import "fmt"
+
 // links are the intrusive list pointers of a slot in one list; -1 is nil.
 // Intrusive index-based lists keep the LRU O(1) (unlink on a hit, like vLLM's
 // free-block queue) without an allocation per node.
@@ -48,4 +50,23 @@ func (l *ilist) moveToBack(id int32) {
 	}
 	l.remove(id)
 	l.pushBack(id)
+}
+
+// checkList verifies that l links exactly want members, both ways.
+func checkList(l *ilist, want int, member func(int32) bool) error {
+	n := 0
+	prev := int32(-1)
+	for id := l.head; id >= 0; id = l.get(id).next {
+		if l.get(id).prev != prev || !member(id) {
+			return fmt.Errorf("broken at %d", id)
+		}
+		prev = id
+		if n++; n > want {
+			return fmt.Errorf("longer than %d", want)
+		}
+	}
+	if n != want || l.n != want || l.tail != prev {
+		return fmt.Errorf("length %d, counter %d, members %d", n, l.n, want)
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package pool
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -31,18 +32,29 @@ var (
 	tierSlots  = metric.WithAttributes(attribute.String("tier", "slots"))
 )
 
-func newMetrics(mp metric.MeterProvider, p *Pool) *metrics {
+// newMetrics creates the instruments and registers the gauges' callback. A
+// failure to create or register any of them is returned (all of them,
+// joined): a pool whose metrics silently do not exist is not one to run.
+func newMetrics(mp metric.MeterProvider, p *Pool) (*metrics, error) {
 	if mp == nil {
 		mp = noop.NewMeterProvider()
 	}
 	m := mp.Meter("github.com/semantic-kv/semantic/services/blockpool/pool")
 	const pfx = "semantic.blockpool."
+	var errs []error
 	c := func(name, unit, desc string) metric.Int64Counter {
-		x, _ := m.Int64Counter(pfx+name, metric.WithUnit(unit), metric.WithDescription(desc))
+		x, err := m.Int64Counter(pfx+name, metric.WithUnit(unit), metric.WithDescription(desc))
+		errs = append(errs, err)
 		return x
 	}
 	h := func(name, desc string, bounds ...float64) metric.Float64Histogram {
-		x, _ := m.Float64Histogram(pfx+name, metric.WithUnit("s"), metric.WithDescription(desc), metric.WithExplicitBucketBoundaries(bounds...))
+		x, err := m.Float64Histogram(pfx+name, metric.WithUnit("s"), metric.WithDescription(desc), metric.WithExplicitBucketBoundaries(bounds...))
+		errs = append(errs, err)
+		return x
+	}
+	g := func(name, unit, desc string) metric.Int64ObservableGauge {
+		x, err := m.Int64ObservableGauge(pfx+name, metric.WithUnit(unit), metric.WithDescription(desc))
+		errs = append(errs, err)
 		return x
 	}
 	out := &metrics{
@@ -64,20 +76,25 @@ func newMetrics(mp metric.MeterProvider, p *Pool) *metrics {
 		commitLatency: h("bbolt.commit.latency", "Latency of a bbolt batch commit, fsync included.",
 			1e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 0.5),
 	}
-	gauge, _ := m.Int64ObservableGauge(pfx+"blocks", metric.WithUnit("{block}"),
-		metric.WithDescription("Blocks by state: free, leased, cached."))
-	bytesGauge, _ := m.Int64ObservableGauge(pfx+"tier.bytes", metric.WithUnit("By"),
-		metric.WithDescription("Payload bytes held, by tier."))
-	out.reg, _ = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+	blocks := g("blocks", "{block}", "Blocks by state: free, leased, cached.")
+	tierBytes := g("tier.bytes", "By", "Payload bytes held, by tier.")
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	reg, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		c := p.Counts()
-		o.ObserveInt64(gauge, int64(c.Free), metric.WithAttributes(attribute.String("state", "free")))
-		o.ObserveInt64(gauge, int64(c.Leased), metric.WithAttributes(attribute.String("state", "leased")))
-		o.ObserveInt64(gauge, int64(c.Cached), metric.WithAttributes(attribute.String("state", "cached")))
-		o.ObserveInt64(bytesGauge, c.MemoryBytes, tierMemory)
-		o.ObserveInt64(bytesGauge, c.DiskBytes, tierDisk)
+		o.ObserveInt64(blocks, int64(c.Free), metric.WithAttributes(attribute.String("state", "free")))
+		o.ObserveInt64(blocks, int64(c.Leased), metric.WithAttributes(attribute.String("state", "leased")))
+		o.ObserveInt64(blocks, int64(c.Cached), metric.WithAttributes(attribute.String("state", "cached")))
+		o.ObserveInt64(tierBytes, c.MemoryBytes, tierMemory)
+		o.ObserveInt64(tierBytes, c.DiskBytes, tierDisk)
 		return nil
-	}, gauge, bytesGauge)
-	return out
+	}, blocks, tierBytes)
+	if err != nil {
+		return nil, err
+	}
+	out.reg = reg
+	return out, nil
 }
 
 func since(t time.Time) float64 { return time.Since(t).Seconds() }

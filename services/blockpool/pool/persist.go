@@ -62,13 +62,15 @@ func (p *Pool) persist(ctx context.Context, ps *persistSet) error {
 	if ps.empty() {
 		return nil
 	}
-	p.lock()
-	if p.closed {
-		p.mu.Unlock()
-		return ErrClosed
+	if err := p.withLock(func() error {
+		if p.closed {
+			return ErrClosed
+		}
+		p.wg.Add(1)
+		return nil
+	}); err != nil {
+		return err
 	}
-	p.wg.Add(1)
-	p.mu.Unlock()
 	defer p.wg.Done()
 	t := time.Now()
 	// A lone writer commits at once (db.Update): db.Batch would make it wait
@@ -123,13 +125,19 @@ func (p *Pool) persistBestEffort(ctx context.Context, ps *persistSet) {
 
 // snapshot reads the state to persist under the lock; marshalling happens
 // after (agent records are immutable, so holding the pointer is enough).
-func (p *Pool) snapshot(ps *persistSet) ([]agentSnap, []blockSnap, *storagev1.Meta) {
-	p.lock()
-	defer p.mu.Unlock()
+func (p *Pool) snapshot(ps *persistSet) (agents []agentSnap, blocks []blockSnap, meta *storagev1.Meta) {
+	_ = p.withLock(func() error {
+		agents, blocks, meta = p.snapshotLocked(ps)
+		return nil
+	})
+	return agents, blocks, meta
+}
+
+func (p *Pool) snapshotLocked(ps *persistSet) ([]agentSnap, []blockSnap, *storagev1.Meta) {
 	agents := make([]agentSnap, 0, len(ps.agents))
 	for id := range ps.agents {
 		a := agentSnap{id: id}
-		if e := p.agents[id]; e != nil {
+		if e := p.agents.get(id); e != nil {
 			a.rec, a.lastUsed = e.rec, e.lastUsed
 		}
 		agents = append(agents, a)
@@ -139,15 +147,8 @@ func (p *Pool) snapshot(ps *persistSet) ([]agentSnap, []blockSnap, *storagev1.Me
 		b := blockSnap{hash: h}
 		// Only blocks an agent references are stored: the others are a
 		// cache that does not need to survive a restart.
-		if id, ok := p.index[h]; ok && p.slots[id].refs > 0 {
-			s := &p.slots[id]
-			b.val = &storagev1.BlockValue{
-				RefCount: uint32(s.refs), TokenCount: s.tokens, Checksum: s.checksum,
-				Tier: storagev1.BlockTier_BLOCK_TIER_DISK, File: s.file, Size: uint64(p.spec.BlockBytes()),
-			}
-			if !s.parent.IsZero() {
-				b.val.ParentHash = append([]byte(nil), s.parent[:]...)
-			}
+		if id, ok := p.slots.index[h]; ok && p.slots.slots[id].refs > 0 {
+			b.val = p.blockValueLocked(id)
 		}
 		blocks = append(blocks, b)
 	}
@@ -158,10 +159,23 @@ func (p *Pool) snapshot(ps *persistSet) ([]agentSnap, []blockSnap, *storagev1.Me
 	return agents, blocks, meta
 }
 
+// blockValueLocked is the stored form of an indexed slot.
+func (p *Pool) blockValueLocked(id int32) *storagev1.BlockValue {
+	s := &p.slots.slots[id]
+	v := &storagev1.BlockValue{
+		RefCount: uint32(s.refs), TokenCount: s.tokens, Checksum: s.checksum,
+		Tier: storagev1.BlockTier_BLOCK_TIER_DISK, File: s.file, Size: uint64(p.slots.blockBytes),
+	}
+	if !s.parent.IsZero() {
+		v.ParentHash = append([]byte(nil), s.parent[:]...)
+	}
+	return v
+}
+
 func (p *Pool) metaLocked() *storagev1.Meta {
 	m := &storagev1.Meta{
 		SchemaVersion: storage.SchemaVersion, Epoch: p.epoch,
-		CapacityBlocks: uint32(len(p.slots)), NodeId: p.nodeID,
+		CapacityBlocks: uint32(len(p.slots.slots)), NodeId: p.nodeID,
 	}
 	if p.spec != nil {
 		m.Spec = specToStored(*p.spec)

@@ -10,15 +10,18 @@
 //	cached - filled, named in the hash index, held by no lease. A cached block
 //	         that no agent record references is in the eviction LRU.
 //
-// One mutex guards all of it (the seed's coarse lock, which is simple and fast
-// enough: every critical section is a few map and list operations). Disk I/O
-// and fsync never happen under the lock: block files are written and read
-// outside it, and bbolt transactions take the lock only to snapshot the
-// in-memory state they persist.
+// The state is three tables: slots (the blocks, the hash index, the tiers;
+// slottable.go), leases (with their expiry heap; leasetable.go) and agents
+// (records in LRU order; agenttable.go). One mutex guards all three: every
+// critical section is a few map and list operations, and operations such as a
+// lease or a commit change several tables at once. Each table checks its own
+// invariants; Check adds the ones between them. Disk I/O and fsync never
+// happen under the lock: block files are written and read outside it, and
+// bbolt transactions take the lock only to snapshot the in-memory state they
+// persist. Recovery at open is in recover.go.
 package pool
 
 import (
-	"container/list"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -70,90 +73,34 @@ type Options struct {
 	NoSync bool
 }
 
-type state uint8
-
-const (
-	stateFree state = iota
-	stateLeased
-	stateCached
-)
-
-func (s state) String() string { return [...]string{"free", "leased", "cached"}[s] }
-
-// slot is one block of the pool.
-type slot struct {
-	state    state
-	filled   bool // holds a durable payload (file written, possibly in memory too)
-	indexed  bool // p.index[hash] == this slot
-	writing  bool // a BlockWrite is filling it
-	onDisk   bool // its BlockBytes are counted in diskBytes (file written or reserved)
-	verified bool // the file's checksum was verified since open
-	inLRU    bool
-	inMem    bool
-	hash     kvspec.Hash
-	parent   kvspec.Hash
-	tokens   uint32
-	checksum uint32
-	payload  []byte // memory tier; nil when only on disk (or free)
-	file     string // block file name in the blocks dir; "" if none
-	holders  int32  // leases holding it: pinned hits plus the fresh owner
-	owner    uint64 // lease that took it fresh, until released
-	refs     int32  // agent-record references to its hash
-	gen      uint64 // bumped whenever its content changes, to detect stale I/O
-	lru, mem links
-}
-
-// agentRec is an immutable agent record: a commit builds a new one.
-type agentRec struct {
-	ID, ModelTag, Salt string
-	Hashes             []kvspec.Hash
-	Tokens             []uint32
-	Version            uint64
-	Created            time.Time
-}
-
-type agentEntry struct {
-	rec      *agentRec
-	lastUsed time.Time
-	elem     *list.Element // in p.agentLRU; front = least recently used
-}
-
 // Pool is the block pool. All exported methods are safe for concurrent use.
+//
+// Its state is three tables (slots, leases, agents), each with its own
+// invariants (check), all guarded by the one lock mu. Every locked section
+// goes through withLock; helpers named ...Locked expect the lock held.
 type Pool struct {
 	opt    Options
 	log    *slog.Logger
 	clock  Clock
 	m      *metrics
-	db     *storage.DB
 	blkDir string
 	nodeID string
 	epoch  uint64
 
-	mu       sync.Mutex
-	closed   bool
-	spec     *kvspec.Spec
-	slots    []slot
-	free     []int32
-	nFree    int
-	nLeased  int
-	nCached  int
-	index    map[kvspec.Hash]int32
-	lru      ilist // cached, unreferenced: eviction order
-	mem      ilist // payloads in memory: memory-tier eviction order
-	memBytes int64
-	dskBytes int64
-	agents   map[string]*agentEntry
-	agentLRU *list.List
-	leases   map[uint64]*lease
-	expiry   leaseHeap
-	nextID   uint64
-	fileSeq  uint64
+	db         *storage.DB
+	persisting atomic.Int32   // persist calls in flight, to choose Update or Batch
+	wg         sync.WaitGroup // in-flight persist calls, so Close waits for them
+
+	mu      sync.Mutex
+	closed  bool
+	spec    *kvspec.Spec // nil until configured
+	slots   slotTable
+	leases  leaseTable
+	agents  agentTable
+	fileSeq uint64 // block file names written in this epoch
 
 	stop chan struct{}
 	done chan struct{}
-	wg   sync.WaitGroup // in-flight persist calls, so Close waits for them
-
-	persisting atomic.Int32 // persist calls in flight, to choose Update or Batch
 }
 
 // Open opens or creates the pool in opt.Dir, recovers its state (see
@@ -186,17 +133,16 @@ func Open(opt Options) (*Pool, error) {
 		}
 	}
 	p := &Pool{
-		opt:      opt,
-		log:      opt.Logger,
-		clock:    opt.Clock,
-		blkDir:   filepath.Join(opt.Dir, "blocks"),
-		index:    map[kvspec.Hash]int32{},
-		agents:   map[string]*agentEntry{},
-		agentLRU: list.New(),
-		leases:   map[uint64]*lease{},
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
+		opt:    opt,
+		log:    opt.Logger,
+		clock:  opt.Clock,
+		blkDir: filepath.Join(opt.Dir, "blocks"),
+		leases: newLeaseTable(),
+		agents: newAgentTable(),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
 	}
+	p.slots.memBudget = opt.MemoryBudget
 	if err := os.MkdirAll(p.blkDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -218,7 +164,10 @@ func Open(opt Options) (*Pool, error) {
 		db.Close()
 		return nil, fmt.Errorf("pool: recover: %w", err)
 	}
-	p.m = newMetrics(opt.MeterProvider, p)
+	if p.m, err = newMetrics(opt.MeterProvider, p); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("pool: metrics: %w", err)
+	}
 	if opt.ExpiryInterval > 0 {
 		go p.expiryLoop(opt.ExpiryInterval)
 	} else {
@@ -230,13 +179,14 @@ func Open(opt Options) (*Pool, error) {
 // Close stops the expiry loop, waits for in-flight persistence and closes
 // bbolt. Every lease dies with the process (leases are not persisted).
 func (p *Pool) Close() error {
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
+	var already bool
+	_ = p.withLock(func() error {
+		already, p.closed = p.closed, true
+		return nil
+	})
+	if already {
 		return nil
 	}
-	p.closed = true
-	p.mu.Unlock()
 	close(p.stop)
 	<-p.done
 	p.wg.Wait()
@@ -259,6 +209,15 @@ func (p *Pool) lock() {
 	}
 }
 
+// withLock runs f with the pool lock held. Its deferred unlock is the one
+// unlock path of the core: an early return from f, or a panic in it, never
+// leaves the lock held (a server that recovers the panic keeps a usable pool).
+func (p *Pool) withLock(f func() error) error {
+	p.lock()
+	defer p.mu.Unlock()
+	return f()
+}
+
 // Epoch is the pool epoch of this process lifetime.
 func (p *Pool) Epoch() uint64 { return p.epoch }
 
@@ -279,29 +238,37 @@ type Counts struct {
 
 // Counts returns a consistent snapshot of the pool's sizes.
 func (p *Pool) Counts() Counts {
-	p.lock()
-	defer p.mu.Unlock()
-	return p.countsLocked()
+	var c Counts
+	_ = p.withLock(func() error {
+		c = p.countsLocked()
+		return nil
+	})
+	return c
 }
 
 func (p *Pool) countsLocked() Counts {
-	c := Counts{
-		Capacity: len(p.slots), Free: p.nFree, Leased: p.nLeased, Cached: p.nCached,
-		MemoryBytes: p.memBytes, DiskBytes: p.dskBytes,
+	t := &p.slots
+	return Counts{
+		Capacity: len(t.slots), Free: t.nFree, Leased: t.nLeased, Cached: t.nCached,
+		MemoryBytes: t.memBytes, DiskBytes: t.dskBytes,
 		MemoryBudget: p.opt.MemoryBudget, DiskBudget: p.opt.DiskBudget,
-		ActiveLeases: len(p.leases), Agents: len(p.agents), Epoch: p.epoch, NodeID: p.nodeID,
+		ActiveLeases: p.leases.len(), Agents: p.agents.len(), Epoch: p.epoch, NodeID: p.nodeID,
+		Spec: p.specLocked(),
 	}
-	if p.spec != nil {
-		s := *p.spec
-		c.Spec = &s
-	}
-	return c
 }
 
 // Spec returns the current spec, nil while unconfigured.
 func (p *Pool) Spec() *kvspec.Spec {
-	p.lock()
-	defer p.mu.Unlock()
+	var s *kvspec.Spec
+	_ = p.withLock(func() error {
+		s = p.specLocked()
+		return nil
+	})
+	return s
+}
+
+// specLocked returns a copy of the spec, nil while unconfigured.
+func (p *Pool) specLocked() *kvspec.Spec {
 	if p.spec == nil {
 		return nil
 	}
@@ -309,119 +276,20 @@ func (p *Pool) Spec() *kvspec.Spec {
 	return &s
 }
 
+// setSpecLocked sets the spec and lays out capacity slots for it: fresh ones
+// (at open), or the cached blocks renumbered (rebuild, when no lease is
+// active).
+func (p *Pool) setSpecLocked(spec kvspec.Spec, capacity int, rebuild bool) {
+	p.spec = &spec
+	if rebuild {
+		p.slots.rebuild(capacity, int64(spec.BlockBytes()))
+	} else {
+		p.slots.build(capacity, int64(spec.BlockBytes()))
+	}
+}
+
 // MaxTTL is the longest lease TTL accepted.
 func (p *Pool) MaxTTL() time.Duration { return p.opt.MaxTTL }
-
-// ---- slot state changes (all under p.mu) ----
-
-func (p *Pool) setState(id int32, to state) {
-	s := &p.slots[id]
-	switch s.state {
-	case stateFree:
-		p.nFree--
-	case stateLeased:
-		p.nLeased--
-	case stateCached:
-		p.nCached--
-	}
-	s.state = to
-	switch to {
-	case stateFree:
-		p.nFree++
-	case stateLeased:
-		p.nLeased++
-	case stateCached:
-		p.nCached++
-	}
-}
-
-// hold adds a lease holder to a free or cached slot (or one already leased).
-func (p *Pool) hold(id int32) {
-	s := &p.slots[id]
-	if s.inLRU {
-		p.lru.remove(id)
-		s.inLRU = false
-	}
-	s.holders++
-	if s.state != stateLeased {
-		p.setState(id, stateLeased)
-	}
-}
-
-// settle puts a slot that no lease holds any more in its resting state:
-// cached if it holds an indexed payload, free otherwise. It returns the block
-// file to delete, if any (the caller deletes it after unlocking).
-func (p *Pool) settle(id int32) (file string) {
-	s := &p.slots[id]
-	if s.holders > 0 {
-		return ""
-	}
-	if s.filled && s.indexed {
-		p.setState(id, stateCached)
-		if s.refs == 0 && !s.inLRU {
-			p.lru.pushBack(id)
-			s.inLRU = true
-		}
-		return ""
-	}
-	return p.freeSlot(id)
-}
-
-// freeSlot returns a slot to the free list, dropping its payload reference
-// (the seed's memory-leak fix: a freed block never keeps its KV alive), its
-// index entry and its disk accounting. It returns the file to delete.
-func (p *Pool) freeSlot(id int32) (file string) {
-	s := &p.slots[id]
-	if s.indexed {
-		delete(p.index, s.hash)
-	}
-	if s.inLRU {
-		p.lru.remove(id)
-	}
-	p.dropMem(id)
-	if s.onDisk {
-		p.dskBytes -= int64(p.spec.BlockBytes())
-	}
-	file = s.file
-	gen := s.gen + 1
-	*s = slot{state: s.state, gen: gen, lru: links{-1, -1}, mem: links{-1, -1}}
-	p.setState(id, stateFree)
-	p.free = append(p.free, id)
-	return file
-}
-
-// dropMem releases a slot's in-memory payload (the file stays).
-func (p *Pool) dropMem(id int32) {
-	s := &p.slots[id]
-	if s.inMem {
-		p.mem.remove(id)
-		s.inMem = false
-		p.memBytes -= int64(len(s.payload))
-	}
-	s.payload = nil
-}
-
-// addMem puts a payload in the memory tier and evicts least-recently-used
-// payloads (never files) until the memory budget holds.
-func (p *Pool) addMem(id int32, payload []byte) {
-	s := &p.slots[id]
-	p.dropMem(id)
-	s.payload = payload
-	s.inMem = true
-	p.mem.pushBack(id)
-	p.memBytes += int64(len(payload))
-	for p.opt.MemoryBudget > 0 && p.memBytes > p.opt.MemoryBudget && p.mem.n > 0 {
-		victim := p.mem.head
-		p.dropMem(victim)
-		p.m.evictions.Add(context.Background(), 1, tierMemory)
-	}
-}
-
-func (p *Pool) takeFree() int32 {
-	id := p.free[len(p.free)-1]
-	p.free = p.free[:len(p.free)-1]
-	return id
-}
 
 // removeFiles deletes block files outside the lock. A failure only leaves an
 // orphan, which the next open removes.
@@ -436,181 +304,76 @@ func (p *Pool) removeFiles(files []string) {
 	}
 }
 
-func (p *Pool) newFileName(h kvspec.Hash) string {
+func (p *Pool) newFileNameLocked(h kvspec.Hash) string {
 	p.fileSeq++
 	// Unique per write (epoch + sequence): two leases may write the same hash
 	// at once, and deleting one copy must never delete the other.
 	return fmt.Sprintf("%s-%d-%d.blk", hex.EncodeToString(h[:]), p.epoch, p.fileSeq)
 }
 
-func (p *Pool) buildSlots(n int) {
-	p.slots = make([]slot, n)
-	p.free = make([]int32, 0, n)
-	p.lru = newList(func(id int32) *links { return &p.slots[id].lru })
-	p.mem = newList(func(id int32) *links { return &p.slots[id].mem })
-	for i := n - 1; i >= 0; i-- {
-		p.slots[i] = slot{lru: links{-1, -1}, mem: links{-1, -1}}
-		p.free = append(p.free, int32(i))
-	}
-	p.nFree, p.nLeased, p.nCached = n, 0, 0
-}
-
-// ---- invariants ----
-
 // Check verifies every invariant of the pool and returns the first violation.
 // Tests run it after every concurrent scenario; it is O(capacity + records).
-func (p *Pool) Check() error {
-	p.lock()
-	defer p.mu.Unlock()
-	var nf, nl, nc int
-	var memBytes, dskBytes int64
-	bb := int64(0)
-	if p.spec != nil {
-		bb = int64(p.spec.BlockBytes())
+func (p *Pool) Check() error { return p.withLock(p.checkLocked) }
+
+// checkLocked checks each table, then what the tables say of each other: the
+// holders and owner of each slot are its leases', the references of each
+// block are its agents', every agent names blocks that are indexed, in the
+// number its tokens need.
+func (p *Pool) checkLocked() error {
+	if err := p.slots.check(); err != nil {
+		return fmt.Errorf("slots: %w", err)
 	}
-	holders := make([]int32, len(p.slots))
-	owners := make([]uint64, len(p.slots))
-	for id, l := range p.leases {
-		if l.id != id || l.heapIdx < 0 || l.heapIdx >= len(p.expiry) || p.expiry[l.heapIdx] != l {
-			return fmt.Errorf("lease %d: bad map/heap entry", id)
-		}
+	if err := p.leases.check(); err != nil {
+		return fmt.Errorf("leases: %w", err)
+	}
+	if err := p.agents.check(); err != nil {
+		return fmt.Errorf("agents: %w", err)
+	}
+	t := &p.slots
+	wantBB := int64(0)
+	if p.spec != nil {
+		wantBB = int64(p.spec.BlockBytes())
+	}
+	if t.blockBytes != wantBB {
+		return fmt.Errorf("slot table block size %d, spec's %d", t.blockBytes, wantBB)
+	}
+	holders := make([]int32, len(t.slots))
+	owners := make([]uint64, len(t.slots))
+	for l := range p.leases.all() {
 		for i, sid := range l.slots {
 			holders[sid]++
 			if i >= l.hits {
 				if owners[sid] != 0 {
 					return fmt.Errorf("slot %d owned by two leases", sid)
 				}
-				owners[sid] = id
+				owners[sid] = l.id
 			}
 		}
 	}
-	if len(p.expiry) != len(p.leases) {
-		return fmt.Errorf("heap has %d leases, map %d", len(p.expiry), len(p.leases))
-	}
-	for i := 1; i < len(p.expiry); i++ {
-		if p.expiry.Less(i, (i-1)/2) {
-			return fmt.Errorf("expiry heap order broken at %d", i)
-		}
-	}
 	refs := map[kvspec.Hash]int32{}
-	if p.agentLRU.Len() != len(p.agents) {
-		return fmt.Errorf("agent LRU has %d, map %d", p.agentLRU.Len(), len(p.agents))
-	}
-	for id, e := range p.agents {
-		if e.rec.ID != id || e.elem == nil || e.elem.Value.(*agentEntry) != e {
-			return fmt.Errorf("agent %q: bad entry", id)
-		}
-		if len(e.rec.Hashes) == 0 || p.spec == nil || len(e.rec.Hashes) != p.spec.BlocksFor(len(e.rec.Tokens)) {
+	for e := range p.agents.all() {
+		id := e.rec.ID
+		if p.spec == nil || len(e.rec.Hashes) != p.spec.BlocksFor(len(e.rec.Tokens)) {
 			return fmt.Errorf("agent %q: %d hashes for %d tokens", id, len(e.rec.Hashes), len(e.rec.Tokens))
 		}
 		for _, h := range e.rec.Hashes {
-			if _, ok := p.index[h]; !ok {
+			if _, ok := t.index[h]; !ok {
 				return fmt.Errorf("agent %q points at block %s that is gone", id, h)
 			}
 			refs[h]++
 		}
 	}
-	freeSeen := make([]bool, len(p.slots))
-	for _, id := range p.free {
-		if id < 0 || int(id) >= len(p.slots) || freeSeen[id] {
-			return fmt.Errorf("free list: bad or duplicate id %d", id)
-		}
-		freeSeen[id] = true
-	}
-	lruN, memN := 0, 0
-	for id := range p.slots {
-		s := &p.slots[id]
+	for id := range t.slots {
+		s := &t.slots[id]
 		if s.holders != holders[id] {
 			return fmt.Errorf("slot %d: holders %d, leases say %d", id, s.holders, holders[id])
 		}
 		if s.owner != owners[id] {
 			return fmt.Errorf("slot %d: owner %d, leases say %d", id, s.owner, owners[id])
 		}
-		if s.indexed {
-			if x, ok := p.index[s.hash]; !ok || x != int32(id) {
-				return fmt.Errorf("slot %d: indexed but index disagrees", id)
-			}
-			if !s.filled {
-				return fmt.Errorf("slot %d: indexed but not filled", id)
-			}
-		}
-		if s.refs != refs[s.hash] && s.indexed || !s.indexed && s.refs != 0 {
+		if s.indexed && s.refs != refs[s.hash] {
 			return fmt.Errorf("slot %d: refs %d, agent records say %d", id, s.refs, refs[s.hash])
 		}
-		if s.filled && s.file == "" {
-			return fmt.Errorf("slot %d: filled without a block file", id)
-		}
-		switch s.state {
-		case stateFree:
-			nf++
-			if !freeSeen[id] || s.filled || s.indexed || s.holders != 0 || s.payload != nil || s.file != "" || s.onDisk || s.inLRU || s.inMem || s.writing {
-				return fmt.Errorf("slot %d: free but not clean", id)
-			}
-		case stateLeased:
-			nl++
-			if freeSeen[id] || s.holders == 0 || s.inLRU {
-				return fmt.Errorf("slot %d: leased but holders %d / in free list / in LRU", id, s.holders)
-			}
-		case stateCached:
-			nc++
-			if freeSeen[id] || s.holders != 0 || !s.filled || !s.indexed || s.writing {
-				return fmt.Errorf("slot %d: cached but not a resting filled indexed block", id)
-			}
-			if s.inLRU != (s.refs == 0) {
-				return fmt.Errorf("slot %d: cached with refs %d but inLRU=%v", id, s.refs, s.inLRU)
-			}
-		}
-		if s.inLRU {
-			lruN++
-		}
-		if s.inMem {
-			memN++
-			memBytes += int64(len(s.payload))
-		} else if s.payload != nil {
-			return fmt.Errorf("slot %d: payload outside the memory list", id)
-		}
-		if s.onDisk {
-			dskBytes += bb
-		}
-	}
-	for h, id := range p.index {
-		if !p.slots[id].indexed || p.slots[id].hash != h {
-			return fmt.Errorf("index %s -> slot %d that does not hold it", h, id)
-		}
-	}
-	if nf+nl+nc != len(p.slots) || nf != p.nFree || nl != p.nLeased || nc != p.nCached || len(p.free) != nf {
-		return fmt.Errorf("counts: free %d/%d leased %d/%d cached %d/%d capacity %d free list %d",
-			nf, p.nFree, nl, p.nLeased, nc, p.nCached, len(p.slots), len(p.free))
-	}
-	if err := checkList(&p.lru, lruN, func(id int32) bool { return p.slots[id].inLRU }); err != nil {
-		return fmt.Errorf("lru: %w", err)
-	}
-	if err := checkList(&p.mem, memN, func(id int32) bool { return p.slots[id].inMem }); err != nil {
-		return fmt.Errorf("mem list: %w", err)
-	}
-	if memBytes != p.memBytes || dskBytes != p.dskBytes {
-		return fmt.Errorf("tier bytes: memory %d/%d disk %d/%d", memBytes, p.memBytes, dskBytes, p.dskBytes)
-	}
-	if p.opt.MemoryBudget > 0 && p.memBytes > p.opt.MemoryBudget {
-		return fmt.Errorf("memory %d over budget %d", p.memBytes, p.opt.MemoryBudget)
-	}
-	return nil
-}
-
-func checkList(l *ilist, want int, member func(int32) bool) error {
-	n := 0
-	prev := int32(-1)
-	for id := l.head; id >= 0; id = l.get(id).next {
-		if l.get(id).prev != prev || !member(id) {
-			return fmt.Errorf("broken at %d", id)
-		}
-		prev = id
-		if n++; n > want {
-			return fmt.Errorf("longer than %d", want)
-		}
-	}
-	if n != want || l.n != want || l.tail != prev {
-		return fmt.Errorf("length %d, counter %d, members %d", n, l.n, want)
 	}
 	return nil
 }

@@ -619,7 +619,6 @@ func TestCommitValidation(t *testing.T) {
 		req  CommitRequest
 		want error
 	}{
-		{CommitRequest{AgentID: "bad id!", ModelTag: "test-model", Hashes: hashes, Tokens: toks}, ErrInvalidArgument},
 		{CommitRequest{AgentID: "a", ModelTag: "test-model", Hashes: hashes[:1], Tokens: toks}, ErrInvalidArgument},
 		{CommitRequest{AgentID: "a", ModelTag: "test-model", Hashes: bad, Tokens: toks}, ErrInvalidArgument},
 		{CommitRequest{AgentID: "a", ModelTag: "test-model", Hashes: hashes, Tokens: toks}, ErrBlockNotFound},

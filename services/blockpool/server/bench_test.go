@@ -13,6 +13,7 @@ import (
 
 	blockpoolv1 "github.com/semantic-kv/semantic/pkg/api/semantic/blockpool/v1"
 	"github.com/semantic-kv/semantic/pkg/kvspec"
+	"github.com/semantic-kv/semantic/pkg/poolwire"
 	"github.com/semantic-kv/semantic/services/blockpool/pool"
 	"github.com/semantic-kv/semantic/services/blockpool/server"
 	"google.golang.org/grpc"
@@ -31,13 +32,13 @@ func newBench(b *testing.B, sp kvspec.Spec, capacity, conns int) *benchEnv {
 		b.Fatal(err)
 	}
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	gs := grpc.NewServer(server.ServerOptions()...)
+	gs := grpc.NewServer(poolwire.ServerOptions()...)
 	server.New(p, "bench", nil).Register(gs)
 	go gs.Serve(ln)
 	e := &benchEnv{p: p}
 	for range conns {
 		c, err := grpc.NewClient(ln.Addr().String(),
-			append(server.ClientOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+			append(poolwire.ClientOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -147,7 +148,7 @@ func BenchmarkGetBlocks(b *testing.B) {
 			b.SetBytes(int64(n * size))
 			b.ResetTimer()
 			for b.Loop() {
-				st, err := c.GetBlocks(ctx, &blockpoolv1.GetBlocksRequest{LeaseId: l.LeaseId, Epoch: l.Epoch, BlockIds: ids, ChunkBytes: server.MaxChunkBytes})
+				st, err := c.GetBlocks(ctx, &blockpoolv1.GetBlocksRequest{LeaseId: l.LeaseId, Epoch: l.Epoch, BlockIds: ids, ChunkBytes: poolwire.MaxChunkBytes})
 				if err != nil {
 					b.Fatal(err)
 				}

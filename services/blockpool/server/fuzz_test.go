@@ -32,7 +32,9 @@ func FuzzValidateRequests(f *testing.F) {
 		&blockpoolv1.BlockHeader{BlockId: 1, Hash: make([]byte, 32), TokenCount: 4, Size: 128, ParentHash: make([]byte, 31)},
 		&blockpoolv1.CommitAgentRequest{AgentId: "a", ModelTag: "m", BlockHashes: [][]byte{make([]byte, 32)}, TokenIds: []uint32{1, 2}},
 		&blockpoolv1.LookupAgentRequest{AgentId: "x:y.z", TokenIds: []uint32{1}, ModelTag: "m"},
-		&blockpoolv1.CacheSpec{Layers: 1, KvHeads: 1, HeadDim: 1, TokensPerBlock: 1, Dtype: 2, ModelTag: "m"},
+		&blockpoolv1.ReconfigureRequest{Spec: &blockpoolv1.CacheSpec{Layers: 1, KvHeads: 1, HeadDim: 1, TokensPerBlock: 1, Dtype: 2, ModelTag: "m"}, CapacityBlocks: 8},
+		&blockpoolv1.GetBlocksRequest{LeaseId: 1, Epoch: 1, BlockIds: []uint32{0, 1}, ChunkBytes: 4096},
+		&blockpoolv1.ListAgentsRequest{PageSize: 10, PageToken: "x"},
 	}
 	for _, m := range seeds {
 		b, _ := proto.Marshal(m)
@@ -41,10 +43,10 @@ func FuzzValidateRequests(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var lr blockpoolv1.LeaseRequest
 		if proto.Unmarshal(b, &lr) == nil {
-			_, ttl, err := server.ValidateLease(&lr, time.Minute)
+			_, ttl, err := server.ValidateLease(&lr)
 			checkInvalid(t, err)
-			if err == nil && (ttl < 0 || ttl > time.Minute) {
-				t.Fatal("accepted ttl", ttl)
+			if err == nil && lr.Ttl == nil && ttl != 0 {
+				t.Fatal("ttl without a request ttl", ttl)
 			}
 		}
 		var h blockpoolv1.BlockHeader
@@ -64,12 +66,25 @@ func FuzzValidateRequests(f *testing.F) {
 		if proto.Unmarshal(b, &lk) == nil {
 			checkInvalid(t, server.ValidateLookup(&lk))
 		}
-		var cs blockpoolv1.CacheSpec
-		if proto.Unmarshal(b, &cs) == nil {
-			s, err := server.SpecFromProto("spec", &cs)
+		var rr blockpoolv1.ReconfigureRequest
+		if proto.Unmarshal(b, &rr) == nil {
+			_, err := server.ValidateReconfigure(&rr)
 			checkInvalid(t, err)
-			if err == nil && s.Validate() != nil {
-				t.Fatal("accepted an invalid spec")
+		}
+		var gr blockpoolv1.GetBlocksRequest
+		if proto.Unmarshal(b, &gr) == nil {
+			chunk, err := server.ValidateGetBlocks(&gr, 64)
+			checkInvalid(t, err)
+			if err == nil && (chunk <= 0 || len(gr.BlockIds) > 64) {
+				t.Fatal("accepted chunk", chunk, "for", len(gr.BlockIds), "ids")
+			}
+		}
+		var la blockpoolv1.ListAgentsRequest
+		if proto.Unmarshal(b, &la) == nil {
+			n, err := server.ValidateListAgents(&la)
+			checkInvalid(t, err)
+			if err == nil && (n < 1 || n > 1000) {
+				t.Fatal("accepted page size", n)
 			}
 		}
 	})

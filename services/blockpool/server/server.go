@@ -1,7 +1,10 @@
 // Package server is the gRPC face of the block pool
-// (semantic.blockpool.v1.BlockPoolService): it validates every request,
-// converts between wire and domain types, streams payloads, and maps domain
-// errors to status codes in one place (errors.go).
+// (semantic.blockpool.v1.BlockPoolService): it validates every request at the
+// wire level (validate.go), converts between wire and domain types, streams
+// payloads, and maps domain errors to status codes in one place (errors.go).
+// The limits, spec conversion, codecs and transport options it shares with
+// pool clients are in pkg/poolwire; a grpc.Server for it takes
+// poolwire.ServerOptions.
 package server
 
 import (
@@ -11,11 +14,10 @@ import (
 	"log/slog"
 
 	blockpoolv1 "github.com/semantic-kv/semantic/pkg/api/semantic/blockpool/v1"
+	"github.com/semantic-kv/semantic/pkg/poolwire"
 	"github.com/semantic-kv/semantic/pkg/rpcstatus"
 	"github.com/semantic-kv/semantic/services/blockpool/pool"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/encoding"
-	"google.golang.org/grpc/encoding/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -41,34 +43,10 @@ func (s *Server) Register(r grpc.ServiceRegistrar) {
 	blockpoolv1.RegisterBlockPoolServiceServer(r, s)
 }
 
-// ServerOptions are the grpc.Server options this service is tuned for: a
-// receive limit that admits a MaxChunkBytes data chunk plus its header, HTTP/2
-// windows and buffers sized for megabyte blocks, and the zero-copy codec for
-// GetBlocks data (byte-identical on the wire to the proto codec).
-func ServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(MaxChunkBytes + 64<<10),
-		grpc.InitialWindowSize(8 << 20), grpc.InitialConnWindowSize(16 << 20),
-		grpc.WriteBufferSize(1 << 20), grpc.ReadBufferSize(1 << 20),
-		grpc.ForceServerCodecV2(newCodec()),
-	}
-}
-
-// ClientOptions are the matching dial options for a client that reads and
-// writes blocks: windows, buffers and message limits for MaxChunkBytes chunks.
-func ClientOptions() []grpc.DialOption {
-	return []grpc.DialOption{
-		grpc.WithInitialWindowSize(8 << 20), grpc.WithInitialConnWindowSize(16 << 20),
-		grpc.WithReadBufferSize(1 << 20), grpc.WithWriteBufferSize(1 << 20),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxChunkBytes+64<<10), grpc.MaxCallSendMsgSize(MaxChunkBytes+64<<10),
-			grpc.ForceCodecV2(clientCodec{base: encoding.GetCodecV2(proto.Name)})),
-	}
-}
-
 func (s *Server) info() *blockpoolv1.GetPoolInfoResponse {
 	c := s.p.Counts()
 	return &blockpoolv1.GetPoolInfoResponse{
-		NodeId: c.NodeID, Spec: SpecToProto(c.Spec), CapacityBlocks: uint32(c.Capacity),
+		NodeId: c.NodeID, Spec: poolwire.SpecToProto(c.Spec), CapacityBlocks: uint32(c.Capacity),
 		FreeBlocks: uint32(c.Free), LeasedBlocks: uint32(c.Leased), CachedBlocks: uint32(c.Cached),
 		MemoryBytes: uint64(c.MemoryBytes), DiskBytes: uint64(c.DiskBytes),
 		MemoryBudgetBytes: uint64(c.MemoryBudget), DiskBudgetBytes: uint64(c.DiskBudget),
@@ -83,12 +61,9 @@ func (s *Server) GetPoolInfo(context.Context, *blockpoolv1.GetPoolInfoRequest) (
 
 // Reconfigure implements the RPC.
 func (s *Server) Reconfigure(ctx context.Context, r *blockpoolv1.ReconfigureRequest) (*blockpoolv1.ReconfigureResponse, error) {
-	spec, err := SpecFromProto("spec", r.Spec)
+	spec, err := ValidateReconfigure(r)
 	if err != nil {
 		return nil, err
-	}
-	if r.CapacityBlocks > MaxCapacityBlocks {
-		return nil, rpcstatus.InvalidArgument("capacity_blocks", "at most %d", MaxCapacityBlocks)
 	}
 	res, err := s.p.Reconfigure(ctx, spec, int(r.CapacityBlocks))
 	if err != nil {
@@ -101,7 +76,7 @@ func (s *Server) Reconfigure(ctx context.Context, r *blockpoolv1.ReconfigureRequ
 
 // Lease implements the RPC.
 func (s *Server) Lease(ctx context.Context, r *blockpoolv1.LeaseRequest) (*blockpoolv1.LeaseResponse, error) {
-	hs, ttl, err := ValidateLease(r, s.p.MaxTTL())
+	hs, ttl, err := ValidateLease(r)
 	if err != nil {
 		return nil, err
 	}
@@ -196,8 +171,8 @@ func (s *Server) PutBlocks(stream blockpoolv1.BlockPoolService_PutBlocksServer) 
 		} else if m.LeaseId != 0 && (m.LeaseId != leaseID || m.Epoch != epoch) {
 			return rpcstatus.InvalidArgument("lease_id", "one stream writes through one lease")
 		}
-		if len(m.Data) > MaxChunkBytes {
-			return rpcstatus.InvalidArgument("data", "chunk of %d bytes exceeds %d", len(m.Data), MaxChunkBytes)
+		if err := checkChunk(m.Data); err != nil {
+			return err
 		}
 		if h := m.Header; h != nil {
 			if w != nil {
@@ -237,18 +212,9 @@ func (s *Server) PutBlocks(stream blockpoolv1.BlockPoolService_PutBlocksServer) 
 // stored buffer: no copy beyond the one into the wire.
 func (s *Server) GetBlocks(r *blockpoolv1.GetBlocksRequest, stream blockpoolv1.BlockPoolService_GetBlocksServer) error {
 	ctx := stream.Context()
-	if len(r.BlockIds) == 0 {
-		return rpcstatus.InvalidArgument("block_ids", "must not be empty")
-	}
-	if c := s.p.Counts().Capacity; len(r.BlockIds) > c {
-		return rpcstatus.InvalidArgument("block_ids", "at most %d ids", c)
-	}
-	chunk := int(r.ChunkBytes)
-	if chunk == 0 {
-		chunk = DefaultChunkBytes
-	}
-	if chunk < MinChunkBytes || chunk > MaxChunkBytes {
-		return rpcstatus.InvalidArgument("chunk_bytes", "must be 0 or in %d..%d, got %d", MinChunkBytes, MaxChunkBytes, chunk)
+	chunk, err := ValidateGetBlocks(r, s.p.Counts().Capacity)
+	if err != nil {
+		return err
 	}
 	for _, id := range r.BlockIds {
 		d, err := s.p.ReadBlock(ctx, r.LeaseId, r.Epoch, id)
@@ -317,12 +283,9 @@ func recordToProto(r *pool.AgentRecord) *blockpoolv1.AgentRecord {
 
 // ListAgents implements the RPC.
 func (s *Server) ListAgents(ctx context.Context, r *blockpoolv1.ListAgentsRequest) (*blockpoolv1.ListAgentsResponse, error) {
-	n := int(r.PageSize)
-	if n == 0 {
-		n = DefaultPageSize
-	}
-	if n > MaxPageSize {
-		return nil, rpcstatus.InvalidArgument("page_size", "at most %d", MaxPageSize)
+	n, err := ValidateListAgents(r)
+	if err != nil {
+		return nil, err
 	}
 	page, next, err := s.p.ListAgents(n, r.PageToken)
 	if err != nil {

@@ -9,11 +9,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	blockpoolv1 "github.com/semantic-kv/semantic/pkg/api/semantic/blockpool/v1"
 	"github.com/semantic-kv/semantic/pkg/kvspec"
+	"github.com/semantic-kv/semantic/pkg/poolwire"
 	"github.com/semantic-kv/semantic/pkg/rpcstatus"
 	"github.com/semantic-kv/semantic/services/blockpool/pool"
 	"github.com/semantic-kv/semantic/services/blockpool/server"
@@ -56,10 +58,10 @@ func newEnv(t *testing.T, capacity int, configured bool) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := grpc.NewServer(server.ServerOptions()...)
+	gs := grpc.NewServer(poolwire.ServerOptions()...)
 	server.New(p, "test", nil).Register(gs)
 	go gs.Serve(ln)
-	conn, err := grpc.NewClient(ln.Addr().String(), append(server.ClientOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	conn, err := grpc.NewClient(ln.Addr().String(), append(poolwire.ClientOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +193,7 @@ func TestEveryRPC(t *testing.T) {
 	// Unconfigured: leasing is refused until Reconfigure.
 	_, err := e.c.Lease(ctx, &blockpoolv1.LeaseRequest{Holder: "s", AgentId: "a", Count: 1, ModelTag: tag})
 	wantCode(t, err, codes.FailedPrecondition, "")
-	rc, err := e.c.Reconfigure(ctx, &blockpoolv1.ReconfigureRequest{Spec: server.SpecToProto(&spec), CapacityBlocks: 32})
+	rc, err := e.c.Reconfigure(ctx, &blockpoolv1.ReconfigureRequest{Spec: poolwire.SpecToProto(&spec), CapacityBlocks: 32})
 	if err != nil || rc.Info.CapacityBlocks != 32 || rc.Info.Spec.BlockBytes != uint64(spec.BlockBytes()) {
 		t.Fatal(rc, err)
 	}
@@ -288,7 +290,7 @@ func TestErrorCodes(t *testing.T) {
 		t.Fatal("QuotaFailure detail:", st.Details())
 	}
 	// FAILED_PRECONDITION: reconfigure while leased; wrong model tag.
-	_, err = e.c.Reconfigure(ctx, &blockpoolv1.ReconfigureRequest{Spec: server.SpecToProto(&spec)})
+	_, err = e.c.Reconfigure(ctx, &blockpoolv1.ReconfigureRequest{Spec: poolwire.SpecToProto(&spec)})
 	wantCode(t, err, codes.FailedPrecondition, "")
 	_, err = e.c.Lease(ctx, &blockpoolv1.LeaseRequest{Holder: "s", AgentId: "b", Count: 1, ModelTag: "other"})
 	wantCode(t, err, codes.FailedPrecondition, "")
@@ -321,6 +323,41 @@ func TestErrorCodes(t *testing.T) {
 	}{
 		{"agent_id", func() error {
 			_, err := e.c.Lease(ctx, &blockpoolv1.LeaseRequest{Holder: "s", AgentId: "bad id", Count: 1, ModelTag: tag})
+			return err
+		}},
+		{"agent_id", func() error {
+			_, err := e.c.CommitAgent(ctx, &blockpoolv1.CommitAgentRequest{AgentId: "bad id!", ModelTag: tag, BlockHashes: bs(hs), TokenIds: toks(1, 4)})
+			return err
+		}},
+		{"agent_id", func() error {
+			_, err := e.c.LookupAgent(ctx, &blockpoolv1.LookupAgentRequest{AgentId: "", ModelTag: tag})
+			return err
+		}},
+		{"cache_salt", func() error {
+			_, err := e.c.CommitAgent(ctx, &blockpoolv1.CommitAgentRequest{AgentId: "a", ModelTag: tag, BlockHashes: bs(hs), TokenIds: toks(1, 4),
+				CacheSalt: strings.Repeat("s", poolwire.MaxSaltLen+1)})
+			return err
+		}},
+		{"cache_salt", func() error {
+			_, err := e.c.LookupAgent(ctx, &blockpoolv1.LookupAgentRequest{AgentId: "a", ModelTag: tag, CacheSalt: strings.Repeat("s", poolwire.MaxSaltLen+1)})
+			return err
+		}},
+		{"ttl", func() error {
+			_, err := e.c.Lease(ctx, &blockpoolv1.LeaseRequest{Holder: "s", AgentId: "a", Count: 1, ModelTag: tag, Ttl: durationpb.New(10 * time.Millisecond)})
+			return err
+		}},
+		{"ttl", func() error {
+			_, err := e.c.Lease(ctx, &blockpoolv1.LeaseRequest{Holder: "s", AgentId: "a", Count: 1, ModelTag: tag, Ttl: &durationpb.Duration{Seconds: 1, Nanos: -1}})
+			return err
+		}},
+		{"block_hashes", func() error {
+			_, err := e.c.Lease(ctx, &blockpoolv1.LeaseRequest{Holder: "s", AgentId: "a", Count: 1, ModelTag: tag, BlockHashes: [][]byte{hs[0][:], hs[0][:]}})
+			return err
+		}},
+		{"header.token_count", func() error {
+			st, _ := e.c.PutBlocks(ctx)
+			st.Send(&blockpoolv1.PutBlocksRequest{LeaseId: hold.LeaseId, Epoch: hold.Epoch, Header: &blockpoolv1.BlockHeader{BlockId: hold.Blocks[2].BlockId, Hash: hs[0][:], TokenCount: 5, Size: uint64(spec.BlockBytes())}})
+			_, err := st.CloseAndRecv()
 			return err
 		}},
 		{"holder", func() error {

@@ -6,29 +6,16 @@ import (
 
 	blockpoolv1 "github.com/semantic-kv/semantic/pkg/api/semantic/blockpool/v1"
 	"github.com/semantic-kv/semantic/pkg/kvspec"
+	"github.com/semantic-kv/semantic/pkg/poolwire"
 	"github.com/semantic-kv/semantic/pkg/rpcstatus"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
-// Request limits. Each keeps one message well under gRPC's default 4 MiB
-// receive limit or bounds the work one call can ask for.
-const (
-	// MaxChunkBytes bounds one data chunk of PutBlocks and GetBlocks.
-	MaxChunkBytes = 4 << 20
-	// MinChunkBytes is the smallest chunk GetBlocks accepts (below it the
-	// per-message overhead dominates).
-	MinChunkBytes = 1 << 10
-	// DefaultChunkBytes is GetBlocks' chunk size when the request says 0.
-	DefaultChunkBytes = 1 << 20
-	// MaxTokens bounds the token ids of one commit or lookup.
-	MaxTokens = 1 << 20
-	// MaxHolderLen bounds a lease holder name.
-	MaxHolderLen = 128
-	// MaxPageSize bounds ListAgents pages; DefaultPageSize is used for 0.
-	MaxPageSize, DefaultPageSize = 1000, 100
-	// MaxCapacityBlocks bounds Reconfigure's capacity.
-	MaxCapacityBlocks = 1 << 24
-)
+// Wire-level validation: what a request must be before the pool core sees it
+// (the agent id rule, byte lengths of hashes, the poolwire limits, well-formed
+// durations). Rules that depend on the pool's spec, options or state (counts,
+// TTL bounds, sizes against the spec, chain hashes) are the core's, and reach
+// the caller through toStatus.
 
 func hashAt(field string, i int, b []byte) (kvspec.Hash, error) {
 	h, err := kvspec.HashFromBytes(b)
@@ -50,12 +37,9 @@ func hashes(field string, in [][]byte) ([]kvspec.Hash, error) {
 	return out, nil
 }
 
-func checkTokens(field string, t []uint32, allowEmpty bool) error {
-	if len(t) == 0 && !allowEmpty {
-		return rpcstatus.InvalidArgument(field, "must not be empty")
-	}
-	if len(t) > MaxTokens {
-		return rpcstatus.InvalidArgument(field, "at most %d tokens, got %d", MaxTokens, len(t))
+func checkTokens(field string, t []uint32) error {
+	if len(t) > poolwire.MaxTokens {
+		return rpcstatus.InvalidArgument(field, "at most %d tokens, got %d", poolwire.MaxTokens, len(t))
 	}
 	return nil
 }
@@ -67,75 +51,84 @@ func checkModelTag(field, tag string) error {
 	return nil
 }
 
-func checkTTL(d *durationpb.Duration, maxTTL time.Duration) (time.Duration, error) {
+func checkSalt(field, salt string) error {
+	if len(salt) > poolwire.MaxSaltLen {
+		return rpcstatus.InvalidArgument(field, "at most %d bytes", poolwire.MaxSaltLen)
+	}
+	return nil
+}
+
+// ttlFromProto converts a requested TTL (nil: 0, the pool's default); its
+// range is the pool's to check.
+func ttlFromProto(d *durationpb.Duration) (time.Duration, error) {
 	if d == nil {
 		return 0, nil
 	}
 	if err := d.CheckValid(); err != nil {
 		return 0, rpcstatus.InvalidArgument("ttl", "%v", err)
 	}
-	ttl := d.AsDuration()
-	if ttl < 0 || ttl > maxTTL {
-		return 0, rpcstatus.InvalidArgument("ttl", "must be in 0..%s, got %s", maxTTL, ttl)
-	}
-	if ttl > 0 && ttl < 100*time.Millisecond {
-		return 0, rpcstatus.InvalidArgument("ttl", "must be at least 100ms, got %s", ttl)
-	}
-	return ttl, nil
+	return d.AsDuration(), nil
 }
 
-// SpecFromProto converts and validates a wire spec (field names prefixed by
-// field, e.g. "spec.layers").
-func SpecFromProto(field string, c *blockpoolv1.CacheSpec) (kvspec.Spec, error) {
-	if c == nil {
-		return kvspec.Spec{}, rpcstatus.InvalidArgument(field, "is required")
+// ValidateReconfigure checks that a ReconfigureRequest names a spec and
+// bounds the capacity; the spec's fields are the pool's to check
+// (kvspec.Spec.Validate).
+func ValidateReconfigure(r *blockpoolv1.ReconfigureRequest) (kvspec.Spec, error) {
+	if r.Spec == nil {
+		return kvspec.Spec{}, rpcstatus.InvalidArgument("spec", "is required")
 	}
-	s := kvspec.Spec{Layers: int(c.Layers), KVHeads: int(c.KvHeads), HeadDim: int(c.HeadDim),
-		TokensPerBlock: int(c.TokensPerBlock), ModelTag: c.ModelTag}
-	switch c.Dtype {
-	case blockpoolv1.ElementType_ELEMENT_TYPE_FLOAT32:
-		s.DType = kvspec.DTypeFloat32
-	case blockpoolv1.ElementType_ELEMENT_TYPE_FLOAT16:
-		s.DType = kvspec.DTypeFloat16
+	if r.CapacityBlocks > poolwire.MaxCapacityBlocks {
+		return kvspec.Spec{}, rpcstatus.InvalidArgument("capacity_blocks", "at most %d", poolwire.MaxCapacityBlocks)
 	}
-	if err := s.Validate(); err != nil {
-		if fe, ok := err.(*kvspec.FieldError); ok {
-			return s, rpcstatus.InvalidArgument(field+"."+fe.Field, "%s", fe.Reason)
-		}
-		return s, rpcstatus.InvalidArgument(field, "%v", err)
-	}
-	return s, nil
+	return poolwire.SpecFromProto(r.Spec), nil
 }
 
-// SpecToProto converts a spec to its wire form.
-func SpecToProto(s *kvspec.Spec) *blockpoolv1.CacheSpec {
-	if s == nil {
-		return nil
+// ValidateGetBlocks checks a GetBlocksRequest against the pool's capacity and
+// returns the chunk size to send.
+func ValidateGetBlocks(r *blockpoolv1.GetBlocksRequest, capacity int) (int, error) {
+	if len(r.BlockIds) == 0 {
+		return 0, rpcstatus.InvalidArgument("block_ids", "must not be empty")
 	}
-	c := &blockpoolv1.CacheSpec{Layers: uint32(s.Layers), KvHeads: uint32(s.KVHeads), HeadDim: uint32(s.HeadDim),
-		TokensPerBlock: uint32(s.TokensPerBlock), ModelTag: s.ModelTag, BlockBytes: uint64(s.BlockBytes())}
-	switch s.DType {
-	case kvspec.DTypeFloat32:
-		c.Dtype = blockpoolv1.ElementType_ELEMENT_TYPE_FLOAT32
-	case kvspec.DTypeFloat16:
-		c.Dtype = blockpoolv1.ElementType_ELEMENT_TYPE_FLOAT16
+	if len(r.BlockIds) > capacity {
+		return 0, rpcstatus.InvalidArgument("block_ids", "at most %d ids", capacity)
 	}
-	return c
+	chunk := int(r.ChunkBytes)
+	if chunk == 0 {
+		chunk = poolwire.DefaultChunkBytes
+	}
+	if chunk < poolwire.MinChunkBytes || chunk > poolwire.MaxChunkBytes {
+		return 0, rpcstatus.InvalidArgument("chunk_bytes", "must be 0 or in %d..%d, got %d", poolwire.MinChunkBytes, poolwire.MaxChunkBytes, chunk)
+	}
+	return chunk, nil
+}
+
+// checkChunk bounds one PutBlocks data chunk.
+func checkChunk(data []byte) error {
+	if len(data) > poolwire.MaxChunkBytes {
+		return rpcstatus.InvalidArgument("data", "chunk of %d bytes exceeds %d", len(data), poolwire.MaxChunkBytes)
+	}
+	return nil
+}
+
+// ValidateListAgents checks a ListAgentsRequest and returns the page size.
+func ValidateListAgents(r *blockpoolv1.ListAgentsRequest) (int, error) {
+	n := int(r.PageSize)
+	if n == 0 {
+		n = poolwire.DefaultPageSize
+	}
+	if n > poolwire.MaxPageSize {
+		return 0, rpcstatus.InvalidArgument("page_size", "at most %d", poolwire.MaxPageSize)
+	}
+	return n, nil
 }
 
 // ValidateLease checks a LeaseRequest's fields that need no pool state.
-func ValidateLease(r *blockpoolv1.LeaseRequest, maxTTL time.Duration) ([]kvspec.Hash, time.Duration, error) {
-	if r.Holder == "" || len(r.Holder) > MaxHolderLen {
-		return nil, 0, rpcstatus.InvalidArgument("holder", "must be 1..%d bytes", MaxHolderLen)
+func ValidateLease(r *blockpoolv1.LeaseRequest) ([]kvspec.Hash, time.Duration, error) {
+	if r.Holder == "" || len(r.Holder) > poolwire.MaxHolderLen {
+		return nil, 0, rpcstatus.InvalidArgument("holder", "must be 1..%d bytes", poolwire.MaxHolderLen)
 	}
 	if err := rpcstatus.CheckAgentID("agent_id", r.AgentId); err != nil {
 		return nil, 0, err
-	}
-	if r.Count < 1 {
-		return nil, 0, rpcstatus.InvalidArgument("count", "must be at least 1")
-	}
-	if len(r.BlockHashes) > int(r.Count) {
-		return nil, 0, rpcstatus.InvalidArgument("block_hashes", "%d hashes for count %d", len(r.BlockHashes), r.Count)
 	}
 	if err := checkModelTag("model_tag", r.ModelTag); err != nil {
 		return nil, 0, err
@@ -144,11 +137,12 @@ func ValidateLease(r *blockpoolv1.LeaseRequest, maxTTL time.Duration) ([]kvspec.
 	if err != nil {
 		return nil, 0, err
 	}
-	ttl, err := checkTTL(r.Ttl, maxTTL)
+	ttl, err := ttlFromProto(r.Ttl)
 	return hs, ttl, err
 }
 
-// ValidateHeader checks a BlockHeader's fields that need no pool state.
+// ValidateHeader checks a BlockHeader's hashes; its size and token count are
+// checked against the spec by the pool.
 func ValidateHeader(h *blockpoolv1.BlockHeader) (kvspec.Hash, kvspec.Hash, error) {
 	var parent kvspec.Hash
 	hash, err := kvspec.HashFromBytes(h.Hash)
@@ -159,12 +153,6 @@ func ValidateHeader(h *blockpoolv1.BlockHeader) (kvspec.Hash, kvspec.Hash, error
 		if parent, err = kvspec.HashFromBytes(h.ParentHash); err != nil {
 			return hash, parent, rpcstatus.InvalidArgument("header.parent_hash", "must be empty or %d bytes, got %d", kvspec.HashSize, len(h.ParentHash))
 		}
-	}
-	if h.Size == 0 || h.Size > kvspec.MaxBlockBytes {
-		return hash, parent, rpcstatus.InvalidArgument("header.size", "must be in 1..%d, got %d", kvspec.MaxBlockBytes, h.Size)
-	}
-	if h.TokenCount == 0 || h.TokenCount > kvspec.MaxTokensPerBlock {
-		return hash, parent, rpcstatus.InvalidArgument("header.token_count", "must be in 1..%d, got %d", kvspec.MaxTokensPerBlock, h.TokenCount)
 	}
 	return hash, parent, nil
 }
@@ -177,14 +165,11 @@ func ValidateCommit(r *blockpoolv1.CommitAgentRequest) ([]kvspec.Hash, error) {
 	if err := checkModelTag("model_tag", r.ModelTag); err != nil {
 		return nil, err
 	}
-	if err := checkTokens("token_ids", r.TokenIds, false); err != nil {
+	if err := checkTokens("token_ids", r.TokenIds); err != nil {
 		return nil, err
 	}
-	if len(r.BlockHashes) == 0 {
-		return nil, rpcstatus.InvalidArgument("block_hashes", "must not be empty")
-	}
-	if len(r.CacheSalt) > 256 {
-		return nil, rpcstatus.InvalidArgument("cache_salt", "at most 256 bytes")
+	if err := checkSalt("cache_salt", r.CacheSalt); err != nil {
+		return nil, err
 	}
 	return hashes("block_hashes", r.BlockHashes)
 }
@@ -197,8 +182,8 @@ func ValidateLookup(r *blockpoolv1.LookupAgentRequest) error {
 	if err := checkModelTag("model_tag", r.ModelTag); err != nil {
 		return err
 	}
-	if len(r.CacheSalt) > 256 {
-		return rpcstatus.InvalidArgument("cache_salt", "at most 256 bytes")
+	if err := checkSalt("cache_salt", r.CacheSalt); err != nil {
+		return err
 	}
-	return checkTokens("token_ids", r.TokenIds, true)
+	return checkTokens("token_ids", r.TokenIds)
 }

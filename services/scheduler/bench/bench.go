@@ -23,9 +23,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	schedulerv1 "github.com/semantic-kv/semantic/pkg/api/semantic/scheduler/v1"
+	"github.com/semantic-kv/semantic/pkg/poolwire"
 	"github.com/semantic-kv/semantic/pkg/server"
 	"github.com/semantic-kv/semantic/services/blockpool/node"
-	bpserver "github.com/semantic-kv/semantic/services/blockpool/server"
 	"github.com/semantic-kv/semantic/services/scheduler/runner"
 )
 
@@ -54,7 +54,7 @@ func (h *Harness) StartPool() error {
 	if err != nil {
 		return err
 	}
-	srv, hs, err := server.New(server.Options{Logger: h.Log, Extra: bpserver.ServerOptions()})
+	srv, hs, err := server.New(server.Options{Logger: h.Log, Extra: poolwire.ServerOptions()})
 	if err != nil {
 		return err
 	}

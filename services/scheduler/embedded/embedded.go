@@ -19,9 +19,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/test/bufconn"
 
+	"github.com/semantic-kv/semantic/pkg/poolwire"
 	"github.com/semantic-kv/semantic/pkg/server"
 	"github.com/semantic-kv/semantic/services/blockpool/node"
-	bpserver "github.com/semantic-kv/semantic/services/blockpool/server"
 )
 
 // Target is the address the embedded pool is known by in the scheduler.
@@ -43,7 +43,7 @@ func Start(cfg node.Config, log *slog.Logger, mp metric.MeterProvider, tp trace.
 		return nil, fmt.Errorf("embedded pool: %w", err)
 	}
 	srv, hs, err := server.New(server.Options{Logger: log.With("component", "embedded-pool"), MeterProvider: mp, TracerProvider: tp,
-		Extra: bpserver.ServerOptions()})
+		Extra: poolwire.ServerOptions()})
 	if err != nil {
 		_ = n.Close()
 		return nil, err
@@ -53,7 +53,7 @@ func Start(cfg node.Config, log *slog.Logger, mp metric.MeterProvider, tp trace.
 	lis := bufconn.Listen(4 << 20)
 	p := &Pool{Node: n, srv: srv, lis: lis, done: make(chan error, 1)}
 	go func() { p.done <- srv.Serve(lis) }()
-	p.Conn, err = grpc.NewClient("passthrough:///"+Target, append(bpserver.ClientOptions(),
+	p.Conn, err = grpc.NewClient("passthrough:///"+Target, append(poolwire.ClientOptions(),
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
 		grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {

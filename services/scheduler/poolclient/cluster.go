@@ -22,7 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/semantic-kv/semantic/pkg/kvspec"
-	bpserver "github.com/semantic-kv/semantic/services/blockpool/server"
+	"github.com/semantic-kv/semantic/pkg/poolwire"
 )
 
 // Config describes the pool nodes to use.
@@ -108,7 +108,7 @@ func (c *Cluster) addNode(addr string) error {
 	if conn == nil {
 		// The block pool's own client options (windows, buffers, the
 		// copy-avoiding codec) first; the caller's (credentials) after.
-		opts := bpserver.ClientOptions()
+		opts := poolwire.ClientOptions()
 		if len(c.cfg.DialOptions) == 0 {
 			opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		}
@@ -238,17 +238,6 @@ func (c *Cluster) Order(agentID string) []*Node {
 		nodes[i] = s[i].n
 	}
 	return nodes
-}
-
-// Pick returns the agent's home node if it is healthy, else the next healthy
-// node in its rendezvous order, else ErrNoHealthyNode.
-func (c *Cluster) Pick(agentID string) (*Node, error) {
-	for _, n := range c.Order(agentID) {
-		if n.Healthy() {
-			return n, nil
-		}
-	}
-	return nil, ErrNoHealthyNode
 }
 
 // WaitHealthy blocks until at least one node is healthy or ctx ends.

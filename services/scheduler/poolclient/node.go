@@ -17,7 +17,7 @@ import (
 	durpb "google.golang.org/protobuf/types/known/durationpb"
 
 	blockpoolv1 "github.com/semantic-kv/semantic/pkg/api/semantic/blockpool/v1"
-	bpserver "github.com/semantic-kv/semantic/services/blockpool/server"
+	"github.com/semantic-kv/semantic/pkg/poolwire"
 )
 
 // ServiceName is the health-checked service of a pool node.
@@ -140,11 +140,11 @@ func (n *Node) ensureSpec(ctx context.Context) error {
 	id := info.GetNodeId()
 	n.nodeID.Store(&id)
 	spec := n.cluster.cfg.Spec
-	if have, err := bpserver.SpecFromProto("spec", info.GetSpec()); err == nil && have == spec {
+	if poolwire.SpecFromProto(info.GetSpec()) == spec {
 		return nil
 	}
 	// Capacity 0 keeps the node's own: sizing is the node operator's call.
-	_, err = n.Client.Reconfigure(ctx, &blockpoolv1.ReconfigureRequest{Spec: bpserver.SpecToProto(&spec)})
+	_, err = n.Client.Reconfigure(ctx, &blockpoolv1.ReconfigureRequest{Spec: poolwire.SpecToProto(&spec)})
 	if err == nil {
 		n.cluster.log.Info("pool node reconfigured", "pool", n.Addr, "spec", spec.String())
 	}
@@ -351,10 +351,6 @@ func (k *keeper) session(ctx context.Context, every time.Duration) error {
 	}
 }
 
-// ChunkBytes is the payload chunk size of block transfers: big enough that
-// per-message overhead is small, well under the message size limit.
-const ChunkBytes = 1 << 20
-
 // ReadBlocks streams the payloads of leased blocks, calling fn for each block
 // with its header and whole payload (fn must not keep payload past the call
 // unless it owns it: a fresh slice is allocated per block, so it may).
@@ -362,7 +358,7 @@ func (l *Lease) ReadBlocks(ctx context.Context, ids []uint32, fn func(h *blockpo
 	if len(ids) == 0 {
 		return nil
 	}
-	stream, err := l.node.Client.GetBlocks(ctx, &blockpoolv1.GetBlocksRequest{LeaseId: l.GetLeaseId(), Epoch: l.GetEpoch(), BlockIds: ids, ChunkBytes: ChunkBytes})
+	stream, err := l.node.Client.GetBlocks(ctx, &blockpoolv1.GetBlocksRequest{LeaseId: l.GetLeaseId(), Epoch: l.GetEpoch(), BlockIds: ids, ChunkBytes: poolwire.DefaultChunkBytes})
 	if err != nil {
 		return err
 	}
@@ -426,7 +422,7 @@ func (w *Writer) Write(h *blockpoolv1.BlockHeader, payload []byte) error {
 		w.first = false
 	}
 	for off := 0; ; {
-		end := min(off+ChunkBytes, len(payload))
+		end := min(off+poolwire.DefaultChunkBytes, len(payload))
 		msg.Data = payload[off:end]
 		if err := w.stream.Send(msg); err != nil {
 			return err

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -92,7 +93,7 @@ func TestMakeRunRestartKeepsAgentsWarm(t *testing.T) {
 	root := testproc.RepoRoot(t)
 	data := t.TempDir()
 	makeRun := func() *testproc.Proc {
-		cmd := exec.Command("make", "--no-print-directory", "run", "DATA_DIR="+data, "LISTEN=127.0.0.1:0", "METRICS_LISTEN=")
+		cmd := exec.Command("make", "--no-print-directory", "run", "DATA_DIR="+data, "LISTEN=127.0.0.1:0", "METRICS_LISTEN=", "HTTP_LISTEN=127.0.0.1:0")
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "SEMANTIC_LOG_FORMAT=json")
 		return testproc.Start(t, cmd)
@@ -101,6 +102,19 @@ func TestMakeRunRestartKeepsAgentsWarm(t *testing.T) {
 	c := schedulerv1.NewSchedulerServiceClient(dial(t, p.Addr))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	// `make run` serves the HTTP API too.
+	if p.HTTPAddr == "" {
+		t.Fatalf("make run logged no HTTP API address:\n%s", p.Logs())
+	}
+	resp, err := http.Get("http://" + p.HTTPAddr + "/v1/models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	models, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(models), `"context_length"`) {
+		t.Fatalf("GET /v1/models: %s %s", resp.Status, models)
+	}
 	prompts := map[string]string{"alice": "You are Alice, a careful planner. ", "bob": "You are Bob, who writes Go. "}
 	turn1 := map[string][]uint32{}
 	for agent, prompt := range prompts {
@@ -137,7 +151,7 @@ func TestKilledSchedulerLeasesExpire(t *testing.T) {
 	schedBin, poolBin := binaries(t)
 	pool := testproc.Start(t, exec.Command(poolBin, "--log-format", "json", "--listen", "127.0.0.1:0", "--metrics-listen", "",
 		"--data-dir", t.TempDir(), "--capacity-blocks", "512", "--node-id", "pool-under-test"))
-	sched := testproc.Start(t, exec.Command(schedBin, "--log-format", "json", "--listen", "127.0.0.1:0", "--metrics-listen", "",
+	sched := testproc.Start(t, exec.Command(schedBin, "--log-format", "json", "--listen", "127.0.0.1:0", "--metrics-listen", "", "--http-listen", "",
 		"--data-dir", t.TempDir(), "--model", "builtin:small", "--pool", pool.Addr, "--lease-ttl", "2s", "--block-tokens", "16"))
 	pc := blockpoolv1.NewBlockPoolServiceClient(dial(t, pool.Addr))
 	sc := schedulerv1.NewSchedulerServiceClient(dial(t, sched.Addr))
@@ -189,7 +203,7 @@ func TestPoolStopsPromptlyUnderAnIdleScheduler(t *testing.T) {
 	schedBin, poolBin := binaries(t)
 	pool := testproc.Start(t, exec.Command(poolBin, "--log-format", "json", "--listen", "127.0.0.1:0", "--metrics-listen", "",
 		"--data-dir", t.TempDir(), "--capacity-blocks", "256", "--shutdown-timeout", "8s"))
-	sched := testproc.Start(t, exec.Command(schedBin, "--log-format", "json", "--listen", "127.0.0.1:0", "--metrics-listen", "",
+	sched := testproc.Start(t, exec.Command(schedBin, "--log-format", "json", "--listen", "127.0.0.1:0", "--metrics-listen", "", "--http-listen", "",
 		"--data-dir", t.TempDir(), "--model", "builtin:tiny", "--pool", pool.Addr, "--lease-ttl", "3s"))
 	sc := schedulerv1.NewSchedulerServiceClient(dial(t, sched.Addr))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -26,6 +26,7 @@ import (
 	"github.com/semantic-kv/semantic/services/blockpool/node"
 	"github.com/semantic-kv/semantic/services/scheduler/batch"
 	"github.com/semantic-kv/semantic/services/scheduler/embedded"
+	"github.com/semantic-kv/semantic/services/scheduler/httpapi"
 	"github.com/semantic-kv/semantic/services/scheduler/poolclient"
 	"github.com/semantic-kv/semantic/services/scheduler/service"
 )
@@ -48,6 +49,11 @@ type Config struct {
 	PoolCapacityBlocks int
 	PoolMemoryBudget   int64
 	PoolDiskBudget     int64
+
+	// HTTPListen is the address of the OpenAI- and Anthropic-compatible
+	// HTTP API ("" disables it); HTTPMaxBodyBytes bounds its request bodies.
+	HTTPListen       string
+	HTTPMaxBodyBytes int64
 }
 
 // RegisterFlags binds the flags of Config.
@@ -66,6 +72,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.PoolCapacityBlocks, "pool-capacity-blocks", 4096, "embedded pool: capacity in blocks")
 	fs.Int64Var(&c.PoolMemoryBudget, "pool-memory-budget", 1<<30, "embedded pool: bytes of block payloads kept in memory")
 	fs.Int64Var(&c.PoolDiskBudget, "pool-disk-budget", 16<<30, "embedded pool: bytes of block files on disk")
+	fs.StringVar(&c.HTTPListen, "http-listen", ":8080", "OpenAI- and Anthropic-compatible HTTP API listen address (empty disables it)")
+	fs.Int64Var(&c.HTTPMaxBodyBytes, "http-max-body-bytes", httpapi.DefaultMaxBodyBytes, "largest HTTP API request body, in bytes")
 }
 
 // Deps are what the process provides.
@@ -87,6 +95,8 @@ type Scheduler struct {
 	Pool     *poolclient.Cluster
 	Embedded *embedded.Pool
 	Service  *service.Server
+	// HTTP serves the HTTP API; nil when Config.HTTPListen is empty.
+	HTTP *httpapi.Server
 }
 
 // Start builds and starts a scheduler.
@@ -166,7 +176,42 @@ func Start(ctx context.Context, cfg Config, deps Deps) (_ *Scheduler, err error)
 	if err != nil {
 		return nil, err
 	}
+	if cfg.HTTPListen != "" {
+		if err := s.serveHTTP(cfg, deps, log); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
+}
+
+// serveHTTP starts the HTTP API over the service (no gRPC hop).
+func (s *Scheduler) serveHTTP(cfg Config, deps Deps, log *slog.Logger) error {
+	m := httpapi.Model{ID: s.Model.Name, ContextLength: s.Model.Config.SeqLen, Created: time.Now()}
+	if tok := s.Model.Tokenizer; tok != nil {
+		m.TokenBytes = tok.TokenBytes
+	}
+	h, err := httpapi.New(httpapi.Config{
+		Service: s.Service, Model: m, Logger: log.With("component", "http"),
+		MeterProvider: deps.MeterProvider, TracerProvider: deps.TracerProvider, MaxBodyBytes: cfg.HTTPMaxBodyBytes,
+	})
+	if err != nil {
+		return err
+	}
+	if s.HTTP, err = httpapi.Listen(cfg.HTTPListen, h); err != nil {
+		return err
+	}
+	log.Info("http api listening", "addr", s.HTTP.Addr().String(), "model", m.ID)
+	return nil
+}
+
+// Drain stops the HTTP API taking requests and lets those in flight finish
+// until ctx ends, then cancels the rest (see httpapi.Server.Shutdown). The
+// binary runs it alongside gRPC's graceful stop; Close runs it too.
+func (s *Scheduler) Drain(ctx context.Context) error {
+	if s.HTTP == nil {
+		return nil
+	}
+	return s.HTTP.Shutdown(ctx)
 }
 
 // Register adds the SchedulerService to a gRPC server.
@@ -174,9 +219,10 @@ func (s *Scheduler) Register(r grpc.ServiceRegistrar) {
 	schedulerv1.RegisterSchedulerServiceServer(r, s.Service)
 }
 
-// Close stops the loop (failing what still runs), the pool clients, and the
-// embedded pool.
+// Close stops the HTTP API (Drain), the loop (failing what still runs), the
+// pool clients, and the embedded pool.
 func (s *Scheduler) Close(ctx context.Context) error {
+	derr := s.Drain(ctx)
 	if s.Loop != nil {
 		s.Loop.Close()
 	}
@@ -191,15 +237,17 @@ func (s *Scheduler) Close(ctx context.Context) error {
 		// Unmaps a GGUF file; nothing reads the weights once the loop is closed.
 		err = errors.Join(err, s.Model.Close())
 	}
-	return err
+	return errors.Join(derr, err)
 }
 
+// parseDType reads --kv-dtype; empty means float32.
 func parseDType(s string) (kvspec.DType, error) {
-	switch s {
-	case "float32", "f32", "":
+	if s == "" {
 		return kvspec.DTypeFloat32, nil
-	case "float16", "f16":
-		return kvspec.DTypeFloat16, nil
 	}
-	return 0, errors.New("--kv-dtype must be float32 or float16")
+	d, err := kvspec.ParseDType(s)
+	if err != nil {
+		return 0, fmt.Errorf("--kv-dtype: %w", err)
+	}
+	return d, nil
 }

@@ -459,7 +459,7 @@ func TestInvalidRequestsNameTheField(t *testing.T) {
 		{"top_p", &schedulerv1.GenerateRequest{AgentId: "a", PromptTokenIds: []uint32{1}, MaxTokens: 1, TopP: 1.5}},
 		{"top_k", &schedulerv1.GenerateRequest{AgentId: "a", PromptTokenIds: []uint32{1}, MaxTokens: 1, TopK: 1 << 20}},
 		{"stop[0]", &schedulerv1.GenerateRequest{AgentId: "a", PromptTokenIds: []uint32{1}, MaxTokens: 1, Stop: []string{""}}},
-		{"prompt", &schedulerv1.GenerateRequest{AgentId: "a", PromptTokenIds: make([]uint32, 5000), MaxTokens: 1}},
+		{"prompt_token_ids", &schedulerv1.GenerateRequest{AgentId: "a", PromptTokenIds: make([]uint32, 5000), MaxTokens: 1}},
 	}
 	for _, tc := range cases {
 		_, err := generate(context.Background(), ts.client, tc.req)

@@ -19,18 +19,19 @@ import (
 	"github.com/semantic-kv/semantic/pkg/engine"
 	"github.com/semantic-kv/semantic/pkg/kvspec"
 	"github.com/semantic-kv/semantic/pkg/model"
+	"github.com/semantic-kv/semantic/pkg/poolwire"
 	"github.com/semantic-kv/semantic/pkg/rpcstatus"
 	"github.com/semantic-kv/semantic/services/scheduler/batch"
 	"github.com/semantic-kv/semantic/services/scheduler/poolclient"
 )
 
-// Limits on Generate requests.
+// Limits on Generate requests. MaxStops and MaxStopBytes are exported for
+// front ends that check a request in their own terms first.
 const (
-	maxStops    = 16
-	maxStopLen  = 256
-	maxTemp     = 100
-	maxSaltLen  = 128
-	maxPromptID = 1 << 31
+	MaxStops     = 16
+	MaxStopBytes = 256
+	maxTemp      = 100
+	maxPromptID  = 1 << 31
 )
 
 // request is one Generate call on its way through the scheduler.
@@ -54,10 +55,23 @@ type request struct {
 	hashes []kvspec.Hash
 }
 
-// Generate runs one request: validate, wait for the agent, find the cached
-// prefix, lease, load, batch, stream, write back, commit, release.
-func (s *Server) Generate(req *schedulerv1.GenerateRequest, stream schedulerv1.SchedulerService_GenerateServer) (err error) {
-	ctx := stream.Context()
+// Generate is the gRPC handler of Generate: Run on the stream.
+func (s *Server) Generate(req *schedulerv1.GenerateRequest, stream schedulerv1.SchedulerService_GenerateServer) error {
+	return s.Run(stream.Context(), req, stream.Send)
+}
+
+// Run executes one Generate request for any transport (the gRPC handler, the
+// HTTP API): validate, wait for the agent, find the cached prefix, lease,
+// load, batch, stream, write back, commit, release.
+//
+// send is called on Run's goroutine, in order: one message per generated
+// token, then the final message (finish reason, usage, and any text held
+// back to the end), which is sent after the lease is released and the
+// agent's record committed. Errors are gRPC statuses whose INVALID_ARGUMENT
+// details name the request's field (rpcstatus); transports map them to their
+// own errors. An error from send ends generation at the next step and is
+// returned as it is; so does the end of ctx (a client that went away).
+func (s *Server) Run(ctx context.Context, req *schedulerv1.GenerateRequest, send func(*schedulerv1.GenerateResponse) error) (err error) {
 	r := &request{req: req, arrival: time.Now()}
 	defer func() {
 		outcome := "ok"
@@ -76,7 +90,7 @@ func (s *Server) Generate(req *schedulerv1.GenerateRequest, stream schedulerv1.S
 	case s.admit <- struct{}{}:
 		defer func() { <-s.admit }()
 	default:
-		return rpcstatus.Exhausted("scheduler/queue", "admission queue full (%d requests in flight)", cap(s.admit))
+		return rpcstatus.Exhausted(QueueSubject, "admission queue full (%d requests in flight)", cap(s.admit))
 	}
 	unlock, err := s.agents.lock(ctx, req.GetAgentId())
 	if err != nil {
@@ -105,13 +119,21 @@ func (s *Server) Generate(req *schedulerv1.GenerateRequest, stream schedulerv1.S
 			release(false)
 		}
 	}()
-	final, committed, err := s.run(ctx, r, stream)
+	final, committed, err := s.run(ctx, r, send)
 	release(committed)
 	if err != nil {
 		return err
 	}
-	return stream.Send(final)
+	return send(final)
 }
+
+// Subjects of the RESOURCE_EXHAUSTED statuses Run returns (QuotaFailure):
+// a full admission queue is worth retrying soon; a request that needs more
+// blocks than the pool has is not.
+const (
+	QueueSubject      = "scheduler/queue"
+	PoolBlocksSubject = "pool/blocks"
+)
 
 // validate checks the request and tokenizes the prompt.
 func (s *Server) validate(r *request) error {
@@ -149,7 +171,7 @@ func (s *Server) validate(r *request) error {
 			return rpcstatus.InvalidArgument("prompt", "model %s has no tokenizer: send prompt_token_ids", m.Name)
 		}
 		if limit := m.MaxTextBytes(); len(req.GetPrompt()) > limit {
-			return rpcstatus.InvalidArgument("prompt", "%d bytes cannot fit the model's context of %d tokens (at most %d bytes)", len(req.GetPrompt()), m.Config.SeqLen, limit)
+			return rpcstatus.TooLong("prompt", "%d bytes cannot fit the model's context of %d tokens (at most %d bytes)", len(req.GetPrompt()), m.Config.SeqLen, limit)
 		}
 		// A text prompt that continues a stored context must not get a
 		// second BOS in the middle of it.
@@ -170,19 +192,19 @@ func (s *Server) validate(r *request) error {
 	if int(req.GetTopK()) > m.Config.Vocab {
 		return rpcstatus.InvalidArgument("top_k", "must be at most the vocabulary size %d", m.Config.Vocab)
 	}
-	if len(req.GetStop()) > maxStops {
-		return rpcstatus.InvalidArgument("stop", "at most %d stop strings", maxStops)
+	if len(req.GetStop()) > MaxStops {
+		return rpcstatus.InvalidArgument("stop", "at most %d stop strings", MaxStops)
 	}
 	for i, st := range req.GetStop() {
-		if len(st) == 0 || len(st) > maxStopLen {
-			return rpcstatus.InvalidArgument(fmt.Sprintf("stop[%d]", i), "must be 1..%d bytes", maxStopLen)
+		if len(st) == 0 || len(st) > MaxStopBytes {
+			return rpcstatus.InvalidArgument(fmt.Sprintf("stop[%d]", i), "must be 1..%d bytes", MaxStopBytes)
 		}
 	}
 	if len(req.GetStop()) > 0 && m.Tokenizer == nil {
 		return rpcstatus.InvalidArgument("stop", "model %s has no tokenizer to match stop strings with", m.Name)
 	}
-	if len(req.GetCacheSalt()) > maxSaltLen {
-		return rpcstatus.InvalidArgument("cache_salt", "at most %d bytes", maxSaltLen)
+	if len(req.GetCacheSalt()) > poolwire.MaxSaltLen {
+		return rpcstatus.InvalidArgument("cache_salt", "at most %d bytes", poolwire.MaxSaltLen)
 	}
 	return nil
 }
@@ -192,11 +214,21 @@ func (s *Server) validate(r *request) error {
 func (s *Server) renderMessages(in []*schedulerv1.ChatMessage) ([]int, error) {
 	m := s.cfg.Model
 	msgs := make([]chat.Message, len(in))
+	total := 0
 	for i, msg := range in {
 		msgs[i] = chat.Message{Role: msg.GetRole(), Content: msg.GetContent()}
+		total += len(msg.GetContent())
+	}
+	// The rendering holds every content, so contents that alone cannot fit
+	// are refused as too long before the template runs; ChatTokens refuses
+	// a rendering that the template's markup makes too long.
+	if limit := m.MaxTextBytes(); m.Tokenizer != nil && total > limit {
+		return nil, rpcstatus.TooLong("messages", "%d bytes of content cannot fit the model's context of %d tokens (at most %d bytes)", total, m.Config.SeqLen, limit)
 	}
 	ids, err := m.ChatTokens(msgs)
 	switch {
+	case errors.Is(err, model.ErrTooLong):
+		return nil, rpcstatus.TooLong("messages", "%v", err)
 	case errors.Is(err, model.ErrBadConversation):
 		return nil, rpcstatus.InvalidArgument("messages", "%v", err)
 	case err != nil:
@@ -254,20 +286,14 @@ func (s *Server) prepareOn(ctx context.Context, r *request) error {
 	}
 	seqLen := s.cfg.Model.Config.SeqLen
 	if len(r.context) >= seqLen {
-		return rpcstatus.InvalidArgument("prompt", "context of %d tokens leaves no room in the model's %d", len(r.context), seqLen)
+		return rpcstatus.TooLong(r.contextField(), "context of %d tokens leaves no room in the model's %d", len(r.context), seqLen)
 	}
-	r.maxPos = min(len(r.context)+int(r.req.GetMaxTokens()), seqLen)
-	r.maxTok = int(r.req.GetMaxTokens())
-
-	lctx, span := s.tracer.Start(ctx, "lookup", trace.WithAttributes(attribute.String("pool", r.node.Name()), attribute.Int("context_tokens", len(r.context))))
-	lk, err := r.node.Client.LookupAgent(lctx, &blockpoolv1.LookupAgentRequest{
-		AgentId: agent, TokenIds: toUint32s(r.context), ModelTag: spec.ModelTag, CacheSalt: r.req.GetCacheSalt(),
-	})
-	span.SetAttributes(attribute.Int("matched_tokens", int(lk.GetMatchedTokens())))
-	endSpan(span, err)
+	lk, err := s.lookup(ctx, r)
 	if err != nil {
 		return err
 	}
+	r.maxPos = min(len(r.context)+int(r.req.GetMaxTokens()), seqLen)
+	r.maxTok = int(r.req.GetMaxTokens())
 	r.version = lk.GetAgentVersion()
 	// At least the last prompt token is computed: its logits give the first
 	// generated token.
@@ -295,7 +321,7 @@ func (s *Server) prepareOn(ctx context.Context, r *request) error {
 	}
 	nBlocks := spec.BlocksFor(r.maxPos)
 	count := len(pin) + nBlocks - kFull
-	lctx, span = s.tracer.Start(ctx, "lease", trace.WithAttributes(attribute.Int("blocks", count), attribute.Int("pinned", len(pin))))
+	lctx, span := s.tracer.Start(ctx, "lease", trace.WithAttributes(attribute.Int("blocks", count), attribute.Int("pinned", len(pin))))
 	lease, err := r.node.Lease(lctx, &blockpoolv1.LeaseRequest{
 		Holder: s.cfg.HolderID, AgentId: agent, Count: uint32(count),
 		BlockHashes: pin, ModelTag: spec.ModelTag,
@@ -304,7 +330,7 @@ func (s *Server) prepareOn(ctx context.Context, r *request) error {
 	if status.Code(err) == codes.InvalidArgument && rpcstatus.FieldOf(err) == "count" {
 		// More blocks than the node has at all: for the caller that is the
 		// pool being too small, not a malformed request.
-		return rpcstatus.Exhausted("pool/blocks", "request needs %d blocks for %d positions: %v", count, r.maxPos, status.Convert(err).Message())
+		return rpcstatus.Exhausted(PoolBlocksSubject, "request needs %d blocks for %d positions: %v", count, r.maxPos, status.Convert(err).Message())
 	}
 	if err != nil {
 		return err
@@ -324,6 +350,71 @@ func (s *Server) prepareOn(ctx context.Context, r *request) error {
 		return err
 	}
 	return nil
+}
+
+// lookup asks r.node for the longest cached prefix of r.context.
+//
+// A context tokenized from text (a prompt that is not appended, messages) is
+// also compared with the agent's stored context, which holds the ids the
+// model actually produced: when the stored ids spell the same text further
+// than the two id sequences agree (see realign), they replace that part of
+// the context and the node is asked again. A client resending a reply as
+// text thus reuses all of it, even where tokenizing the text splits it
+// differently from the ids the model sampled.
+func (s *Server) lookup(ctx context.Context, r *request) (*blockpoolv1.LookupAgentResponse, error) {
+	lk, err := s.lookupOnce(ctx, r, r.context, false)
+	if err != nil || !r.fromText() || s.cfg.Model.Tokenizer == nil {
+		return lk, err
+	}
+	stored := lk.GetAgentTokenIds()
+	k, j := realign(stored, r.context, s.cfg.Model.Tokenizer.TokenBytes)
+	if k <= int(lk.GetMatchedTokens()) {
+		return lk, nil
+	}
+	spliced := make([]int, 0, k+len(r.context)-j)
+	spliced = append(append(spliced, toInts(stored[:k])...), r.context[j:]...)
+	if len(spliced) >= s.cfg.Model.Config.SeqLen {
+		return lk, nil
+	}
+	lk2, err := s.lookupOnce(ctx, r, spliced, true)
+	if err != nil {
+		return nil, err
+	}
+	// The node checks what the splice cannot: that the stored record is of
+	// this model and salt, and that its blocks are there.
+	if lk2.GetMatchedTokens() <= lk.GetMatchedTokens() {
+		return lk, nil
+	}
+	r.context = spliced
+	return lk2, nil
+}
+
+func (s *Server) lookupOnce(ctx context.Context, r *request, tokens []int, realigned bool) (*blockpoolv1.LookupAgentResponse, error) {
+	lctx, span := s.tracer.Start(ctx, "lookup", trace.WithAttributes(attribute.String("pool", r.node.Name()),
+		attribute.Int("context_tokens", len(tokens)), attribute.Bool("realigned", realigned)))
+	lk, err := r.node.Client.LookupAgent(lctx, &blockpoolv1.LookupAgentRequest{
+		AgentId: r.req.GetAgentId(), TokenIds: toUint32s(tokens), ModelTag: s.cfg.Spec.ModelTag, CacheSalt: r.req.GetCacheSalt(),
+	})
+	span.SetAttributes(attribute.Int("matched_tokens", int(lk.GetMatchedTokens())))
+	endSpan(span, err)
+	return lk, err
+}
+
+// fromText reports whether the request's context was tokenized from text
+// here (and so may be realigned with the agent's stored ids).
+func (r *request) fromText() bool {
+	return len(r.req.GetMessages()) > 0 || r.req.GetPrompt() != "" && !r.req.GetAppend()
+}
+
+// contextField is the request field that gave the context.
+func (r *request) contextField() string {
+	switch {
+	case len(r.req.GetMessages()) > 0:
+		return "messages"
+	case len(r.req.GetPromptTokenIds()) > 0:
+		return "prompt_token_ids"
+	}
+	return "prompt"
 }
 
 // load builds the sequence's page table: hit blocks from the hot cache or the
@@ -446,13 +537,18 @@ type written struct {
 // final message to send and whether the lease's blocks should be committed on
 // release. It must not panic past its caller's release: the loop and the
 // writer recover or report errors.
-func (s *Server) run(ctx context.Context, r *request, stream schedulerv1.SchedulerService_GenerateServer) (*schedulerv1.GenerateResponse, bool, error) {
+func (s *Server) run(ctx context.Context, r *request, send func(*schedulerv1.GenerateResponse) error) (*schedulerv1.GenerateResponse, bool, error) {
+	// A send that fails (the client is gone, or its transport gave up) ends
+	// the sequence at the loop's next step instead of computing tokens that
+	// nobody reads.
+	seqCtx, cancelSeq := context.WithCancel(ctx)
+	defer cancelSeq()
 	spec := s.cfg.Spec
 	tpb := spec.TokensPerBlock
 	m := s.cfg.Model
 	salt := r.req.GetCacheSalt()
 	seq := &batch.Seq{
-		Ctx: ctx, Tokens: r.context, Eng: r.seq, MaxTokens: r.maxTok, MaxPositions: r.maxPos,
+		Ctx: seqCtx, Tokens: r.context, Eng: r.seq, MaxTokens: r.maxTok, MaxPositions: r.maxPos,
 		Sampler: engine.NewSampler(engine.SamplingParams{
 			Temperature: r.req.GetTemperature(), TopK: int(r.req.GetTopK()), TopP: r.req.GetTopP(), Seed: r.req.GetSeed(),
 		}),
@@ -542,7 +638,9 @@ func (s *Server) run(ctx context.Context, r *request, stream schedulerv1.Schedul
 		if sendErr == nil {
 			// A client that went away cancels ctx; the loop drops the
 			// sequence at its next step and the events end.
-			sendErr = stream.Send(msg)
+			if sendErr = send(msg); sendErr != nil {
+				cancelSeq()
+			}
 		}
 	}
 	if runErr != nil {

@@ -329,5 +329,16 @@ func (s *Server) HotCacheStats() hotcache.Stats { return s.hot.Stats() }
 // LeasedBlocks is the number of blocks this scheduler holds leases on.
 func (s *Server) LeasedBlocks() int { return int(s.leasedBlocks.Load()) }
 
+// Ready is nil when the service can take a request: some pool node is
+// healthy. Otherwise it is the UNAVAILABLE status a request would get.
+func (s *Server) Ready() error {
+	for _, n := range s.cfg.Pool.Nodes() {
+		if n.Healthy() {
+			return nil
+		}
+	}
+	return poolclient.ErrNoHealthyNode
+}
+
 // BusyAgents is the number of agents with a request in flight or waiting.
 func (s *Server) BusyAgents() int { return s.agents.busy() }

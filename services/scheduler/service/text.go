@@ -95,3 +95,20 @@ func (t *textStream) take(limit int, final bool) string {
 	t.sent = limit
 	return string(bytes.ToValidUTF8(out, []byte("\uFFFD")))
 }
+
+// MatchedStop returns the stop string that ended a generation whose tokens
+// spell generated (finish reason STOP): the earliest one in the bytes, the
+// first listed on a tie, as the streaming matcher finds it. "" if none.
+func MatchedStop(stops []string, generated []byte) string {
+	m := newStopMatcher(stops)
+	i := m.push(generated)
+	if i < 0 {
+		return ""
+	}
+	for _, s := range stops {
+		if bytes.HasPrefix(generated[i:], []byte(s)) {
+			return s
+		}
+	}
+	return ""
+}

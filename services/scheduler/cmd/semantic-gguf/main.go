@@ -5,6 +5,11 @@
 //
 //	semantic-gguf quantize --type Q8_0 IN OUT      IN: gguf:PATH, PATH.gguf or llama2c:PATH
 //	semantic-gguf random --shape 42M --type Q4_0 OUT
+//
+// TYPE is one matrix type (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) or
+// Q4_K_M, llama.cpp's mix of Q4_K and Q6_K (model.MixType). Matrices whose
+// rows are not whole blocks of the type fall back to Q8_0 (K types, when
+// the row is whole 32-blocks) or F16, as llama.cpp's quantizer falls back.
 package main
 
 import (
@@ -31,11 +36,11 @@ func main() {
 		usage()
 	}
 	fs := flag.NewFlagSet("semantic-gguf "+os.Args[1], flag.ExitOnError)
-	typ := fs.String("type", "F32", "matrix type: F32, F16, BF16, Q8_0 or Q4_0")
+	typ := fs.String("type", "F32", "matrix type: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, or the mix Q4_K_M")
 	shape := fs.String("shape", "42M", "random: model shape (15M, 42M, 110M)")
 	seed := fs.Uint64("seed", 42, "random: weight seed")
 	_ = fs.Parse(os.Args[2:])
-	t, err := parseType(*typ)
+	opts, err := parseType(*typ)
 	if err != nil {
 		exit(err)
 	}
@@ -44,7 +49,7 @@ func main() {
 		if fs.NArg() != 2 {
 			usage()
 		}
-		exit(quantize(fs.Arg(0), fs.Arg(1), t))
+		exit(quantize(fs.Arg(0), fs.Arg(1), opts))
 	case "random":
 		if fs.NArg() != 1 {
 			usage()
@@ -57,7 +62,8 @@ func main() {
 		if err != nil {
 			exit(err)
 		}
-		w, err := model.WriteGGUF(m, model.GGUFOptions{Type: t, Untied: true, Metadata: syntheticVocab(c.Vocab)})
+		opts.Untied, opts.Metadata = true, syntheticVocab(c.Vocab)
+		w, err := model.WriteGGUF(m, opts)
 		if err != nil {
 			exit(err)
 		}
@@ -67,9 +73,9 @@ func main() {
 	}
 }
 
-// quantize converts a float32 model to typ, keeping a GGUF source's
-// tokenizer and chat template keys.
-func quantize(in, out string, typ gguf.TensorType) error {
+// quantize converts a float32 model to the type or mix of opts, keeping a
+// GGUF source's tokenizer and chat template keys.
+func quantize(in, out string, opts model.GGUFOptions) error {
 	m, err := model.Load(in, "")
 	if err != nil {
 		return err
@@ -92,20 +98,25 @@ func quantize(in, out string, typ gguf.TensorType) error {
 			}
 		}
 	}
-	w, err := model.WriteGGUF(m, model.GGUFOptions{Type: typ, Metadata: meta})
+	opts.Metadata = meta
+	w, err := model.WriteGGUF(m, opts)
 	if err != nil {
 		return err
 	}
 	return w.WriteFile(out)
 }
 
-func parseType(s string) (gguf.TensorType, error) {
+// parseType reads --type: a matrix type, or a mix.
+func parseType(s string) (model.GGUFOptions, error) {
 	for _, t := range model.SupportedTypes {
 		if strings.EqualFold(t.String(), s) {
-			return t, nil
+			return model.GGUFOptions{Type: t}, nil
 		}
 	}
-	return 0, fmt.Errorf("unknown type %q (supported: %v)", s, model.SupportedTypes)
+	if mix, err := model.ParseMix(s); err == nil && mix != "" {
+		return model.GGUFOptions{Mix: mix}, nil
+	}
+	return model.GGUFOptions{}, fmt.Errorf("unknown type %q (supported: %v and the mix %s)", s, model.SupportedTypes, model.MixQ4_K_M)
 }
 
 // syntheticVocab is a SentencePiece vocabulary of n pieces in GGUF's

@@ -319,7 +319,7 @@ type ModelInfo struct {
 	ContextLength uint32 `protobuf:"varint,7,opt,name=context_length,json=contextLength,proto3" json:"context_length,omitempty"`
 	// Vocabulary size.
 	VocabSize uint32 `protobuf:"varint,8,opt,name=vocab_size,json=vocabSize,proto3" json:"vocab_size,omitempty"`
-	// Tokenizer kind ("byte", "sentencepiece"); empty when the model has none
+	// Tokenizer kind ("byte", "sentencepiece", "bpe"); empty when the model has none
 	// and requests must send token ids.
 	Tokenizer string `protobuf:"bytes,9,opt,name=tokenizer,proto3" json:"tokenizer,omitempty"`
 	// Whether the model carries its own chat template (otherwise messages are

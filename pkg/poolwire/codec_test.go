@@ -1,19 +1,17 @@
-package server
+package poolwire
 
 import (
 	"bytes"
 	"testing"
 
 	blockpoolv1 "github.com/semantic-kv/semantic/pkg/api/semantic/blockpool/v1"
-	"google.golang.org/grpc/encoding"
-	"google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
 	protoapi "google.golang.org/protobuf/proto"
 )
 
 // The zero-copy codecs must be byte-identical to the proto codec on the wire.
 func TestZeroCopyCodecMatchesProto(t *testing.T) {
-	sc, cc := newCodec(), clientCodec{base: encoding.GetCodecV2(proto.Name)}
+	sc, cc := newServerCodec(), newClientCodec()
 	for _, n := range []int{0, 10, zeroCopyMin, 1 << 20, 4 << 20} {
 		data := bytes.Repeat([]byte{0xab, 0x01}, n/2)
 		for _, m := range []*blockpoolv1.GetBlocksResponse{

@@ -1,4 +1,4 @@
-package server
+package poolwire
 
 import (
 	blockpoolv1 "github.com/semantic-kv/semantic/pkg/api/semantic/blockpool/v1"
@@ -9,18 +9,22 @@ import (
 	gproto "google.golang.org/protobuf/proto"
 )
 
-// zeroCopyCodec is the proto codec, except that a GetBlocksResponse with a
+// The two codecs below are the proto codec, byte-identical on the wire, with
+// one shortcut each for the GetBlocksResponse that carries block payloads.
+// They are installed by ServerOptions and ClientOptions.
+
+// serverCodec is the proto codec, except that a GetBlocksResponse with a
 // large data field is encoded without copying the payload: the message is the
 // marshalled header (if any) and the data field's tag and length, followed by
-// the payload slice itself, which grpc writes straight to the transport. Payloads are immutable once filled, so
-// holding the slice until it is written is safe. The wire bytes are exactly
-// what proto.Marshal would produce.
-type zeroCopyCodec struct{ base encoding.CodecV2 }
+// the payload slice itself, which grpc writes straight to the transport.
+// Payloads are immutable once filled, so holding the slice until it is
+// written is safe. The wire bytes are exactly what proto.Marshal would produce.
+type serverCodec struct{ base encoding.CodecV2 }
 
 // zeroCopyMin is the smallest chunk worth the special path.
 const zeroCopyMin = 4 << 10
 
-func (c zeroCopyCodec) Marshal(v any) (mem.BufferSlice, error) {
+func (c serverCodec) Marshal(v any) (mem.BufferSlice, error) {
 	if m, ok := v.(*blockpoolv1.GetBlocksResponse); ok && len(m.Data) >= zeroCopyMin {
 		// Field 1 (the block header, if any) then field 2 (the data): the
 		// order proto.Marshal uses, so the bytes are the same.
@@ -40,16 +44,16 @@ func (c zeroCopyCodec) Marshal(v any) (mem.BufferSlice, error) {
 	return c.base.Marshal(v)
 }
 
-func (c zeroCopyCodec) Unmarshal(data mem.BufferSlice, v any) error { return c.base.Unmarshal(data, v) }
+func (c serverCodec) Unmarshal(data mem.BufferSlice, v any) error { return c.base.Unmarshal(data, v) }
 
-func (c zeroCopyCodec) Name() string { return proto.Name }
+func (c serverCodec) Name() string { return proto.Name }
 
-func newCodec() encoding.CodecV2 { return zeroCopyCodec{base: encoding.GetCodecV2(proto.Name)} }
+func newServerCodec() encoding.CodecV2 { return serverCodec{base: encoding.GetCodecV2(proto.Name)} }
 
-// Unmarshal side, for clients: a GetBlocksResponse is decoded from one
-// materialized copy of the message with its data field aliasing that copy,
-// instead of the proto codec's materialize-then-copy. Everything else goes to
-// the proto codec. The result is the same message.
+// clientCodec is the decoding side, for clients: a GetBlocksResponse is
+// decoded from one materialized copy of the message with its data field
+// aliasing that copy, instead of the proto codec's materialize-then-copy.
+// Everything else goes to the proto codec. The result is the same message.
 type clientCodec struct{ base encoding.CodecV2 }
 
 func (c clientCodec) Marshal(v any) (mem.BufferSlice, error) { return c.base.Marshal(v) }
@@ -88,3 +92,5 @@ func (c clientCodec) Unmarshal(data mem.BufferSlice, v any) error {
 }
 
 func (c clientCodec) Name() string { return proto.Name }
+
+func newClientCodec() encoding.CodecV2 { return clientCodec{base: encoding.GetCodecV2(proto.Name)} }

@@ -1,0 +1,107 @@
+package pool
+
+import (
+	"container/list"
+	"fmt"
+	"iter"
+	"maps"
+	"time"
+
+	"github.com/semantic-kv/semantic/pkg/kvspec"
+)
+
+// agentRec is an immutable agent record: a commit builds a new one.
+type agentRec struct {
+	ID, ModelTag, Salt string
+	Hashes             []kvspec.Hash
+	Tokens             []uint32
+	Version            uint64
+	Created            time.Time
+}
+
+type agentEntry struct {
+	rec      *agentRec
+	lastUsed time.Time
+	elem     *list.Element // in agentTable.lru
+}
+
+// agentTable is the agent records by id, in least-recently-used order (the
+// order in which agents are dropped when blocks or disk run short). Guarded
+// by the pool lock; the references a record holds on blocks are counted in
+// the slot table by the pool.
+type agentTable struct {
+	byID map[string]*agentEntry
+	lru  *list.List // of *agentEntry; front = least recently used
+}
+
+func newAgentTable() agentTable { return agentTable{byID: map[string]*agentEntry{}, lru: list.New()} }
+
+func (t *agentTable) len() int { return len(t.byID) }
+
+// get returns the agent's entry, nil if none.
+func (t *agentTable) get(id string) *agentEntry { return t.byID[id] }
+
+// add records a new agent as the most recently used.
+func (t *agentTable) add(rec *agentRec, lastUsed time.Time) *agentEntry {
+	e := &agentEntry{rec: rec, lastUsed: lastUsed}
+	e.elem = t.lru.PushBack(e)
+	t.byID[rec.ID] = e
+	return e
+}
+
+// touch marks an agent used at now.
+func (t *agentTable) touch(e *agentEntry, now time.Time) {
+	e.lastUsed = now
+	t.lru.MoveToBack(e.elem)
+}
+
+func (t *agentTable) remove(e *agentEntry) {
+	delete(t.byID, e.rec.ID)
+	t.lru.Remove(e.elem)
+}
+
+// all yields every agent in no particular order; the caller may remove the
+// agent it is given.
+func (t *agentTable) all() iter.Seq[*agentEntry] { return maps.Values(t.byID) }
+
+// leastRecent yields the agents from least to most recently used; the caller
+// must not change the table while it iterates.
+func (t *agentTable) leastRecent() iter.Seq[*agentEntry] {
+	return func(yield func(*agentEntry) bool) {
+		for el := t.lru.Front(); el != nil; el = el.Next() {
+			if !yield(el.Value.(*agentEntry)) {
+				return
+			}
+		}
+	}
+}
+
+// oldest is the least recently used agent, nil if none.
+func (t *agentTable) oldest() *agentEntry { return t.oldestExcept("") }
+
+// oldestExcept is the least recently used agent other than keep, nil if none.
+func (t *agentTable) oldestExcept(keep string) *agentEntry {
+	for e := range t.leastRecent() {
+		if e.rec.ID != keep {
+			return e
+		}
+	}
+	return nil
+}
+
+// check verifies that map and list hold the same entries and that every
+// record names at least one block and one token.
+func (t *agentTable) check() error {
+	if t.lru.Len() != len(t.byID) {
+		return fmt.Errorf("agent LRU has %d, map %d", t.lru.Len(), len(t.byID))
+	}
+	for id, e := range t.byID {
+		if e.rec.ID != id || e.elem == nil || e.elem.Value.(*agentEntry) != e {
+			return fmt.Errorf("agent %q: bad entry", id)
+		}
+		if len(e.rec.Hashes) == 0 || len(e.rec.Tokens) == 0 {
+			return fmt.Errorf("agent %q: %d hashes for %d tokens", id, len(e.rec.Hashes), len(e.rec.Tokens))
+		}
+	}
+	return nil
+}

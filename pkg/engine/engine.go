@@ -35,6 +35,19 @@ var (
 	ErrBadInput = errors.New("bad step input")
 )
 
+// InputError is a Step error that one input of the batch alone causes (a
+// token outside the vocabulary, a sequence past the context, too few or
+// malformed blocks): Input is its index in the batch. Step returns it before
+// it writes anything, so the batch without that input can be stepped again.
+// Err wraps one of the sentinel errors above (errors.Is sees through).
+type InputError struct {
+	Input int
+	Err   error
+}
+
+func (e *InputError) Error() string { return e.Err.Error() }
+func (e *InputError) Unwrap() error { return e.Err }
+
 // DefaultTokensPerBlock is the page size when Options leaves it zero.
 const DefaultTokensPerBlock = 16
 
@@ -253,31 +266,31 @@ func (e *Engine) validate(batch []StepInput) error {
 	seen := make(map[*Sequence]int, len(batch))
 	for i, in := range batch {
 		if in.Seq == nil {
-			return fmt.Errorf("%w: input %d: nil sequence", ErrBadInput, i)
+			return &InputError{Input: i, Err: fmt.Errorf("%w: input %d: nil sequence", ErrBadInput, i)}
 		}
 		if j, dup := seen[in.Seq]; dup {
 			return fmt.Errorf("%w: inputs %d and %d are the same sequence", ErrBadInput, j, i)
 		}
 		seen[in.Seq] = i
 		if len(in.Tokens) == 0 {
-			return fmt.Errorf("%w: input %d: no tokens", ErrBadInput, i)
+			return &InputError{Input: i, Err: fmt.Errorf("%w: input %d: no tokens", ErrBadInput, i)}
 		}
 		for _, t := range in.Tokens {
 			if t < 0 || t >= e.cfg.Vocab {
-				return fmt.Errorf("%w: input %d: token %d not in [0,%d)", ErrBadToken, i, t, e.cfg.Vocab)
+				return &InputError{Input: i, Err: fmt.Errorf("%w: input %d: token %d not in [0,%d)", ErrBadToken, i, t, e.cfg.Vocab)}
 			}
 		}
 		s := in.Seq
 		if s.Len < 0 {
-			return fmt.Errorf("%w: input %d: negative length %d", ErrBadInput, i, s.Len)
+			return &InputError{Input: i, Err: fmt.Errorf("%w: input %d: negative length %d", ErrBadInput, i, s.Len)}
 		}
 		end := s.Len + len(in.Tokens)
 		if end > e.cfg.SeqLen {
-			return fmt.Errorf("%w: input %d: %d positions + %d tokens > context %d", ErrContextLength, i, s.Len, len(in.Tokens), e.cfg.SeqLen)
+			return &InputError{Input: i, Err: fmt.Errorf("%w: input %d: %d positions + %d tokens > context %d", ErrContextLength, i, s.Len, len(in.Tokens), e.cfg.SeqLen)}
 		}
 		need := (end + e.tpb - 1) / e.tpb
 		if len(s.Blocks) < need {
-			return fmt.Errorf("%w: input %d: %d positions need %d blocks of %d tokens, sequence has %d", ErrBlockGeometry, i, end, need, e.tpb, len(s.Blocks))
+			return &InputError{Input: i, Err: fmt.Errorf("%w: input %d: %d positions need %d blocks of %d tokens, sequence has %d", ErrBlockGeometry, i, end, need, e.tpb, len(s.Blocks))}
 		}
 		for b := 0; b < need; b++ {
 			blk := s.Blocks[b]
@@ -286,7 +299,7 @@ func (e *Engine) validate(batch []StepInput) error {
 				if blk != nil {
 					n = len(blk.Data)
 				}
-				return fmt.Errorf("%w: input %d: block %d has %d floats, spec needs %d", ErrBlockGeometry, i, b, n, e.blockFloats)
+				return &InputError{Input: i, Err: fmt.Errorf("%w: input %d: block %d has %d floats, spec needs %d", ErrBlockGeometry, i, b, n, e.blockFloats)}
 			}
 		}
 		for b := s.Len / e.tpb; b < need; b++ {

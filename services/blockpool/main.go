@@ -4,6 +4,7 @@
 //
 //	blockpool --listen :50061 --data-dir DIR --capacity-blocks N \
 //	    --memory-budget BYTES --disk-budget BYTES [--lease-ttl 30s --lease-max-ttl 10m]
+//	    [--max-capacity-blocks N --max-agents N --max-agent-bytes BYTES]
 //	    [--spec-layers L --spec-kv-heads H --spec-head-dim D --spec-tokens-per-block T --spec-dtype float16 --spec-model-tag TAG]
 //
 // Without spec flags the stored spec applies, or the first scheduler sets it
@@ -24,8 +25,10 @@ import (
 
 func main() {
 	var (
-		capacity                int
+		capacity, maxCapacity   int
 		memBudget, diskBudget   int64
+		maxAgents               int
+		maxAgentBytes           int64
 		ttl, maxTTL             time.Duration
 		layers, heads, dim, tpb int
 		dtype, modelTag         string
@@ -36,6 +39,9 @@ func main() {
 		DefaultMetricsListen: ":9461",
 		Flags: func(fs *flag.FlagSet) {
 			fs.IntVar(&capacity, "capacity-blocks", 0, "pool capacity in blocks (0: the stored capacity, else 1024)")
+			fs.IntVar(&maxCapacity, "max-capacity-blocks", 0, "largest capacity --capacity-blocks or a Reconfigure may set (0: 262144)")
+			fs.IntVar(&maxAgents, "max-agents", 0, "most agent records kept; beyond it the least recently used idle ones are dropped (0: 100000)")
+			fs.Int64Var(&maxAgentBytes, "max-agent-bytes", 0, "most bytes of agent records (token ids, hashes) kept in memory (0: 256 MiB)")
 			fs.Int64Var(&memBudget, "memory-budget", 1<<30, "bytes of block payloads kept in memory (0 = unlimited)")
 			fs.Int64Var(&diskBudget, "disk-budget", 0, "bytes of block files on disk (0 = unlimited)")
 			fs.DurationVar(&ttl, "lease-ttl", 30*time.Second, "default lease time to live")
@@ -63,7 +69,8 @@ func main() {
 				spec = &s
 			}
 			n, err := node.Open(node.Config{
-				DataDir: rt.Common.DataDir, NodeID: rt.Common.NodeID, CapacityBlocks: capacity,
+				DataDir: rt.Common.DataDir, NodeID: rt.Common.NodeID, CapacityBlocks: capacity, MaxCapacityBlocks: maxCapacity,
+				MaxAgents: maxAgents, MaxAgentBytes: maxAgentBytes,
 				MemoryBudgetBytes: memBudget, DiskBudgetBytes: diskBudget, Spec: spec,
 				DefaultTTL: ttl, MaxTTL: maxTTL, Logger: rt.Logger, MeterProvider: rt.MeterProvider, Version: app.Version,
 			})

@@ -25,6 +25,12 @@ type Config struct {
 	NodeID string
 	// CapacityBlocks is the number of blocks; 0: the stored capacity, else 1024.
 	CapacityBlocks int
+	// MaxCapacityBlocks bounds CapacityBlocks and Reconfigure (0: pool.DefaultMaxCapacity).
+	MaxCapacityBlocks int
+	// MaxAgents and MaxAgentBytes bound agent records and their bytes
+	// (0: pool.DefaultMaxAgents, pool.DefaultMaxAgentBytes).
+	MaxAgents     int
+	MaxAgentBytes int64
 	// MemoryBudgetBytes and DiskBudgetBytes bound payload bytes per tier (0 = unlimited).
 	MemoryBudgetBytes, DiskBudgetBytes int64
 	// Spec is optional: if nil, the stored spec applies, or none until the
@@ -57,7 +63,8 @@ func Open(cfg Config) (*Node, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	p, err := pool.Open(pool.Options{
-		Dir: cfg.DataDir, NodeID: cfg.NodeID, Capacity: cfg.CapacityBlocks, Spec: cfg.Spec,
+		Dir: cfg.DataDir, NodeID: cfg.NodeID, Capacity: cfg.CapacityBlocks, MaxCapacity: cfg.MaxCapacityBlocks, Spec: cfg.Spec,
+		MaxAgents: cfg.MaxAgents, MaxAgentBytes: cfg.MaxAgentBytes,
 		MemoryBudget: cfg.MemoryBudgetBytes, DiskBudget: cfg.DiskBudgetBytes,
 		DefaultTTL: cfg.DefaultTTL, MaxTTL: cfg.MaxTTL, Logger: log, MeterProvider: cfg.MeterProvider,
 	})

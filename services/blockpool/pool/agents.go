@@ -118,10 +118,18 @@ func (p *Pool) commitLocked(req CommitRequest, spec *kvspec.Spec) (*persistSet, 
 			return nil, 0, fmt.Errorf("%w: block_hashes[%d] (%s) is neither cached nor written through the lease", ErrBlockNotFound, i, h)
 		}
 	}
+	rec := &agentRec{
+		ID: req.AgentID, ModelTag: req.ModelTag, Salt: req.Salt, Created: p.clock.Now(),
+		Hashes: slices.Clone(req.Hashes), Tokens: slices.Clone(req.Tokens),
+	}
+	victims, err := p.agentRoomLocked(rec, cur)
+	if err != nil {
+		return nil, 0, err
+	}
 	// All checks passed: apply. Increment before decrementing so that a block
 	// in both the old and new chain never passes through zero. The clock is
 	// read first, so nothing that leaves the core runs mid-change.
-	now := p.clock.Now()
+	now := rec.Created
 	ps := &persistSet{}
 	ps.agent(req.AgentID)
 	for _, h := range req.Hashes {
@@ -135,19 +143,64 @@ func (p *Pool) commitLocked(req CommitRequest, spec *kvspec.Spec) (*persistSet, 
 		t.makeUnevictable(id)
 		ps.block(h)
 	}
-	rec := &agentRec{
-		ID: req.AgentID, ModelTag: req.ModelTag, Salt: req.Salt, Version: curV + 1, Created: now,
-		Hashes: slices.Clone(req.Hashes), Tokens: slices.Clone(req.Tokens),
-	}
+	rec.Version = p.nextVersionLocked()
 	if cur != nil {
 		rec.Created = cur.rec.Created
 		p.unrefLocked(cur.rec.Hashes, ps)
-		cur.rec = rec
+		p.agents.replace(cur, rec)
 		p.agents.touch(cur, now)
 	} else {
 		p.agents.add(rec, now)
 	}
+	for _, v := range victims {
+		p.removeAgentLocked(v, ps)
+	}
 	return ps, rec.Version, nil
+}
+
+// agentRoomLocked decides which agents a commit of rec (replacing cur, if
+// any) drops to stay within the node's bounds on agent records and their
+// bytes: the least recently used idle ones (no active lease), never the
+// committing agent. If even that cannot make room (one record larger than the
+// byte bound, or every other agent busy) the commit is refused with
+// ExhaustedError and nothing changes.
+func (p *Pool) agentRoomLocked(rec *agentRec, cur *agentEntry) ([]*agentEntry, error) {
+	n, bytes := int64(p.agents.len()), p.agents.bytes+recBytes(rec)
+	if cur == nil {
+		n++
+	} else {
+		bytes -= recBytes(cur.rec)
+	}
+	maxN, maxB := int64(p.opt.MaxAgents), p.opt.MaxAgentBytes
+	if n <= maxN && bytes <= maxB {
+		return nil, nil
+	}
+	if recBytes(rec) > maxB {
+		return nil, &ExhaustedError{Resource: "pool/agent-bytes", Asked: recBytes(rec), Available: maxB}
+	}
+	busy := map[string]bool{}
+	for l := range p.leases.all() {
+		busy[l.agent] = true
+	}
+	var victims []*agentEntry
+	for e := range p.agents.leastRecent() {
+		if n <= maxN && bytes <= maxB {
+			break
+		}
+		if e.rec.ID == rec.ID || busy[e.rec.ID] {
+			continue
+		}
+		victims = append(victims, e)
+		n--
+		bytes -= recBytes(e.rec)
+	}
+	if n > maxN {
+		return nil, &ExhaustedError{Resource: "pool/agents", Asked: 1, Available: 0}
+	}
+	if bytes > maxB {
+		return nil, &ExhaustedError{Resource: "pool/agent-bytes", Asked: recBytes(rec), Available: max(0, maxB-(bytes-recBytes(rec)))}
+	}
+	return victims, nil
 }
 
 // unrefLocked drops one reference from each hash (tail first, so that a
@@ -193,9 +246,9 @@ func (p *Pool) trimAgentsAtLocked(h kvspec.Hash, ps *persistSet) {
 		r := *e.rec
 		r.Hashes = slices.Clone(e.rec.Hashes[:i])
 		r.Tokens = slices.Clone(e.rec.Tokens[:i*p.spec.TokensPerBlock])
-		r.Version++
+		r.Version = p.nextVersionLocked()
 		p.unrefLocked(e.rec.Hashes[i:], ps)
-		e.rec = &r
+		p.agents.replace(e, &r)
 		ps.agent(r.ID)
 	}
 }

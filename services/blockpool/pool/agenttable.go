@@ -30,8 +30,15 @@ type agentEntry struct {
 // by the pool lock; the references a record holds on blocks are counted in
 // the slot table by the pool.
 type agentTable struct {
-	byID map[string]*agentEntry
-	lru  *list.List // of *agentEntry; front = least recently used
+	byID  map[string]*agentEntry
+	lru   *list.List // of *agentEntry; front = least recently used
+	bytes int64      // sum of recBytes over the records
+}
+
+// recBytes is what a record costs in memory, roughly: its token ids, hashes,
+// strings and a fixed overhead for the entry, map slot and list element.
+func recBytes(r *agentRec) int64 {
+	return int64(4*len(r.Tokens)+32*len(r.Hashes)+len(r.ID)+len(r.ModelTag)+len(r.Salt)) + 256
 }
 
 func newAgentTable() agentTable { return agentTable{byID: map[string]*agentEntry{}, lru: list.New()} }
@@ -46,7 +53,14 @@ func (t *agentTable) add(rec *agentRec, lastUsed time.Time) *agentEntry {
 	e := &agentEntry{rec: rec, lastUsed: lastUsed}
 	e.elem = t.lru.PushBack(e)
 	t.byID[rec.ID] = e
+	t.bytes += recBytes(rec)
 	return e
+}
+
+// replace swaps e's record for rec (same id).
+func (t *agentTable) replace(e *agentEntry, rec *agentRec) {
+	t.bytes += recBytes(rec) - recBytes(e.rec)
+	e.rec = rec
 }
 
 // touch marks an agent used at now.
@@ -58,6 +72,7 @@ func (t *agentTable) touch(e *agentEntry, now time.Time) {
 func (t *agentTable) remove(e *agentEntry) {
 	delete(t.byID, e.rec.ID)
 	t.lru.Remove(e.elem)
+	t.bytes -= recBytes(e.rec)
 }
 
 // all yields every agent in no particular order; the caller may remove the
@@ -94,6 +109,13 @@ func (t *agentTable) oldestExcept(keep string) *agentEntry {
 func (t *agentTable) check() error {
 	if t.lru.Len() != len(t.byID) {
 		return fmt.Errorf("agent LRU has %d, map %d", t.lru.Len(), len(t.byID))
+	}
+	var bytes int64
+	for _, e := range t.byID {
+		bytes += recBytes(e.rec)
+	}
+	if bytes != t.bytes {
+		return fmt.Errorf("agent bytes %d, records say %d", t.bytes, bytes)
 	}
 	for id, e := range t.byID {
 		if e.rec.ID != id || e.elem == nil || e.elem.Value.(*agentEntry) != e {

@@ -20,7 +20,7 @@ func BenchmarkLeaseRelease(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if _, err := e.p.Release(ctx, g.LeaseID, g.Epoch, false); err != nil {
+			if _, err := e.p.Release(ctx, g.LeaseID, g.Epoch, g.Holder, false); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -32,7 +32,7 @@ func BenchmarkLeaseRelease(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				if _, err := e.p.Release(ctx, g.LeaseID, g.Epoch, false); err != nil {
+				if _, err := e.p.Release(ctx, g.LeaseID, g.Epoch, g.Holder, false); err != nil {
 					b.Fatal(err)
 				}
 			}

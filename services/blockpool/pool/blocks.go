@@ -40,8 +40,9 @@ type BlockWrite struct {
 
 // BeginWrite starts writing a block that the lease holds and that is not
 // filled. It reserves the block's disk bytes (evicting unreferenced cached
-// blocks, then least-recently-used agents, if the disk budget is short).
-func (p *Pool) BeginWrite(ctx context.Context, leaseID, epoch uint64, h WriteHeader) (*BlockWrite, error) {
+// blocks, then least-recently-used agents, if the disk budget is short). Only
+// the lease's holder may write through it (else ErrNotHolder).
+func (p *Pool) BeginWrite(ctx context.Context, leaseID, epoch uint64, holder string, h WriteHeader) (*BlockWrite, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -51,11 +52,11 @@ func (p *Pool) BeginWrite(ctx context.Context, leaseID, epoch uint64, h WriteHea
 		files []string
 	)
 	err := p.withLock(func() (err error) {
-		w, ps, files, err = p.beginWriteLocked(leaseID, epoch, h)
+		w, ps, files, err = p.beginWriteLocked(leaseID, epoch, holder, h)
 		return err
 	})
-	// Making disk room may have dropped blocks and agents even when it could
-	// not make enough.
+	// What making disk room dropped (only when the block then fits: a
+	// refused write drops nothing).
 	p.removeFiles(files)
 	p.persistBestEffort(ctx, ps)
 	if err != nil {
@@ -65,7 +66,7 @@ func (p *Pool) BeginWrite(ctx context.Context, leaseID, epoch uint64, h WriteHea
 	return w, nil
 }
 
-func (p *Pool) beginWriteLocked(leaseID, epoch uint64, h WriteHeader) (*BlockWrite, *persistSet, []string, error) {
+func (p *Pool) beginWriteLocked(leaseID, epoch uint64, holder string, h WriteHeader) (*BlockWrite, *persistSet, []string, error) {
 	if p.spec == nil {
 		return nil, nil, nil, ErrNotConfigured
 	}
@@ -77,7 +78,7 @@ func (p *Pool) beginWriteLocked(leaseID, epoch uint64, h WriteHeader) (*BlockWri
 	if h.TokenCount < 1 || h.TokenCount > spec.TokensPerBlock {
 		return nil, nil, nil, argErr("header.token_count", "must be in 1..%d, got %d", spec.TokensPerBlock, h.TokenCount)
 	}
-	l, err := p.activeLeaseLocked(leaseID, epoch)
+	l, err := p.heldLeaseLocked(leaseID, epoch, holder)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -104,22 +105,55 @@ func (p *Pool) beginWriteLocked(leaseID, epoch uint64, h WriteHeader) (*BlockWri
 }
 
 // makeDiskRoomLocked frees disk for one block: unreferenced cached blocks
-// first (LRU), then whole least-recently-used agents other than keep.
+// first (LRU), then whole least-recently-used agents other than keep. Like
+// makeRoomLocked it first decides, by simulation, whether the block will fit
+// once everything that may go is gone: a refused write drops nothing.
 func (p *Pool) makeDiskRoomLocked(bb int64, keep string) (*persistSet, []string, error) {
 	t := &p.slots
+	short := t.dskBytes + bb - p.opt.DiskBudget
+	var gain int64
+	for id := t.lru.head; id >= 0 && gain < short; id = t.slots[id].lru.next {
+		if t.slots[id].onDisk {
+			gain += t.blockBytes
+		}
+	}
+	var victims []*agentEntry
+	if gain < short {
+		dec := map[int32]int32{}
+		for ae := range p.agents.leastRecent() {
+			if gain >= short {
+				break
+			}
+			if ae.rec.ID == keep {
+				continue
+			}
+			victims = append(victims, ae)
+			for _, h := range ae.rec.Hashes {
+				id := t.index[h]
+				dec[id]++
+				if s := &t.slots[id]; s.refs == dec[id] && s.state == stateCached && s.onDisk {
+					gain += t.blockBytes
+				}
+			}
+		}
+	}
+	if gain < short {
+		return nil, nil, &ExhaustedError{Resource: "pool/disk", Asked: bb, Available: max(0, p.opt.DiskBudget-t.dskBytes) + gain}
+	}
 	ps := &persistSet{}
+	for _, ae := range victims {
+		p.removeAgentLocked(ae, ps)
+	}
 	var files []string
-	for t.dskBytes+bb > p.opt.DiskBudget {
-		if t.lru.n > 0 {
-			files = append(files, t.evictOldest())
+	for t.dskBytes+bb > p.opt.DiskBudget && t.lru.n > 0 {
+		onDisk := t.slots[t.lru.head].onDisk
+		files = append(files, t.evictOldest())
+		if onDisk {
 			p.m.evictions.Add(context.Background(), 1, tierDisk)
-			continue
 		}
-		e := p.agents.oldestExcept(keep)
-		if e == nil {
-			return ps, files, &ExhaustedError{Resource: "pool/disk", Asked: bb, Available: max(0, p.opt.DiskBudget-t.dskBytes)}
-		}
-		p.removeAgentLocked(e, ps)
+	}
+	if t.dskBytes+bb > p.opt.DiskBudget { // the simulation above says this cannot happen
+		return ps, files, &ExhaustedError{Resource: "pool/disk", Asked: bb, Available: max(0, p.opt.DiskBudget-t.dskBytes)}
 	}
 	return ps, files, nil
 }
@@ -221,8 +255,9 @@ type BlockData struct {
 // ReadBlock returns a filled block the lease holds, from memory or else from
 // its block file. A file that fails verification is never served: the block
 // is dropped from the cache and from agent records, its slot stays leased and
-// unfilled (writable), and the error wraps ErrDataLoss.
-func (p *Pool) ReadBlock(ctx context.Context, leaseID, epoch uint64, blockID uint32) (*BlockData, error) {
+// unfilled (writable), and the error wraps ErrDataLoss. Only the lease's
+// holder may read through it (else ErrNotHolder).
+func (p *Pool) ReadBlock(ctx context.Context, leaseID, epoch uint64, holder string, blockID uint32) (*BlockData, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -234,7 +269,7 @@ func (p *Pool) ReadBlock(ctx context.Context, leaseID, epoch uint64, blockID uin
 	)
 	id := int32(blockID)
 	err := p.withLock(func() error {
-		l, err := p.activeLeaseLocked(leaseID, epoch)
+		l, err := p.heldLeaseLocked(leaseID, epoch, holder)
 		if err != nil {
 			return err
 		}

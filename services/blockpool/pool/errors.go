@@ -20,6 +20,8 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrDataLoss: a stored payload failed its checksum; it was dropped.
 	ErrDataLoss = errors.New("data loss")
+	// ErrPermissionDenied: the caller is not the one the object belongs to.
+	ErrPermissionDenied = errors.New("permission denied")
 )
 
 // Specific errors, each wrapping its category.
@@ -35,6 +37,7 @@ var (
 	ErrVersionMismatch = fmt.Errorf("%w: agent version mismatch", ErrAborted)
 	ErrChecksum        = fmt.Errorf("%w: checksum mismatch", ErrDataLoss)
 	ErrClosed          = fmt.Errorf("%w: pool closed", ErrFailedPrecondition)
+	ErrNotHolder       = fmt.Errorf("%w: the lease belongs to another holder", ErrPermissionDenied)
 )
 
 // ArgError names the request field that is invalid.

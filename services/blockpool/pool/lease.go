@@ -34,6 +34,7 @@ type LeasedBlock struct {
 type Grant struct {
 	LeaseID uint64
 	Epoch   uint64
+	Holder  string // the lease's holder: KeepAlive, Release, writes and reads must present it
 	Expire  time.Time
 	TTL     time.Duration
 	Blocks  []LeasedBlock
@@ -138,7 +139,7 @@ func (p *Pool) grantLocked(req LeaseRequest, ttl time.Duration) (*Grant, *persis
 	for _, id := range l.slots[l.hits:] {
 		t.slots[id].owner = l.id
 	}
-	g := &Grant{LeaseID: l.id, Epoch: p.epoch, Expire: l.expire, TTL: ttl, Hits: l.hits, Blocks: make([]LeasedBlock, len(l.slots))}
+	g := &Grant{LeaseID: l.id, Epoch: p.epoch, Holder: l.holder, Expire: l.expire, TTL: ttl, Hits: l.hits, Blocks: make([]LeasedBlock, len(l.slots))}
 	for i, id := range l.slots {
 		s := &t.slots[id]
 		g.Blocks[i] = LeasedBlock{ID: uint32(id)}
@@ -197,14 +198,15 @@ func (p *Pool) makeRoomLocked(need int, keep string) (*persistSet, []string, err
 }
 
 // KeepAlive renews a lease for its TTL. An unknown, expired, released or
-// older-epoch lease is ErrLeaseNotFound, and stays so forever.
-func (p *Pool) KeepAlive(ctx context.Context, leaseID, epoch uint64) (time.Time, time.Duration, error) {
+// older-epoch lease is ErrLeaseNotFound, and stays so forever; a holder other
+// than the one that took the lease is ErrNotHolder.
+func (p *Pool) KeepAlive(ctx context.Context, leaseID, epoch uint64, holder string) (time.Time, time.Duration, error) {
 	var (
 		exp time.Time
 		ttl time.Duration
 	)
 	err := p.withLock(func() error {
-		l, err := p.activeLeaseLocked(leaseID, epoch)
+		l, err := p.heldLeaseLocked(leaseID, epoch, holder)
 		if err != nil {
 			return err
 		}
@@ -233,6 +235,23 @@ func (p *Pool) activeLeaseLocked(id, epoch uint64) (*lease, error) {
 	return l, nil
 }
 
+// heldLeaseLocked is activeLeaseLocked for a caller that must be the lease's
+// holder: another holder gets ErrNotHolder and changes nothing.
+//
+// The holder is the string the caller presented when it took the lease. When
+// the pool authenticates its clients (mTLS), the authenticated identity
+// replaces it here: the lease is bound to the identity that took it.
+func (p *Pool) heldLeaseLocked(id, epoch uint64, holder string) (*lease, error) {
+	l, err := p.activeLeaseLocked(id, epoch)
+	if err != nil {
+		return nil, err
+	}
+	if l.holder != holder {
+		return nil, ErrNotHolder
+	}
+	return l, nil
+}
+
 // Released reports what a Release did.
 type Released struct {
 	Freed, Cached int
@@ -241,14 +260,15 @@ type Released struct {
 // Release ends a lease. With commit, every block written through it becomes
 // cached (indexed by hash; a duplicate of a hash already cached is freed);
 // without, written blocks that no agent record references are freed. Blocks
-// never written are freed either way and pinned hits are unpinned.
-func (p *Pool) Release(ctx context.Context, leaseID, epoch uint64, commit bool) (Released, error) {
+// never written are freed either way and pinned hits are unpinned. Only the
+// lease's holder may release it (else ErrNotHolder).
+func (p *Pool) Release(ctx context.Context, leaseID, epoch uint64, holder string, commit bool) (Released, error) {
 	var (
 		r     Released
 		files []string
 	)
 	err := p.withLock(func() error {
-		l, err := p.activeLeaseLocked(leaseID, epoch)
+		l, err := p.heldLeaseLocked(leaseID, epoch, holder)
 		if err != nil {
 			return err
 		}

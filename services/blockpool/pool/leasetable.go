@@ -2,6 +2,8 @@ package pool
 
 import (
 	"container/heap"
+	"crypto/rand"
+	"encoding/binary"
 	"fmt"
 	"iter"
 	"maps"
@@ -31,16 +33,28 @@ func (l *lease) holds(id int32) bool {
 
 // leaseTable is the active leases, like etcd's lessor: a map from id to lease
 // plus a min-heap on expiry (a lease keeps its heap index, so a renewal is one
-// heap.Fix). A lease removed from the table is gone for good: ids are never
-// reused within an epoch, and every write looks its lease up. Guarded by the
-// pool lock.
+// heap.Fix). Lease ids are 64 random bits from crypto/rand (never 0, unique
+// among live leases): knowing one's own lease id and the public epoch tells
+// nothing about another holder's. A lease removed from the table is gone for
+// good (a random id repeats within an epoch with probability ~2^-64 per pair),
+// and every write looks its lease up. Guarded by the pool lock.
 type leaseTable struct {
 	byID   map[uint64]*lease
 	expiry leaseHeap
-	nextID uint64
+	issued uint64 // leases added, for tests and checks
+	// randID draws an id; crypto/rand unless a test replaces it.
+	randID func() uint64
 }
 
-func newLeaseTable() leaseTable { return leaseTable{byID: map[uint64]*lease{}} }
+func newLeaseTable() leaseTable { return leaseTable{byID: map[uint64]*lease{}, randID: cryptoID} }
+
+// cryptoID is 64 bits from crypto/rand (which does not fail on supported
+// platforms: rand.Read panics rather than return short).
+func cryptoID() uint64 {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return binary.LittleEndian.Uint64(b[:])
+}
 
 func (t *leaseTable) len() int { return len(t.byID) }
 
@@ -52,10 +66,15 @@ func (t *leaseTable) get(id uint64) (*lease, bool) {
 // all yields every active lease in no particular order.
 func (t *leaseTable) all() iter.Seq[*lease] { return maps.Values(t.byID) }
 
-// add gives l the next id and tracks it until remove; l.expire must be set.
+// add gives l a fresh random id and tracks it until remove; l.expire must be set.
 func (t *leaseTable) add(l *lease) {
-	t.nextID++
-	l.id = t.nextID
+	for {
+		l.id = t.randID()
+		if _, dup := t.byID[l.id]; l.id != 0 && !dup {
+			break
+		}
+	}
+	t.issued++
 	t.byID[l.id] = l
 	heap.Push(&t.expiry, l)
 }
@@ -81,10 +100,10 @@ func (t *leaseTable) nextExpired(now time.Time) *lease {
 }
 
 // check verifies that map and heap hold the same leases, each at its heap
-// index, in heap order, with ids already issued.
+// index, in heap order, with nonzero ids.
 func (t *leaseTable) check() error {
 	for id, l := range t.byID {
-		if l.id != id || id == 0 || id > t.nextID || l.heapIdx < 0 || l.heapIdx >= len(t.expiry) || t.expiry[l.heapIdx] != l {
+		if l.id != id || id == 0 || l.heapIdx < 0 || l.heapIdx >= len(t.expiry) || t.expiry[l.heapIdx] != l {
 			return fmt.Errorf("lease %d: bad map/heap entry", id)
 		}
 	}

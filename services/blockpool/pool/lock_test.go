@@ -64,7 +64,7 @@ func TestPanicUnderLockLeavesPoolUsable(t *testing.T) {
 
 	faults := map[string]func(){
 		"withLock":  func() { _ = e.p.withLock(func() error { panic("boom") }) },
-		"KeepAlive": func() { _, _, _ = e.p.KeepAlive(ctx, g.LeaseID, g.Epoch) },
+		"KeepAlive": func() { _, _, _ = e.p.KeepAlive(ctx, g.LeaseID, g.Epoch, g.Holder) },
 		"Lease":     func() { _, _ = e.p.Lease(ctx, LeaseRequest{AgentID: "b", Count: 1, ModelTag: "test-model"}) },
 		"CommitAgent": func() {
 			_, _ = e.p.CommitAgent(ctx, CommitRequest{AgentID: "x", ModelTag: "test-model", Hashes: hashes, Tokens: toks})
@@ -79,10 +79,10 @@ func TestPanicUnderLockLeavesPoolUsable(t *testing.T) {
 	clock.armed.Store(false)
 
 	within(t, 5*time.Second, func() {
-		if _, _, err := e.p.KeepAlive(ctx, g.LeaseID, g.Epoch); err != nil {
+		if _, _, err := e.p.KeepAlive(ctx, g.LeaseID, g.Epoch, g.Holder); err != nil {
 			t.Error("keep-alive after the panic:", err)
 		}
-		if _, err := e.p.Release(ctx, g.LeaseID, g.Epoch, false); err != nil {
+		if _, err := e.p.Release(ctx, g.LeaseID, g.Epoch, g.Holder, false); err != nil {
 			t.Error("release after the panic:", err)
 		}
 		e.commitAgent("c", tokens(1, 8), 0)

@@ -17,7 +17,7 @@ func TestMetrics(t *testing.T) {
 	e.p.Lookup(ctx, LookupRequest{AgentID: "a", Tokens: tokens(1, 12), ModelTag: "test-model"})
 	e.p.Lease(ctx, LeaseRequest{AgentID: "b", Count: 11, ModelTag: "test-model"}) // invalid: > capacity
 	g := e.lease("b", 2)
-	e.p.KeepAlive(ctx, g.LeaseID, g.Epoch)
+	e.p.KeepAlive(ctx, g.LeaseID, g.Epoch, g.Holder)
 	var rm metricdata.ResourceMetrics
 	if err := reader.Collect(ctx, &rm); err != nil {
 		t.Fatal(err)

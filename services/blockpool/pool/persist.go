@@ -82,7 +82,12 @@ func (p *Pool) persist(ctx context.Context, ps *persistSet) error {
 	}
 	defer p.persisting.Add(-1)
 	err := commit(func(tx *bolt.Tx) error {
-		agents, blocks, meta := p.snapshot(ps)
+		agents, blocks, meta, ver := p.snapshot(ps)
+		if len(agents) > 0 {
+			if err := storage.PutAgentVersion(tx, ver); err != nil {
+				return err
+			}
+		}
 		for _, a := range agents {
 			if a.rec == nil {
 				if err := storage.DeleteAgent(tx, a.id); err != nil {
@@ -125,12 +130,13 @@ func (p *Pool) persistBestEffort(ctx context.Context, ps *persistSet) {
 
 // snapshot reads the state to persist under the lock; marshalling happens
 // after (agent records are immutable, so holding the pointer is enough).
-func (p *Pool) snapshot(ps *persistSet) (agents []agentSnap, blocks []blockSnap, meta *storagev1.Meta) {
+func (p *Pool) snapshot(ps *persistSet) (agents []agentSnap, blocks []blockSnap, meta *storagev1.Meta, agentVer uint64) {
 	_ = p.withLock(func() error {
 		agents, blocks, meta = p.snapshotLocked(ps)
+		agentVer = p.agentVer
 		return nil
 	})
-	return agents, blocks, meta
+	return agents, blocks, meta, agentVer
 }
 
 func (p *Pool) snapshotLocked(ps *persistSet) ([]agentSnap, []blockSnap, *storagev1.Meta) {

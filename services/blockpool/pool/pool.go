@@ -41,10 +41,18 @@ import (
 
 // Defaults for zero Options fields.
 const (
-	DefaultCapacity   = 1024
-	DefaultLeaseTTL   = 30 * time.Second
-	DefaultMaxTTL     = 10 * time.Minute
-	defaultExpiryTick = 100 * time.Millisecond
+	DefaultCapacity = 1024
+	// DefaultMaxCapacity bounds the capacity (Open, Reconfigure) when
+	// Options.MaxCapacity is 0. Every slot costs ~200 bytes of bookkeeping
+	// whatever its payload, so 2^18 slots are ~50 MB; 2^22 cost 700 MB.
+	DefaultMaxCapacity = 1 << 18
+	// DefaultMaxAgents and DefaultMaxAgentBytes bound agent records per node
+	// when Options.MaxAgents / MaxAgentBytes are 0.
+	DefaultMaxAgents     = 100_000
+	DefaultMaxAgentBytes = 256 << 20
+	DefaultLeaseTTL      = 30 * time.Second
+	DefaultMaxTTL        = 10 * time.Minute
+	defaultExpiryTick    = 100 * time.Millisecond
 )
 
 // Options configure Open. Zero values fall back to defaults.
@@ -55,9 +63,17 @@ type Options struct {
 	NodeID string
 	// Capacity in blocks; 0: the stored capacity, else DefaultCapacity.
 	Capacity int
+	// MaxCapacity bounds Capacity and every Reconfigure (0: DefaultMaxCapacity).
+	// A larger capacity is refused (capacity_blocks) before anything is allocated.
+	MaxCapacity int
 	// Spec, if set, is the cache spec (a different stored spec drops every
 	// stored block); if nil, the stored spec is used (or none until Reconfigure).
 	Spec *kvspec.Spec
+	// MaxAgents and MaxAgentBytes bound the agent records of the node and
+	// their bytes in memory (0: DefaultMaxAgents, DefaultMaxAgentBytes). A
+	// commit beyond them drops the least recently used idle agents.
+	MaxAgents     int
+	MaxAgentBytes int64
 	// MemoryBudget and DiskBudget bound payload bytes per tier (0 = unlimited).
 	MemoryBudget, DiskBudget int64
 	// DefaultTTL and MaxTTL bound lease time to live.
@@ -98,6 +114,11 @@ type Pool struct {
 	leases  leaseTable
 	agents  agentTable
 	fileSeq uint64 // block file names written in this epoch
+	// agentVer is the last agent record version issued on this node: every
+	// new record (commit, trim) takes the next value, so a version never
+	// repeats for an agent id, even after delete and re-create. Persisted
+	// (storage.KeyAgentVersion) with every agent change, restored at open.
+	agentVer uint64
 
 	stop chan struct{}
 	done chan struct{}
@@ -117,6 +138,18 @@ func Open(opt Options) (*Pool, error) {
 	}
 	if opt.DefaultTTL > opt.MaxTTL {
 		opt.DefaultTTL = opt.MaxTTL
+	}
+	if opt.MaxAgents <= 0 {
+		opt.MaxAgents = DefaultMaxAgents
+	}
+	if opt.MaxAgentBytes <= 0 {
+		opt.MaxAgentBytes = DefaultMaxAgentBytes
+	}
+	if opt.MaxCapacity <= 0 {
+		opt.MaxCapacity = DefaultMaxCapacity
+	}
+	if opt.Capacity > opt.MaxCapacity {
+		return nil, argErr("capacity_blocks", "must be at most %d (the node's maximum), got %d", opt.MaxCapacity, opt.Capacity)
 	}
 	if opt.ExpiryInterval == 0 {
 		opt.ExpiryInterval = defaultExpiryTick
@@ -311,6 +344,12 @@ func (p *Pool) newFileNameLocked(h kvspec.Hash) string {
 	return fmt.Sprintf("%s-%d-%d.blk", hex.EncodeToString(h[:]), p.epoch, p.fileSeq)
 }
 
+// nextVersionLocked issues the next agent record version.
+func (p *Pool) nextVersionLocked() uint64 {
+	p.agentVer++
+	return p.agentVer
+}
+
 // Check verifies every invariant of the pool and returns the first violation.
 // Tests run it after every concurrent scenario; it is O(capacity + records).
 func (p *Pool) Check() error { return p.withLock(p.checkLocked) }
@@ -353,6 +392,9 @@ func (p *Pool) checkLocked() error {
 	refs := map[kvspec.Hash]int32{}
 	for e := range p.agents.all() {
 		id := e.rec.ID
+		if e.rec.Version == 0 || e.rec.Version > p.agentVer {
+			return fmt.Errorf("agent %q: version %d not issued (last issued %d)", id, e.rec.Version, p.agentVer)
+		}
 		if p.spec == nil || len(e.rec.Hashes) != p.spec.BlocksFor(len(e.rec.Tokens)) {
 			return fmt.Errorf("agent %q: %d hashes for %d tokens", id, len(e.rec.Hashes), len(e.rec.Tokens))
 		}

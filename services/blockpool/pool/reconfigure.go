@@ -27,6 +27,11 @@ func (p *Pool) Reconfigure(ctx context.Context, spec kvspec.Spec, capacity int) 
 	if capacity < 0 {
 		return Reconfigured{}, argErr("capacity_blocks", "must not be negative")
 	}
+	// Checked before anything is allocated: the slot table's bookkeeping
+	// alone is ~200 bytes a block, whatever the memory budget.
+	if capacity > p.opt.MaxCapacity {
+		return Reconfigured{}, argErr("capacity_blocks", "must be at most %d (the node's maximum), got %d", p.opt.MaxCapacity, capacity)
+	}
 	var (
 		r     Reconfigured
 		files []string

@@ -36,6 +36,12 @@ func (p *Pool) recover(meta *storagev1.Meta) error {
 	if capacity <= 0 {
 		capacity = DefaultCapacity
 	}
+	if capacity > p.opt.MaxCapacity {
+		// A stored capacity above a lowered maximum: shrink to it (agents
+		// that no longer fit are dropped below).
+		p.log.Warn("stored capacity exceeds the maximum; using the maximum", "stored", capacity, "max", p.opt.MaxCapacity)
+		capacity = p.opt.MaxCapacity
+	}
 	if spec != nil {
 		p.setSpecLocked(*spec, capacity, false)
 	} else {
@@ -61,6 +67,17 @@ func (p *Pool) recover(meta *storagev1.Meta) error {
 	if err != nil {
 		return err
 	}
+	// Versions never repeat: continue from the stored counter, and above
+	// every stored record's version (a database from before the counter).
+	if err := p.db.View(func(tx *bolt.Tx) error {
+		p.agentVer = storage.AgentVersion(tx)
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, a := range agents {
+		p.agentVer = max(p.agentVer, a.Version)
+	}
 	keepStored := p.spec != nil && stored != nil && *p.spec == *stored
 	present := map[kvspec.Hash]bool{}
 	if keepStored {
@@ -84,9 +101,15 @@ func (p *Pool) recover(meta *storagev1.Meta) error {
 	var keptAgents []kept
 	used := map[kvspec.Hash]bool{}
 	trimmed, dropped := 0, 0
+	var keptBytes int64
 	for _, a := range agents {
 		rec, ok := p.agentFromStored(a, present)
 		if !ok {
+			dropped++
+			continue
+		}
+		// The bounds on agents (possibly lowered since): the oldest go.
+		if len(keptAgents) >= p.opt.MaxAgents || keptBytes+recBytes(rec) > p.opt.MaxAgentBytes {
 			dropped++
 			continue
 		}
@@ -107,6 +130,7 @@ func (p *Pool) recover(meta *storagev1.Meta) error {
 			used[h] = true
 		}
 		keptAgents = append(keptAgents, kept{rec, a.LastUsedUnixNano})
+		keptBytes += recBytes(rec)
 	}
 	// Build the in-memory state: kept blocks are cached, on disk only.
 	// Nothing else can reach the pool yet, so no lock is needed.
@@ -149,6 +173,9 @@ func (p *Pool) recover(meta *storagev1.Meta) error {
 			if err := storage.PutBlock(tx, h[:], p.blockValueLocked(id)); err != nil {
 				return err
 			}
+		}
+		if err := storage.PutAgentVersion(tx, p.agentVer); err != nil {
+			return err
 		}
 		return storage.PutMeta(tx, p.metaLocked())
 	})
@@ -194,9 +221,9 @@ func (p *Pool) agentFromStored(a *storagev1.AgentValue, present map[kvspec.Hash]
 	if len(r.Hashes) == 0 {
 		return nil, false
 	}
-	if len(r.Hashes) < len(a.BlockHashes) {
+	if len(r.Hashes) < len(a.BlockHashes) || r.Version == 0 {
 		r.Tokens = slices.Clone(a.TokenIds[:len(r.Hashes)*p.spec.TokensPerBlock])
-		r.Version++
+		r.Version = p.nextVersionLocked()
 	} else {
 		r.Tokens = a.TokenIds
 	}

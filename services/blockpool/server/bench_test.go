@@ -81,12 +81,12 @@ func BenchmarkGRPCLeaseRelease(b *testing.B) {
 						issued++
 						next.Unlock()
 						t0 := time.Now()
-						l, err := cl.Lease(ctx, &blockpoolv1.LeaseRequest{Holder: "b", AgentId: "a", Count: 4, ModelTag: tag})
+						l, err := cl.Lease(ctx, &blockpoolv1.LeaseRequest{Holder: "s", AgentId: "a", Count: 4, ModelTag: tag})
 						if err != nil {
 							b.Error(err)
 							return
 						}
-						if _, err := cl.Release(ctx, &blockpoolv1.ReleaseRequest{LeaseId: l.LeaseId, Epoch: l.Epoch}); err != nil {
+						if _, err := cl.Release(ctx, &blockpoolv1.ReleaseRequest{Holder: "s", LeaseId: l.LeaseId, Epoch: l.Epoch}); err != nil {
 							b.Error(err)
 							return
 						}
@@ -127,7 +127,7 @@ func BenchmarkGetBlocks(b *testing.B) {
 			defer e.stop()
 			ctx := context.Background()
 			c := blockpoolv1.NewBlockPoolServiceClient(e.conns[0])
-			l, err := c.Lease(ctx, &blockpoolv1.LeaseRequest{Holder: "b", AgentId: "a", Count: n, ModelTag: tag})
+			l, err := c.Lease(ctx, &blockpoolv1.LeaseRequest{Holder: "s", AgentId: "a", Count: n, ModelTag: tag})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -136,7 +136,7 @@ func BenchmarkGetBlocks(b *testing.B) {
 			for i := range n {
 				ids[i] = l.Blocks[i].BlockId
 				h := kvspec.Hash{byte(i)}
-				w, err := e.p.BeginWrite(ctx, l.LeaseId, l.Epoch, pool.WriteHeader{BlockID: ids[i], Hash: h, TokenCount: 16, Checksum: kvspec.Checksum(data), Size: int64(size)})
+				w, err := e.p.BeginWrite(ctx, l.LeaseId, l.Epoch, "s", pool.WriteHeader{BlockID: ids[i], Hash: h, TokenCount: 16, Checksum: kvspec.Checksum(data), Size: int64(size)})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -148,7 +148,7 @@ func BenchmarkGetBlocks(b *testing.B) {
 			b.SetBytes(int64(n * size))
 			b.ResetTimer()
 			for b.Loop() {
-				st, err := c.GetBlocks(ctx, &blockpoolv1.GetBlocksRequest{LeaseId: l.LeaseId, Epoch: l.Epoch, BlockIds: ids, ChunkBytes: poolwire.MaxChunkBytes})
+				st, err := c.GetBlocks(ctx, &blockpoolv1.GetBlocksRequest{Holder: "s", LeaseId: l.LeaseId, Epoch: l.Epoch, BlockIds: ids, ChunkBytes: poolwire.MaxChunkBytes})
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -18,6 +18,7 @@ import (
 //	pool.ErrFailedPrecondition -> FAILED_PRECONDITION (leases active, not configured, model tag, block state)
 //	pool.ErrAborted          -> ABORTED (agent version race)
 //	pool.ErrNotFound         -> NOT_FOUND (lease, agent, block)
+//	pool.ErrPermissionDenied -> PERMISSION_DENIED (another holder's lease)
 //	pool.ErrDataLoss         -> DATA_LOSS (checksum mismatch)
 //	context errors           -> CANCELED / DEADLINE_EXCEEDED
 //	anything else            -> INTERNAL
@@ -35,8 +36,11 @@ func toStatus(err error) error {
 		return rpcstatus.InvalidArgument(ae.Field, "%s", ae.Reason)
 	case errors.As(err, &ex):
 		unit := "blocks"
-		if ex.Resource == "pool/disk" {
+		switch ex.Resource {
+		case "pool/disk", "pool/agent-bytes":
 			unit = "bytes"
+		case "pool/agents":
+			unit = "agents"
 		}
 		return rpcstatus.Exhausted(ex.Resource, "asked %d %s, available %d", ex.Asked, unit, ex.Available)
 	case errors.Is(err, context.Canceled):
@@ -45,6 +49,8 @@ func toStatus(err error) error {
 		return status.Error(codes.DeadlineExceeded, err.Error())
 	case errors.Is(err, pool.ErrDataLoss):
 		return status.Error(codes.DataLoss, err.Error())
+	case errors.Is(err, pool.ErrPermissionDenied):
+		return status.Error(codes.PermissionDenied, err.Error())
 	case errors.Is(err, pool.ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, pool.ErrAborted):

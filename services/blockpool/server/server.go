@@ -109,7 +109,7 @@ func (s *Server) KeepAlive(stream blockpoolv1.BlockPoolService_KeepAliveServer) 
 			return err
 		}
 		resp := &blockpoolv1.KeepAliveResponse{LeaseId: r.LeaseId}
-		exp, ttl, err := s.p.KeepAlive(ctx, r.LeaseId, r.Epoch)
+		exp, ttl, err := s.p.KeepAlive(ctx, r.LeaseId, r.Epoch, r.Holder)
 		switch {
 		case err == nil:
 			resp.Status = blockpoolv1.LeaseStatus_LEASE_STATUS_ACTIVE
@@ -127,7 +127,7 @@ func (s *Server) KeepAlive(stream blockpoolv1.BlockPoolService_KeepAliveServer) 
 
 // Release implements the RPC.
 func (s *Server) Release(ctx context.Context, r *blockpoolv1.ReleaseRequest) (*blockpoolv1.ReleaseResponse, error) {
-	res, err := s.p.Release(ctx, r.LeaseId, r.Epoch, r.Commit)
+	res, err := s.p.Release(ctx, r.LeaseId, r.Epoch, r.Holder, r.Commit)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -141,6 +141,7 @@ func (s *Server) PutBlocks(stream blockpoolv1.BlockPoolService_PutBlocksServer) 
 	ctx := stream.Context()
 	var (
 		leaseID, epoch uint64
+		holder         string
 		w              *pool.BlockWrite
 		size           uint64
 		blocks         uint32
@@ -167,8 +168,8 @@ func (s *Server) PutBlocks(stream blockpoolv1.BlockPoolService_PutBlocksServer) 
 			if m.LeaseId == 0 {
 				return rpcstatus.InvalidArgument("lease_id", "the first message must name the lease")
 			}
-			leaseID, epoch, first = m.LeaseId, m.Epoch, false
-		} else if m.LeaseId != 0 && (m.LeaseId != leaseID || m.Epoch != epoch) {
+			leaseID, epoch, holder, first = m.LeaseId, m.Epoch, m.Holder, false
+		} else if m.LeaseId != 0 && (m.LeaseId != leaseID || m.Epoch != epoch) || m.Holder != "" && m.Holder != holder {
 			return rpcstatus.InvalidArgument("lease_id", "one stream writes through one lease")
 		}
 		if err := checkChunk(m.Data); err != nil {
@@ -182,7 +183,7 @@ func (s *Server) PutBlocks(stream blockpoolv1.BlockPoolService_PutBlocksServer) 
 			if err != nil {
 				return err
 			}
-			w, err = s.p.BeginWrite(ctx, leaseID, epoch, pool.WriteHeader{BlockID: h.BlockId, Hash: hash, Parent: parent,
+			w, err = s.p.BeginWrite(ctx, leaseID, epoch, holder, pool.WriteHeader{BlockID: h.BlockId, Hash: hash, Parent: parent,
 				TokenCount: int(h.TokenCount), Checksum: h.Checksum, Size: int64(h.Size)})
 			if err != nil {
 				return toStatus(err)
@@ -217,7 +218,7 @@ func (s *Server) GetBlocks(r *blockpoolv1.GetBlocksRequest, stream blockpoolv1.B
 		return err
 	}
 	for _, id := range r.BlockIds {
-		d, err := s.p.ReadBlock(ctx, r.LeaseId, r.Epoch, id)
+		d, err := s.p.ReadBlock(ctx, r.LeaseId, r.Epoch, r.Holder, id)
 		if err != nil {
 			return toStatus(err)
 		}

@@ -107,7 +107,7 @@ func put(ctx context.Context, c blockpoolv1.BlockPoolServiceClient, l *blockpool
 		}
 		m := &blockpoolv1.PutBlocksRequest{Header: &blockpoolv1.BlockHeader{BlockId: l.Blocks[i].BlockId, Hash: h[:], TokenCount: 4, Checksum: crc, Size: uint64(len(data))}}
 		if first {
-			m.LeaseId, m.Epoch, first = l.LeaseId, l.Epoch, false
+			m.LeaseId, m.Epoch, m.Holder, first = l.LeaseId, l.Epoch, "s", false
 		}
 		if err := st.Send(m); err != nil {
 			break
@@ -122,7 +122,7 @@ func put(ctx context.Context, c blockpoolv1.BlockPoolServiceClient, l *blockpool
 }
 
 func read(ctx context.Context, c blockpoolv1.BlockPoolServiceClient, l *blockpoolv1.LeaseResponse, ids []uint32, chunk uint32) (map[uint32][]byte, error) {
-	st, err := c.GetBlocks(ctx, &blockpoolv1.GetBlocksRequest{LeaseId: l.LeaseId, Epoch: l.Epoch, BlockIds: ids, ChunkBytes: chunk})
+	st, err := c.GetBlocks(ctx, &blockpoolv1.GetBlocksRequest{Holder: "s", LeaseId: l.LeaseId, Epoch: l.Epoch, BlockIds: ids, ChunkBytes: chunk})
 	if err != nil {
 		return nil, err
 	}
@@ -164,7 +164,7 @@ func bs(hs []kvspec.Hash) [][]byte {
 func (e *env) commit(ctx context.Context, agent string, tokens []uint32, expected uint64) []kvspec.Hash {
 	e.t.Helper()
 	hs := kvspec.ChainHashes(tokens, spec.TokensPerBlock, tag, "", true)
-	l, err := e.c.Lease(ctx, &blockpoolv1.LeaseRequest{Holder: "sched-1", AgentId: agent, Count: uint32(len(hs)), BlockHashes: bs(hs), ModelTag: tag})
+	l, err := e.c.Lease(ctx, &blockpoolv1.LeaseRequest{Holder: "s", AgentId: agent, Count: uint32(len(hs)), BlockHashes: bs(hs), ModelTag: tag})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -181,7 +181,7 @@ func (e *env) commit(ctx context.Context, agent string, tokens []uint32, expecte
 		BlockHashes: bs(hs), TokenIds: tokens, ExpectedVersion: expected}); err != nil {
 		e.t.Fatal(err)
 	}
-	if _, err := e.c.Release(ctx, &blockpoolv1.ReleaseRequest{LeaseId: l.LeaseId, Epoch: l.Epoch, Commit: true}); err != nil {
+	if _, err := e.c.Release(ctx, &blockpoolv1.ReleaseRequest{Holder: "s", LeaseId: l.LeaseId, Epoch: l.Epoch, Commit: true}); err != nil {
 		e.t.Fatal(err)
 	}
 	return hs
@@ -227,8 +227,8 @@ func TestEveryRPC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ka.Send(&blockpoolv1.KeepAliveRequest{LeaseId: l.LeaseId, Epoch: l.Epoch})
-	ka.Send(&blockpoolv1.KeepAliveRequest{LeaseId: 999, Epoch: l.Epoch})
+	ka.Send(&blockpoolv1.KeepAliveRequest{Holder: "s", LeaseId: l.LeaseId, Epoch: l.Epoch})
+	ka.Send(&blockpoolv1.KeepAliveRequest{Holder: "s", LeaseId: 999, Epoch: l.Epoch})
 	r1, err1 := ka.Recv()
 	r2, err2 := ka.Recv()
 	ka.CloseSend()
@@ -239,7 +239,7 @@ func TestEveryRPC(t *testing.T) {
 		r2.Status != blockpoolv1.LeaseStatus_LEASE_STATUS_NOT_FOUND || r2.LeaseId != 999 {
 		t.Fatal(r1, r2, err1, err2)
 	}
-	rel, err := e.c.Release(ctx, &blockpoolv1.ReleaseRequest{LeaseId: l.LeaseId, Epoch: l.Epoch})
+	rel, err := e.c.Release(ctx, &blockpoolv1.ReleaseRequest{Holder: "s", LeaseId: l.LeaseId, Epoch: l.Epoch})
 	if err != nil || rel.FreedBlocks != 1 || rel.CachedBlocks != 3 {
 		t.Fatal(rel, err)
 	}
@@ -295,9 +295,9 @@ func TestErrorCodes(t *testing.T) {
 	_, err = e.c.Lease(ctx, &blockpoolv1.LeaseRequest{Holder: "s", AgentId: "b", Count: 1, ModelTag: "other"})
 	wantCode(t, err, codes.FailedPrecondition, "")
 	// NOT_FOUND: unknown lease, agent, block.
-	_, err = e.c.Release(ctx, &blockpoolv1.ReleaseRequest{LeaseId: 77, Epoch: hold.Epoch})
+	_, err = e.c.Release(ctx, &blockpoolv1.ReleaseRequest{Holder: "s", LeaseId: 77, Epoch: hold.Epoch})
 	wantCode(t, err, codes.NotFound, "")
-	_, err = e.c.Release(ctx, &blockpoolv1.ReleaseRequest{LeaseId: hold.LeaseId, Epoch: hold.Epoch + 1})
+	_, err = e.c.Release(ctx, &blockpoolv1.ReleaseRequest{Holder: "s", LeaseId: hold.LeaseId, Epoch: hold.Epoch + 1})
 	wantCode(t, err, codes.NotFound, "")
 	_, err = e.c.GetAgent(ctx, &blockpoolv1.GetAgentRequest{AgentId: "nobody"})
 	wantCode(t, err, codes.NotFound, "")
@@ -356,7 +356,7 @@ func TestErrorCodes(t *testing.T) {
 		}},
 		{"header.token_count", func() error {
 			st, _ := e.c.PutBlocks(ctx)
-			st.Send(&blockpoolv1.PutBlocksRequest{LeaseId: hold.LeaseId, Epoch: hold.Epoch, Header: &blockpoolv1.BlockHeader{BlockId: hold.Blocks[2].BlockId, Hash: hs[0][:], TokenCount: 5, Size: uint64(spec.BlockBytes())}})
+			st.Send(&blockpoolv1.PutBlocksRequest{Holder: "s", LeaseId: hold.LeaseId, Epoch: hold.Epoch, Header: &blockpoolv1.BlockHeader{BlockId: hold.Blocks[2].BlockId, Hash: hs[0][:], TokenCount: 5, Size: uint64(spec.BlockBytes())}})
 			_, err := st.CloseAndRecv()
 			return err
 		}},
@@ -414,19 +414,19 @@ func TestErrorCodes(t *testing.T) {
 		}},
 		{"header.size", func() error {
 			st, _ := e.c.PutBlocks(ctx)
-			st.Send(&blockpoolv1.PutBlocksRequest{LeaseId: hold.LeaseId, Epoch: hold.Epoch, Header: &blockpoolv1.BlockHeader{BlockId: hold.Blocks[2].BlockId, Hash: hs[0][:], TokenCount: 4, Size: 3}})
+			st.Send(&blockpoolv1.PutBlocksRequest{Holder: "s", LeaseId: hold.LeaseId, Epoch: hold.Epoch, Header: &blockpoolv1.BlockHeader{BlockId: hold.Blocks[2].BlockId, Hash: hs[0][:], TokenCount: 4, Size: 3}})
 			_, err := st.CloseAndRecv()
 			return err
 		}},
 		{"header.hash", func() error {
 			st, _ := e.c.PutBlocks(ctx)
-			st.Send(&blockpoolv1.PutBlocksRequest{LeaseId: hold.LeaseId, Epoch: hold.Epoch, Header: &blockpoolv1.BlockHeader{BlockId: hold.Blocks[2].BlockId, Hash: []byte{1}, TokenCount: 4, Size: 3}})
+			st.Send(&blockpoolv1.PutBlocksRequest{Holder: "s", LeaseId: hold.LeaseId, Epoch: hold.Epoch, Header: &blockpoolv1.BlockHeader{BlockId: hold.Blocks[2].BlockId, Hash: []byte{1}, TokenCount: 4, Size: 3}})
 			_, err := st.CloseAndRecv()
 			return err
 		}},
 		{"data", func() error { // stream ends mid-block
 			st, _ := e.c.PutBlocks(ctx)
-			st.Send(&blockpoolv1.PutBlocksRequest{LeaseId: hold.LeaseId, Epoch: hold.Epoch, Header: &blockpoolv1.BlockHeader{BlockId: hold.Blocks[2].BlockId, Hash: hs[0][:], TokenCount: 4, Size: uint64(spec.BlockBytes())}})
+			st.Send(&blockpoolv1.PutBlocksRequest{Holder: "s", LeaseId: hold.LeaseId, Epoch: hold.Epoch, Header: &blockpoolv1.BlockHeader{BlockId: hold.Blocks[2].BlockId, Hash: hs[0][:], TokenCount: 4, Size: uint64(spec.BlockBytes())}})
 			st.Send(&blockpoolv1.PutBlocksRequest{Data: make([]byte, 10)})
 			_, err := st.CloseAndRecv()
 			return err
@@ -447,7 +447,7 @@ func TestErrorCodes(t *testing.T) {
 	if err := e.p.Check(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.c.Release(ctx, &blockpoolv1.ReleaseRequest{LeaseId: hold.LeaseId, Epoch: hold.Epoch}); err != nil {
+	if _, err := e.c.Release(ctx, &blockpoolv1.ReleaseRequest{Holder: "s", LeaseId: hold.LeaseId, Epoch: hold.Epoch}); err != nil {
 		t.Fatal(err)
 	}
 	info, _ := e.c.GetPoolInfo(ctx, &blockpoolv1.GetPoolInfoRequest{})
@@ -470,7 +470,7 @@ func TestPutBlocksBrokenStreamLeavesBlockUnfilled(t *testing.T) {
 	h := kvspec.Hash{9}
 	cctx, cancel := context.WithCancel(ctx)
 	st, _ := e.c.PutBlocks(cctx)
-	st.Send(&blockpoolv1.PutBlocksRequest{LeaseId: l.LeaseId, Epoch: l.Epoch, Header: &blockpoolv1.BlockHeader{BlockId: l.Blocks[0].BlockId, Hash: h[:], TokenCount: 4, Checksum: kvspec.Checksum(payload(h)), Size: uint64(spec.BlockBytes())}})
+	st.Send(&blockpoolv1.PutBlocksRequest{Holder: "s", LeaseId: l.LeaseId, Epoch: l.Epoch, Header: &blockpoolv1.BlockHeader{BlockId: l.Blocks[0].BlockId, Hash: h[:], TokenCount: 4, Checksum: kvspec.Checksum(payload(h)), Size: uint64(spec.BlockBytes())}})
 	st.Send(&blockpoolv1.PutBlocksRequest{Data: payload(h)[:100]})
 	time.Sleep(50 * time.Millisecond)
 	cancel()
@@ -526,7 +526,7 @@ func TestCorruptBlockOverGRPC(t *testing.T) {
 	if lk.MatchedTokens != 8 {
 		t.Fatal("corrupt block still in the index:", lk.MatchedTokens)
 	}
-	e.c.Release(ctx, &blockpoolv1.ReleaseRequest{LeaseId: l.LeaseId, Epoch: l.Epoch})
+	e.c.Release(ctx, &blockpoolv1.ReleaseRequest{Holder: "s", LeaseId: l.LeaseId, Epoch: l.Epoch})
 }
 
 func TestLeaseExpiresOverGRPC(t *testing.T) {
@@ -547,7 +547,7 @@ func TestLeaseExpiresOverGRPC(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	_, err = e.c.Release(ctx, &blockpoolv1.ReleaseRequest{LeaseId: l.LeaseId, Epoch: l.Epoch, Commit: true})
+	_, err = e.c.Release(ctx, &blockpoolv1.ReleaseRequest{Holder: "s", LeaseId: l.LeaseId, Epoch: l.Epoch, Commit: true})
 	wantCode(t, err, codes.NotFound, "")
 }
 
@@ -570,7 +570,7 @@ func TestConcurrentFlowsOverGRPC(t *testing.T) {
 						return err
 					}
 					hs := kvspec.ChainHashes(tokens, 4, tag, "", true)
-					l, err := e.c.Lease(ctx, &blockpoolv1.LeaseRequest{Holder: "w", AgentId: agent, Count: uint32(len(hs)), BlockHashes: bs(hs), ModelTag: tag})
+					l, err := e.c.Lease(ctx, &blockpoolv1.LeaseRequest{Holder: "s", AgentId: agent, Count: uint32(len(hs)), BlockHashes: bs(hs), ModelTag: tag})
 					if status.Code(err) == codes.ResourceExhausted {
 						continue
 					}
@@ -606,7 +606,7 @@ func TestConcurrentFlowsOverGRPC(t *testing.T) {
 					if c := status.Code(err); err != nil && c != codes.Aborted && c != codes.NotFound {
 						return err
 					}
-					if _, err := e.c.Release(ctx, &blockpoolv1.ReleaseRequest{LeaseId: l.LeaseId, Epoch: l.Epoch, Commit: i%2 == 0}); err != nil {
+					if _, err := e.c.Release(ctx, &blockpoolv1.ReleaseRequest{Holder: "s", LeaseId: l.LeaseId, Epoch: l.Epoch, Commit: i%2 == 0}); err != nil {
 						return err
 					}
 				}

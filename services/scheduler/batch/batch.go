@@ -301,12 +301,22 @@ func (l *Loop) step(running []*Seq) []*Seq {
 	if err != nil {
 		// The engine validates before it writes anything, so a failed step
 		// leaves every page table as it was; the step's sequences fail and
-		// their requests release their blocks.
+		// their requests release their blocks (only the offending one when
+		// the engine names it).
 		l.cfg.Logger.Error("engine step failed", "err", err, "batch", len(inputs))
 		failed := map[*Seq]bool{}
-		for _, p := range plans {
-			failed[p.s] = true
-			l.end(p.s, status.Errorf(codes.Internal, "engine step: %v", err))
+		var ie *engine.InputError
+		if errors.As(err, &ie) && ie.Input >= 0 && ie.Input < len(plans) {
+			// One input alone is at fault: it fails, and the others, which
+			// did not advance, are planned again at the next step.
+			s := plans[ie.Input].s
+			failed[s] = true
+			l.end(s, status.Errorf(codes.Internal, "engine step: %v", err))
+		} else {
+			for _, p := range plans {
+				failed[p.s] = true
+				l.end(p.s, status.Errorf(codes.Internal, "engine step: %v", err))
+			}
 		}
 		kept := running[:0]
 		for _, s := range running {

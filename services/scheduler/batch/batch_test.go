@@ -267,3 +267,55 @@ func TestSubmitValidates(t *testing.T) {
 	}
 	_ = fmt.Sprint()
 }
+
+// A step the engine refuses because of one input (a token outside the
+// vocabulary) fails that sequence alone; the others of the batch go on and
+// compute exactly what they compute alone (issue 13, defect 5).
+func TestBadInputFailsOnlyItsSequence(t *testing.T) {
+	e := newEngine(t)
+	vocab := e.Model().Config.Vocab
+	r := rand.New(rand.NewPCG(5, 13))
+	prompts := [][]int{randomPrompt(r, 12, vocab), randomPrompt(r, 20, vocab), randomPrompt(r, 7, vocab)}
+	alone := make([][]int, len(prompts))
+	l := New(Config{Engine: e, MaxBatch: 1, StepTokens: 64})
+	for i, p := range prompts {
+		s := newSeq(context.Background(), e, p, 10)
+		if err := l.Submit(s); err != nil {
+			t.Fatal(err)
+		}
+		toks, _, err := collect(t, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		alone[i] = toks
+	}
+	l.Close()
+
+	l = New(Config{Engine: e, MaxBatch: 8, StepTokens: 256})
+	defer l.Close()
+	bad := newSeq(context.Background(), e, []int{1, 5, vocab + 5, 7}, 10)
+	seqs := make([]*Seq, len(prompts))
+	for i, p := range prompts {
+		seqs[i] = newSeq(context.Background(), e, p, 10)
+		if i == 1 {
+			if err := l.Submit(bad); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := l.Submit(seqs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := collect(t, bad); status.Code(err) != codes.Internal {
+		t.Fatalf("bad sequence: want INTERNAL, got %v", err)
+	}
+	for i, s := range seqs {
+		toks, fin, err := collect(t, s)
+		if err != nil || fin != FinishLength {
+			t.Fatalf("bystander %d: %v %v", i, err, fin)
+		}
+		if !reflect.DeepEqual(toks, alone[i]) {
+			t.Fatalf("bystander %d: batched %v, alone %v", i, toks, alone[i])
+		}
+	}
+}

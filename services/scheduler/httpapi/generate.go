@@ -59,7 +59,32 @@ func (h *Handler) generate(c *call, req *schedulerv1.GenerateRequest, stream boo
 	case g.final == nil:
 		return g, &apiError{status: http.StatusInternalServerError, message: "generation ended without its final message"}
 	}
+	setTurnSaved(c, g.final.GetUsage())
 	return g, nil
+}
+
+// Response headers that say whether the turn was saved as the agent's
+// record (service.Usage.turn_saved): a response without
+// X-Semantic-Turn-Saved: true means the next append will not see this turn.
+const (
+	HeaderTurnSaved         = "X-Semantic-Turn-Saved"
+	HeaderTurnUnsavedReason = "X-Semantic-Turn-Unsaved-Reason"
+)
+
+// setTurnSaved sets the turn-saved headers: as headers when the response has
+// not begun (non-streaming), as HTTP trailers after a stream's body.
+func setTurnSaved(c *call, u *schedulerv1.Usage) {
+	prefix := ""
+	if c.rec.status != 0 {
+		prefix = http.TrailerPrefix
+	}
+	h := c.w.Header()
+	if u.GetTurnSaved() {
+		h.Set(prefix+HeaderTurnSaved, "true")
+		return
+	}
+	h.Set(prefix+HeaderTurnSaved, "false")
+	h.Set(prefix+HeaderTurnUnsavedReason, u.GetTurnUnsavedReason())
 }
 
 // stopSequence is the stop sequence that ended the generation, "" when none

@@ -154,7 +154,8 @@ func (n *Node) ensureSpec(ctx context.Context) error {
 // Lease is a granted lease the node keeps alive until Release.
 type Lease struct {
 	*blockpoolv1.LeaseResponse
-	node *Node
+	node   *Node
+	holder string // LeaseRequest.holder: the pool binds the lease to it
 }
 
 // Lease asks the node for blocks and keeps the lease alive until Release.
@@ -166,7 +167,7 @@ func (n *Node) Lease(ctx context.Context, req *blockpoolv1.LeaseRequest) (*Lease
 	if err != nil {
 		return nil, err
 	}
-	l := &Lease{LeaseResponse: resp, node: n}
+	l := &Lease{LeaseResponse: resp, node: n, holder: req.GetHolder()}
 	n.keeper.track(l)
 	return l, nil
 }
@@ -177,7 +178,7 @@ func (l *Lease) Release(commit bool) (*blockpoolv1.ReleaseResponse, error) {
 	l.node.keeper.untrack(l.GetLeaseId())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return l.node.Client.Release(ctx, &blockpoolv1.ReleaseRequest{LeaseId: l.GetLeaseId(), Epoch: l.GetEpoch(), Commit: commit})
+	return l.node.Client.Release(ctx, &blockpoolv1.ReleaseRequest{LeaseId: l.GetLeaseId(), Epoch: l.GetEpoch(), Commit: commit, Holder: l.holder})
 }
 
 // keeper renews a node's leases over one KeepAlive stream, open only while
@@ -323,7 +324,7 @@ func (k *keeper) session(ctx context.Context, every time.Duration) error {
 			return closeIdle()
 		}
 		for _, l := range leases {
-			if err := stream.Send(&blockpoolv1.KeepAliveRequest{LeaseId: l.GetLeaseId(), Epoch: l.GetEpoch()}); err != nil {
+			if err := stream.Send(&blockpoolv1.KeepAliveRequest{LeaseId: l.GetLeaseId(), Epoch: l.GetEpoch(), Holder: l.holder}); err != nil {
 				cancel()
 				<-recvErr
 				return err
@@ -358,7 +359,7 @@ func (l *Lease) ReadBlocks(ctx context.Context, ids []uint32, fn func(h *blockpo
 	if len(ids) == 0 {
 		return nil
 	}
-	stream, err := l.node.Client.GetBlocks(ctx, &blockpoolv1.GetBlocksRequest{LeaseId: l.GetLeaseId(), Epoch: l.GetEpoch(), BlockIds: ids, ChunkBytes: poolwire.DefaultChunkBytes})
+	stream, err := l.node.Client.GetBlocks(ctx, &blockpoolv1.GetBlocksRequest{LeaseId: l.GetLeaseId(), Epoch: l.GetEpoch(), BlockIds: ids, ChunkBytes: poolwire.DefaultChunkBytes, Holder: l.holder})
 	if err != nil {
 		return err
 	}
@@ -418,7 +419,7 @@ func (l *Lease) NewWriter(ctx context.Context) (*Writer, error) {
 func (w *Writer) Write(h *blockpoolv1.BlockHeader, payload []byte) error {
 	msg := &blockpoolv1.PutBlocksRequest{Header: h}
 	if w.first {
-		msg.LeaseId, msg.Epoch = w.lease.GetLeaseId(), w.lease.GetEpoch()
+		msg.LeaseId, msg.Epoch, msg.Holder = w.lease.GetLeaseId(), w.lease.GetEpoch(), w.lease.holder
 		w.first = false
 	}
 	for off := 0; ; {

@@ -14,6 +14,8 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	blockpoolv1 "github.com/semantic-kv/semantic/pkg/api/semantic/blockpool/v1"
 )
 
 // startHTTP is a scheduler whose HTTP API listens on loopback.
@@ -137,4 +139,43 @@ func TestHTTPDrainCancelsStreams(t *testing.T) {
 		t.Fatal("still serving after drain")
 	}
 	http.DefaultClient.CloseIdleConnections()
+}
+
+// Defect 6 (issue 13) over HTTP: a response says whether its turn was saved
+// (X-Semantic-Turn-Saved: a header on a plain response, a trailer after a
+// stream) and, when not, why.
+func TestHTTPTurnSavedHeader(t *testing.T) {
+	ts, base := startHTTP(t, "builtin:small", Deps{})
+	post := func(body string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, base+"/v1/completions", strings.NewReader(body))
+		req.Header.Set("X-Agent-ID", "http-lossy")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	model := ts.Model.Name
+	resp := post(`{"model":"` + model + `","prompt":"hello","max_tokens":2}`)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("X-Semantic-Turn-Saved") != "true" {
+		t.Fatalf("want 200 with X-Semantic-Turn-Saved: true, got %d %v %s", resp.StatusCode, resp.Header, body)
+	}
+	resp = post(`{"model":"` + model + `","prompt":"hello there","max_tokens":300,"stream":true}`)
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	if _, err := br.ReadString('\n'); err != nil { // the stream has begun
+		t.Fatal(err)
+	}
+	if _, err := ts.pool.DeleteAgent(context.Background(), &blockpoolv1.DeleteAgentRequest{AgentId: "http-lossy"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(br); err != nil {
+		t.Fatal(err)
+	}
+	if resp.Trailer.Get("X-Semantic-Turn-Saved") != "false" || resp.Trailer.Get("X-Semantic-Turn-Unsaved-Reason") != "version_conflict" {
+		t.Fatalf("want trailers saying the turn was not saved (version_conflict), got %v", resp.Trailer)
+	}
 }

@@ -40,6 +40,7 @@ type Config struct {
 	MaxBatch      int
 	StepTokens    int
 	MaxQueue      int
+	MaxAgentQueue int
 	HotCacheBytes int64
 	LeaseTTL      time.Duration
 	Workers       int
@@ -65,6 +66,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxBatch, "max-batch", 32, "most sequences in one engine step")
 	fs.IntVar(&c.StepTokens, "step-tokens", 256, "token budget of one engine step (decode tokens first, then prefill chunks)")
 	fs.IntVar(&c.MaxQueue, "max-queue", 256, "most requests admitted at once (waiting or running); more get RESOURCE_EXHAUSTED")
+	fs.IntVar(&c.MaxAgentQueue, "max-agent-queue", 8, "most requests of one agent at once (running or waiting for it); more get RESOURCE_EXHAUSTED for that agent only")
 	fs.Int64Var(&c.HotCacheBytes, "hot-cache-bytes", 1<<30, "byte budget of the local hot cache of KV blocks")
 	fs.DurationVar(&c.LeaseTTL, "lease-ttl", 30*time.Second, "time to live of block leases (renewed every third of it)")
 	fs.IntVar(&c.Workers, "workers", 0, "engine worker goroutines (0: one per core)")
@@ -170,7 +172,7 @@ func Start(ctx context.Context, cfg Config, deps Deps) (_ *Scheduler, err error)
 	s.Loop = batch.New(batch.Config{Engine: s.Engine, MaxBatch: cfg.MaxBatch, StepTokens: cfg.StepTokens, Logger: log})
 	s.Service, err = service.New(service.Config{
 		Model: s.Model, Engine: s.Engine, Loop: s.Loop, Pool: s.Pool, Spec: spec, HolderID: holder,
-		MaxQueue: cfg.MaxQueue, HotCacheBytes: cfg.HotCacheBytes, Logger: log, MeterProvider: deps.MeterProvider,
+		MaxQueue: cfg.MaxQueue, MaxAgentQueue: cfg.MaxAgentQueue, HotCacheBytes: cfg.HotCacheBytes, Logger: log, MeterProvider: deps.MeterProvider,
 		TracerProvider: deps.TracerProvider,
 	})
 	if err != nil {

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.uber.org/goleak"
@@ -615,4 +617,68 @@ func TestRequestPhasesAreTraced(t *testing.T) {
 			t.Errorf("no %q span (got %v)", want, got)
 		}
 	}
+}
+
+// Defect 6 (issue 13): a turn whose commit fails (here: the agent's record is
+// deleted on the pool during the request, so the commit's expected version no
+// longer matches) still ends OK, but its final message says that the turn was
+// not saved and why; a saved turn says it was saved.
+func TestUnsavedTurnIsReported(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	defer mp.Shutdown(context.Background())
+	ts := startSchedulerWith(t, t.TempDir(), slowConfig(), Deps{MeterProvider: mp})
+	prompt := concat([]uint32{1}, randomTokens(rand.New(rand.NewPCG(13, 6)), 20))
+	first := mustGenerate(t, ts.client, &schedulerv1.GenerateRequest{AgentId: "lossy", PromptTokenIds: prompt, MaxTokens: 4})
+	if !first.usage.GetTurnSaved() || first.usage.GetTurnUnsavedReason() != "" {
+		t.Fatalf("first turn: want saved, got %+v", first.usage)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	stream, err := ts.client.Generate(ctx, &schedulerv1.GenerateRequest{AgentId: "lossy", Append: true, PromptTokenIds: []uint32{7, 8}, MaxTokens: 300})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	// The record goes away behind the scheduler's back.
+	if _, err := ts.pool.DeleteAgent(ctx, &blockpoolv1.DeleteAgentRequest{AgentId: "lossy"}); err != nil {
+		t.Fatal(err)
+	}
+	var usage *schedulerv1.Usage
+	for {
+		msg, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("want the request to end OK, got %v", err)
+		}
+		if msg.GetUsage() != nil {
+			usage = msg.GetUsage()
+		}
+	}
+	if usage.GetTurnSaved() || usage.GetTurnUnsavedReason() != "version_conflict" || usage.GetTurnUnsavedDetail() == "" {
+		t.Fatalf("want turn_saved=false with reason version_conflict, got %+v", usage)
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	unsaved := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if d, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == "semantic.scheduler.unsaved_turns" {
+				for _, dp := range d.DataPoints {
+					reason, _ := dp.Attributes.Value("reason")
+					unsaved[reason.AsString()] += dp.Value
+				}
+			}
+		}
+	}
+	if len(unsaved) != 1 || unsaved["version_conflict"] != 1 {
+		t.Fatalf("semantic.scheduler.unsaved_turns: want version_conflict 1, got %v", unsaved)
+	}
+	checkPoolQuiet(t, ts.pool)
 }

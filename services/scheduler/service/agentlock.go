@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"google.golang.org/grpc/status"
@@ -23,14 +24,24 @@ type agentLock struct {
 
 func newAgentLocks() *agentLocks { return &agentLocks{locks: map[string]*agentLock{}} }
 
+// errAgentQueueFull is lock's answer when the agent has limit requests
+// already (running or waiting).
+var errAgentQueueFull = errors.New("agent queue full")
+
 // lock waits for the agent to be free or for ctx to end (DEADLINE_EXCEEDED or
-// CANCELLED). The returned func unlocks.
-func (a *agentLocks) lock(ctx context.Context, agent string) (func(), error) {
+// CANCELLED). The returned func unlocks. With limit > 0, an agent that has
+// limit requests already (the holder and its waiters) is refused at once
+// with errAgentQueueFull.
+func (a *agentLocks) lock(ctx context.Context, agent string, limit int) (func(), error) {
 	a.mu.Lock()
 	l := a.locks[agent]
 	if l == nil {
 		l = &agentLock{ch: make(chan struct{}, 1)}
 		a.locks[agent] = l
+	}
+	if limit > 0 && l.refs >= limit {
+		a.mu.Unlock()
+		return nil, errAgentQueueFull
 	}
 	l.refs++
 	a.mu.Unlock()
@@ -54,6 +65,17 @@ func (a *agentLocks) put(agent string, l *agentLock) {
 	if l.refs == 0 {
 		delete(a.locks, agent)
 	}
+}
+
+// requests is the number of the agent's requests holding or waiting for
+// its lock.
+func (a *agentLocks) requests(agent string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if l := a.locks[agent]; l != nil {
+		return l.refs
+	}
+	return 0
 }
 
 // busy is the number of agents with a holder or waiter (for tests).

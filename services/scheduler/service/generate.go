@@ -86,17 +86,23 @@ func (s *Server) Run(ctx context.Context, req *schedulerv1.GenerateRequest, send
 	if err := s.validate(r); err != nil {
 		return err
 	}
+	// One agent's requests queue behind each other per agent (bounded by
+	// MaxAgentQueue); only the one holding the agent's lock takes a global
+	// admission slot, so a busy agent cannot lock the others out.
+	unlock, err := s.agents.lock(ctx, req.GetAgentId(), s.cfg.MaxAgentQueue)
+	if errors.Is(err, errAgentQueueFull) {
+		return rpcstatus.Exhausted(AgentQueueSubject, "agent %q has %d requests running or waiting, the most allowed per agent", req.GetAgentId(), s.cfg.MaxAgentQueue)
+	}
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	select {
 	case s.admit <- struct{}{}:
 		defer func() { <-s.admit }()
 	default:
 		return rpcstatus.Exhausted(QueueSubject, "admission queue full (%d requests in flight)", cap(s.admit))
 	}
-	unlock, err := s.agents.lock(ctx, req.GetAgentId())
-	if err != nil {
-		return err
-	}
-	defer unlock()
 
 	if err := s.prepare(ctx, r); err != nil {
 		return err
@@ -132,6 +138,7 @@ func (s *Server) Run(ctx context.Context, req *schedulerv1.GenerateRequest, send
 // blocks than the pool has is not.
 const (
 	QueueSubject      = "scheduler/queue"
+	AgentQueueSubject = "scheduler/agent-queue"
 	PoolBlocksSubject = "pool/blocks"
 )
 
@@ -241,6 +248,23 @@ func (s *Server) renderMessages(in []*schedulerv1.ChatMessage) ([]int, error) {
 // loads the hits. A node that fails with UNAVAILABLE is skipped for the next
 // one in the agent's rendezvous order, so one dead node never fails a request.
 func (s *Server) prepare(ctx context.Context, r *request) error {
+	if r.req.GetAppend() {
+		// append continues the stored context, on the node that holds it
+		// and only there: a fallback node would run without it.
+		n, rec, err := s.findStored(ctx, r.req.GetAgentId())
+		if err != nil {
+			return err
+		}
+		if err := s.checkStored(r.req.GetAgentId(), n, rec); err != nil {
+			return err
+		}
+		r.node = n
+		r.context = append(toInts(rec.GetTokenIds()), r.prompt...)
+		if len(r.context) == 0 {
+			return rpcstatus.InvalidArgument("prompt", "append to an agent with no stored context needs a prompt")
+		}
+		return s.prepareOn(ctx, r)
+	}
 	var lastErr error = poolclient.ErrNoHealthyNode
 	for _, n := range s.cfg.Pool.Order(r.req.GetAgentId()) {
 		if !n.Healthy() {
@@ -264,25 +288,8 @@ func (s *Server) prepareOn(ctx context.Context, r *request) error {
 	spec := s.cfg.Spec
 	tpb := spec.TokensPerBlock
 	agent := r.req.GetAgentId()
-	r.context = r.prompt
-	if r.req.GetAppend() {
-		// The stored context lives on the agent's home node only: appending
-		// to a fallback node's (missing or older) copy would silently drop
-		// turns. Full-context requests have no such problem: they run cold.
-		if order := s.cfg.Pool.Order(agent); len(order) > 0 && order[0] != r.node {
-			return status.Errorf(codes.Unavailable, "append needs agent %q's home pool node %s, which is down; resend the whole context instead", agent, order[0].Name())
-		}
-		resp, err := r.node.Client.GetAgent(ctx, &blockpoolv1.GetAgentRequest{AgentId: agent})
-		switch status.Code(err) {
-		case codes.OK:
-			r.context = append(toInts(resp.GetAgent().GetTokenIds()), r.prompt...)
-		case codes.NotFound:
-		default:
-			return err
-		}
-		if len(r.context) == 0 {
-			return rpcstatus.InvalidArgument("prompt", "append to an agent with no stored context needs a prompt")
-		}
+	if !r.req.GetAppend() {
+		r.context = r.prompt
 	}
 	seqLen := s.cfg.Model.Config.SeqLen
 	if len(r.context) >= seqLen {
@@ -300,6 +307,15 @@ func (s *Server) prepareOn(ctx context.Context, r *request) error {
 	matched := min(int(lk.GetMatchedTokens()), len(r.context)-1)
 	var pin [][]byte
 	var uses []int
+	// Every reused block must be what this request would have computed and
+	// hashed, salt included: the node matches the agent's own record by its
+	// token ids whatever salt the record was written with, and a block of
+	// another salt would both cross the salt boundary and break this turn's
+	// hash chain, so that its commit is refused. A block whose hash is not
+	// the chain hash of its tokens under this request's salt ends the reuse.
+	salt := r.req.GetCacheSalt()
+	want := kvspec.ChainHashes(toUint32s(r.context), tpb, spec.ModelTag, salt, false)
+	var recHashes []kvspec.Hash // the agent record's, under this salt (for a partly used block)
 	for i, b := range lk.GetBlocks() {
 		start := i * tpb
 		if start >= matched {
@@ -308,6 +324,20 @@ func (s *Server) prepareOn(ctx context.Context, r *request) error {
 		use := min(tpb, matched-start, int(b.GetUsableTokens()))
 		if use <= 0 {
 			break
+		}
+		// A block of the context's own chain is good whether used in full
+		// or in part; a partly used one may also be the agent record's
+		// tail (or a block where the record and the context part ways).
+		if i >= len(want) || string(b.GetHash()) != string(want[i][:]) {
+			if use == tpb {
+				break
+			}
+			if recHashes == nil {
+				recHashes = kvspec.ChainHashes(lk.GetAgentTokenIds(), tpb, spec.ModelTag, salt, true)
+			}
+			if i >= len(recHashes) || string(b.GetHash()) != string(recHashes[i][:]) {
+				break
+			}
 		}
 		pin = append(pin, b.GetHash())
 		uses = append(uses, use)
@@ -352,6 +382,68 @@ func (s *Server) prepareOn(ctx context.Context, r *request) error {
 	return nil
 }
 
+// findStored finds the agent's stored context for an append: on its home
+// node (the first in its rendezvous order), else on the other candidate
+// nodes in that order (a home that moved, a record written while the home
+// was down). It returns the node that holds the record and the record; a nil
+// record (on the home node) when no node has one, which append treats as
+// an agent with no context yet. It never guesses: a home node that is down,
+// a node that is down before the record was found, or a node that fails the
+// lookup fails the request (UNAVAILABLE, or the node's error) with a message
+// saying so, since going on could drop the agent's conversation.
+func (s *Server) findStored(ctx context.Context, agent string) (*poolclient.Node, *blockpoolv1.AgentRecord, error) {
+	order := s.cfg.Pool.Order(agent)
+	if len(order) == 0 {
+		return nil, nil, poolclient.ErrNoHealthyNode
+	}
+	for _, n := range order {
+		if !n.Healthy() {
+			if n == order[0] {
+				return nil, nil, status.Errorf(codes.Unavailable, "append needs agent %q's home pool node %s, which is down; resend the whole context instead", agent, n.Name())
+			}
+			return nil, nil, status.Errorf(codes.Unavailable, "append: agent %q is not on its home pool node %s and candidate node %s is down, so its stored context cannot be found; retry, or resend the whole context instead", agent, order[0].Name(), n.Name())
+		}
+		resp, err := n.Client.GetAgent(ctx, &blockpoolv1.GetAgentRequest{AgentId: agent})
+		switch status.Code(err) {
+		case codes.OK:
+			return n, resp.GetAgent(), nil
+		case codes.NotFound:
+			continue
+		}
+		return nil, nil, status.Errorf(status.Code(err), "append: looking up agent %q's stored context on pool node %s: %s", agent, n.Name(), status.Convert(err).Message())
+	}
+	return order[0], nil, nil
+}
+
+// checkStored refuses a stored record that the engine cannot continue: of
+// another model, or with token ids outside the vocabulary or more of them
+// than the model's context (a damaged or foreign record). The request fails
+// alone, with FAILED_PRECONDITION naming the agent's record; a nil record
+// passes.
+func (s *Server) checkStored(agent string, n *poolclient.Node, rec *blockpoolv1.AgentRecord) error {
+	if rec == nil {
+		return nil
+	}
+	if tag := rec.GetModelTag(); tag != "" && tag != s.cfg.Spec.ModelTag {
+		return status.Errorf(codes.FailedPrecondition, "agent %q's record on pool node %s is of model %q, not the served %q: delete the agent or resend the whole context", agent, n.Name(), tag, s.cfg.Spec.ModelTag)
+	}
+	return s.checkTokens(agent, n, rec.GetTokenIds())
+}
+
+// checkTokens refuses stored token ids the engine cannot run (see checkStored).
+func (s *Server) checkTokens(agent string, n *poolclient.Node, ids []uint32) error {
+	m := s.cfg.Model.Config
+	if len(ids) > m.SeqLen {
+		return status.Errorf(codes.FailedPrecondition, "agent %q's record on pool node %s is damaged: %d tokens, more than the model's context of %d", agent, n.Name(), len(ids), m.SeqLen)
+	}
+	for i, id := range ids {
+		if int(id) >= m.Vocab {
+			return status.Errorf(codes.FailedPrecondition, "agent %q's record on pool node %s is damaged: token %d is id %d, outside the vocabulary of %d", agent, n.Name(), i, id, m.Vocab)
+		}
+	}
+	return nil
+}
+
 // lookup asks r.node for the longest cached prefix of r.context.
 //
 // A context tokenized from text (a prompt that is not appended, messages) is
@@ -367,6 +459,13 @@ func (s *Server) lookup(ctx context.Context, r *request) (*blockpoolv1.LookupAge
 		return lk, err
 	}
 	stored := lk.GetAgentTokenIds()
+	if err := s.checkTokens(r.req.GetAgentId(), r.node, stored); err != nil {
+		// A damaged record is never spliced into a context. This request
+		// has its whole context: it runs without realigning, and its commit
+		// replaces the damaged record.
+		s.log.Warn("not realigning with a damaged agent record", "agent", r.req.GetAgentId(), "err", err)
+		return lk, nil
+	}
 	k, j := realign(stored, r.context, s.cfg.Model.Tokenizer.TokenBytes)
 	if k <= int(lk.GetMatchedTokens()) {
 		return lk, nil
@@ -655,16 +754,25 @@ func (s *Server) run(ctx context.Context, r *request, send func(*schedulerv1.Gen
 		emit(total/tpb, rem)
 	}
 	committed := false
+	var unsaved *turnUnsaved
 	if err := finishWriter(); err != nil {
 		s.log.Warn("writing blocks back failed; the agent's record is not updated", "agent", r.req.GetAgentId(), "err", err)
+		unsaved = &turnUnsaved{reason: UnsavedWriteBack, detail: status.Convert(err).Message()}
 	} else {
-		committed = s.commit(ctx, r, seq, total)
+		committed, unsaved = s.commit(ctx, r, seq, total)
 	}
 
 	usage := &schedulerv1.Usage{
 		PromptTokens: uint32(len(r.context)), CachedTokens: uint32(r.cached), CompletionTokens: uint32(len(seq.Generated)),
 		TimeToFirstTokenMs: float64(ttft.Microseconds()) / 1000, HotCachedTokens: uint32(r.hot), PoolNode: r.node.Name(),
-		QueueMs: float64(seq.Admitted.Sub(r.arrival).Microseconds()) / 1000,
+		QueueMs:   float64(seq.Admitted.Sub(r.arrival).Microseconds()) / 1000,
+		TurnSaved: unsaved == nil,
+	}
+	if unsaved != nil {
+		// Never silent: the client learns that its next append would not
+		// see this turn, and operators see it counted by reason.
+		usage.TurnUnsavedReason, usage.TurnUnsavedDetail = unsaved.reason, unsaved.detail
+		s.m.unsavedTurns.Add(context.Background(), 1, metric.WithAttributes(attribute.String("reason", unsaved.reason)))
 	}
 	s.promptToks.Add(uint64(len(r.context)))
 	s.cachedToks.Add(uint64(r.cached))
@@ -731,9 +839,23 @@ func (s *Server) writeBack(ctx context.Context, r *request, in <-chan written) e
 	return err
 }
 
+// Reasons a turn was not saved (Usage.turn_unsaved_reason, and the reason
+// attribute of the semantic.scheduler.unsaved_turns counter).
+const (
+	UnsavedWriteBack = "write_back_failed"
+	UnsavedConflict  = "version_conflict"
+	UnsavedCommit    = "commit_failed"
+)
+
+// turnUnsaved says why a turn was not saved.
+type turnUnsaved struct{ reason, detail string }
+
 // commit records the agent's new context: every block of prompt + completion.
-// A lost race with another scheduler (ABORTED) keeps the other's record.
-func (s *Server) commit(ctx context.Context, r *request, seq *batch.Seq, total int) bool {
+// It returns whether the lease's blocks should be committed on release (they
+// are good cache content even when the record is not updated) and, when the
+// agent's record was not updated, why. A lost race with another scheduler
+// (ABORTED) keeps the other's record: this turn is then not saved.
+func (s *Server) commit(ctx context.Context, r *request, seq *batch.Seq, total int) (bool, *turnUnsaved) {
 	tokens := make([]uint32, 0, total)
 	for _, t := range seq.Tokens {
 		tokens = append(tokens, uint32(t))
@@ -744,7 +866,7 @@ func (s *Server) commit(ctx context.Context, r *request, seq *batch.Seq, total i
 	nb := s.cfg.Spec.BlocksFor(total)
 	if len(r.hashes) < nb {
 		s.log.Error("missing block hashes at commit", "have", len(r.hashes), "want", nb)
-		return false
+		return false, &turnUnsaved{reason: UnsavedCommit, detail: fmt.Sprintf("missing block hashes: have %d, want %d", len(r.hashes), nb)}
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
@@ -760,14 +882,15 @@ func (s *Server) commit(ctx context.Context, r *request, seq *batch.Seq, total i
 	}
 	if status.Code(err) == codes.Aborted {
 		s.m.commitRaces.Add(ctx, 1)
-		s.log.Info("agent was committed by another scheduler meanwhile; keeping theirs", "agent", r.req.GetAgentId())
-		return true // the blocks are still good cache content
+		s.log.Warn("agent's record changed during the request (committed elsewhere or deleted); this turn is not saved",
+			"agent", r.req.GetAgentId(), "err", err)
+		return true, &turnUnsaved{reason: UnsavedConflict, detail: status.Convert(err).Message()} // the blocks are still good cache content
 	}
 	if err != nil {
-		s.log.Warn("committing agent", "agent", r.req.GetAgentId(), "err", err)
-		return false
+		s.log.Warn("committing agent; this turn is not saved", "agent", r.req.GetAgentId(), "err", err)
+		return false, &turnUnsaved{reason: UnsavedCommit, detail: status.Convert(err).Message()}
 	}
-	return true
+	return true, nil
 }
 
 // endSpan records err on span (if any) and ends it.

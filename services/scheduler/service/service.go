@@ -40,9 +40,15 @@ type Config struct {
 	Spec kvspec.Spec
 	// HolderID names this scheduler on its leases.
 	HolderID string
-	// MaxQueue bounds requests admitted (waiting or running); more are
-	// refused with RESOURCE_EXHAUSTED.
+	// MaxQueue bounds requests admitted (waiting for the engine or
+	// running); more are refused with RESOURCE_EXHAUSTED. A request takes
+	// its admission slot only once it holds its agent's lock, so requests
+	// waiting behind another of their agent's never hold one.
 	MaxQueue int
+	// MaxAgentQueue bounds one agent's requests (the one running and those
+	// waiting for it); more are refused with RESOURCE_EXHAUSTED (subject
+	// AgentQueueSubject) without affecting other agents. 0: 8.
+	MaxAgentQueue int
 	// HotCacheBytes is the budget of the local block cache.
 	HotCacheBytes int64
 	Logger        *slog.Logger
@@ -79,21 +85,25 @@ type Server struct {
 }
 
 type metrics struct {
-	requests    metric.Int64Counter
-	ttft        metric.Float64Histogram
-	promptToks  metric.Int64Counter
-	cachedToks  metric.Int64Counter
-	hotToks     metric.Int64Counter
-	genToks     metric.Int64Counter
-	commitRaces metric.Int64Counter
-	writeBytes  metric.Int64Counter
-	readBytes   metric.Int64Counter
+	requests     metric.Int64Counter
+	ttft         metric.Float64Histogram
+	promptToks   metric.Int64Counter
+	cachedToks   metric.Int64Counter
+	hotToks      metric.Int64Counter
+	genToks      metric.Int64Counter
+	commitRaces  metric.Int64Counter
+	unsavedTurns metric.Int64Counter
+	writeBytes   metric.Int64Counter
+	readBytes    metric.Int64Counter
 }
 
 // New builds the service.
 func New(cfg Config) (*Server, error) {
 	if cfg.MaxQueue <= 0 {
 		cfg.MaxQueue = 256
+	}
+	if cfg.MaxAgentQueue <= 0 {
+		cfg.MaxAgentQueue = 8
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -127,6 +137,7 @@ func New(cfg Config) (*Server, error) {
 	s.m.hotToks = reg("semantic.scheduler.hot_cached_tokens", "{token}", "cached tokens served from the local hot cache")
 	s.m.genToks = reg("semantic.scheduler.generated_tokens", "{token}", "tokens generated")
 	s.m.commitRaces = reg("semantic.scheduler.commit_conflicts", "{commit}", "agent commits that lost an optimistic-concurrency race")
+	s.m.unsavedTurns = reg("semantic.scheduler.unsaved_turns", "{turn}", "turns that ended OK but were not saved as the agent's record, by reason")
 	s.m.writeBytes = reg("semantic.scheduler.pool_write_bytes", "By", "block bytes written to pool nodes")
 	s.m.readBytes = reg("semantic.scheduler.pool_read_bytes", "By", "block bytes read from pool nodes")
 	if s.m.ttft, err = m.Float64Histogram("semantic.scheduler.time_to_first_token", metric.WithUnit("s"),
@@ -297,7 +308,7 @@ func (s *Server) DeleteAgent(ctx context.Context, req *schedulerv1.DeleteAgentRe
 	if err := rpcstatus.CheckAgentID("agent_id", req.GetAgentId()); err != nil {
 		return nil, err
 	}
-	unlock, err := s.agents.lock(ctx, req.GetAgentId())
+	unlock, err := s.agents.lock(ctx, req.GetAgentId(), 0)
 	if err != nil {
 		return nil, err
 	}
@@ -339,6 +350,10 @@ func (s *Server) Ready() error {
 	}
 	return poolclient.ErrNoHealthyNode
 }
+
+// AgentRequests is the number of the agent's requests running or waiting
+// for it (tests).
+func (s *Server) AgentRequests(agent string) int { return s.agents.requests(agent) }
 
 // BusyAgents is the number of agents with a request in flight or waiting.
 func (s *Server) BusyAgents() int { return s.agents.busy() }

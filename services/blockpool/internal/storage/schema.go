@@ -5,6 +5,7 @@
 package storage
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -28,6 +29,11 @@ var (
 
 	// KeyMeta is the key of the meta value.
 	KeyMeta = []byte("meta")
+	// KeyAgentVersion (in BucketMeta) is the last agent record version the
+	// node issued: 8 bytes big-endian. Versions come from this one per-node
+	// counter so that they never repeat for an agent id, even across delete
+	// and re-create or a restart.
+	KeyAgentVersion = []byte("agent_version")
 )
 
 // MaxBatchDelay is how long db.Batch waits for more commits to share a transaction.
@@ -85,6 +91,24 @@ func Open(path string, opt Options) (*DB, *storagev1.Meta, error) {
 // PutMeta writes the meta value.
 func PutMeta(tx *bolt.Tx, m *storagev1.Meta) error {
 	return put(tx.Bucket(BucketMeta), KeyMeta, m)
+}
+
+// AgentVersion reads the last issued agent version (0 if none).
+func AgentVersion(tx *bolt.Tx) uint64 {
+	v := tx.Bucket(BucketMeta).Get(KeyAgentVersion)
+	if len(v) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
+}
+
+// PutAgentVersion raises the stored last issued agent version to v; it never
+// lowers it, so concurrent transactions cannot move it back.
+func PutAgentVersion(tx *bolt.Tx, v uint64) error {
+	if v <= AgentVersion(tx) {
+		return nil
+	}
+	return tx.Bucket(BucketMeta).Put(KeyAgentVersion, binary.BigEndian.AppendUint64(nil, v))
 }
 
 // PutAgent writes an agent record.

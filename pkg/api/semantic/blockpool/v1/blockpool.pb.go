@@ -611,7 +611,9 @@ func (x *ReconfigureResponse) GetDroppedAgents() uint32 {
 // LeaseRequest asks for blocks for one request of one agent.
 type LeaseRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Who holds the lease (a scheduler's id), for logs and metrics (1..128 bytes).
+	// Who holds the lease (a scheduler's id, 1..128 bytes). KeepAlive, Release,
+	// PutBlocks and GetBlocks must present the same holder (else
+	// PERMISSION_DENIED).
 	Holder string `protobuf:"bytes,1,opt,name=holder,proto3" json:"holder,omitempty"`
 	// The agent the blocks are for ([A-Za-z0-9._:-]{1,128}).
 	AgentId string `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
@@ -778,7 +780,7 @@ func (x *LeasedBlock) GetTokenCount() uint32 {
 // LeaseResponse describes a granted lease.
 type LeaseResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Lease id, unique within the epoch.
+	// Lease id: 64 random bits (never 0), unique among the live leases.
 	LeaseId uint64 `protobuf:"varint,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
 	// Pool epoch the lease belongs to; writes must carry it.
 	Epoch uint64 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
@@ -872,7 +874,11 @@ type KeepAliveRequest struct {
 	// The lease to renew.
 	LeaseId uint64 `protobuf:"varint,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
 	// The epoch the lease was granted in.
-	Epoch         uint64 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Epoch uint64 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// The holder that took the lease (LeaseRequest.holder). Any other holder
+	// gets PERMISSION_DENIED. (When the pool authenticates clients with mTLS,
+	// the lease is bound to the authenticated identity instead.)
+	Holder        string `protobuf:"bytes,3,opt,name=holder,proto3" json:"holder,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -919,6 +925,13 @@ func (x *KeepAliveRequest) GetEpoch() uint64 {
 		return x.Epoch
 	}
 	return 0
+}
+
+func (x *KeepAliveRequest) GetHolder() string {
+	if x != nil {
+		return x.Holder
+	}
+	return ""
 }
 
 // KeepAliveResponse answers one KeepAliveRequest.
@@ -1002,7 +1015,11 @@ type ReleaseRequest struct {
 	// The epoch the lease was granted in.
 	Epoch uint64 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	// True to keep the written blocks as cached; false to abort.
-	Commit        bool `protobuf:"varint,3,opt,name=commit,proto3" json:"commit,omitempty"`
+	Commit bool `protobuf:"varint,3,opt,name=commit,proto3" json:"commit,omitempty"`
+	// The holder that took the lease (LeaseRequest.holder). Any other holder
+	// gets PERMISSION_DENIED. (When the pool authenticates clients with mTLS,
+	// the lease is bound to the authenticated identity instead.)
+	Holder        string `protobuf:"bytes,4,opt,name=holder,proto3" json:"holder,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1056,6 +1073,13 @@ func (x *ReleaseRequest) GetCommit() bool {
 		return x.Commit
 	}
 	return false
+}
+
+func (x *ReleaseRequest) GetHolder() string {
+	if x != nil {
+		return x.Holder
+	}
+	return ""
 }
 
 // ReleaseResponse reports what happened to the lease's blocks.
@@ -1216,7 +1240,11 @@ type PutBlocksRequest struct {
 	// Starts a new block.
 	Header *BlockHeader `protobuf:"bytes,3,opt,name=header,proto3" json:"header,omitempty"`
 	// The next bytes of the current block's payload (at most 4 MiB per message).
-	Data          []byte `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	Data []byte `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	// The holder that took the lease (LeaseRequest.holder); first message only. Any other holder
+	// gets PERMISSION_DENIED. (When the pool authenticates clients with mTLS,
+	// the lease is bound to the authenticated identity instead.)
+	Holder        string `protobuf:"bytes,5,opt,name=holder,proto3" json:"holder,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1277,6 +1305,13 @@ func (x *PutBlocksRequest) GetData() []byte {
 		return x.Data
 	}
 	return nil
+}
+
+func (x *PutBlocksRequest) GetHolder() string {
+	if x != nil {
+		return x.Holder
+	}
+	return ""
 }
 
 // PutBlocksResponse acknowledges a PutBlocks stream.
@@ -1344,7 +1379,11 @@ type GetBlocksRequest struct {
 	// Block ids to read, in the order they are to be streamed.
 	BlockIds []uint32 `protobuf:"varint,3,rep,packed,name=block_ids,json=blockIds,proto3" json:"block_ids,omitempty"`
 	// Largest data chunk to send in bytes (0 = the server's default of 1 MiB).
-	ChunkBytes    uint32 `protobuf:"varint,4,opt,name=chunk_bytes,json=chunkBytes,proto3" json:"chunk_bytes,omitempty"`
+	ChunkBytes uint32 `protobuf:"varint,4,opt,name=chunk_bytes,json=chunkBytes,proto3" json:"chunk_bytes,omitempty"`
+	// The holder that took the lease (LeaseRequest.holder). Any other holder
+	// gets PERMISSION_DENIED. (When the pool authenticates clients with mTLS,
+	// the lease is bound to the authenticated identity instead.)
+	Holder        string `protobuf:"bytes,5,opt,name=holder,proto3" json:"holder,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1405,6 +1444,13 @@ func (x *GetBlocksRequest) GetChunkBytes() uint32 {
 		return x.ChunkBytes
 	}
 	return 0
+}
+
+func (x *GetBlocksRequest) GetHolder() string {
+	if x != nil {
+		return x.Holder
+	}
+	return ""
 }
 
 // GetBlocksResponse is one message of the GetBlocks stream: a header starts a
@@ -2406,20 +2452,22 @@ const file_semantic_blockpool_v1_blockpool_proto_rawDesc = "" +
 	"expireTime\x12+\n" +
 	"\x03ttl\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12:\n" +
 	"\x06blocks\x18\x05 \x03(\v2\".semantic.blockpool.v1.LeasedBlockR\x06blocks\x12\x12\n" +
-	"\x04hits\x18\x06 \x01(\rR\x04hits\"C\n" +
+	"\x04hits\x18\x06 \x01(\rR\x04hits\"[\n" +
 	"\x10KeepAliveRequest\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\x04R\aleaseId\x12\x14\n" +
-	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\"\xd4\x01\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x16\n" +
+	"\x06holder\x18\x03 \x01(\tR\x06holder\"\xd4\x01\n" +
 	"\x11KeepAliveResponse\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\x04R\aleaseId\x12:\n" +
 	"\x06status\x18\x02 \x01(\x0e2\".semantic.blockpool.v1.LeaseStatusR\x06status\x12;\n" +
 	"\vexpire_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"expireTime\x12+\n" +
-	"\x03ttl\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"Y\n" +
+	"\x03ttl\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"q\n" +
 	"\x0eReleaseRequest\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\x04R\aleaseId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x16\n" +
-	"\x06commit\x18\x03 \x01(\bR\x06commit\"Y\n" +
+	"\x06commit\x18\x03 \x01(\bR\x06commit\x12\x16\n" +
+	"\x06holder\x18\x04 \x01(\tR\x06holder\"Y\n" +
 	"\x0fReleaseResponse\x12!\n" +
 	"\ffreed_blocks\x18\x01 \x01(\rR\vfreedBlocks\x12#\n" +
 	"\rcached_blocks\x18\x02 \x01(\rR\fcachedBlocks\"\xae\x01\n" +
@@ -2431,21 +2479,23 @@ const file_semantic_blockpool_v1_blockpool_proto_rawDesc = "" +
 	"\bchecksum\x18\x04 \x01(\rR\bchecksum\x12\x12\n" +
 	"\x04size\x18\x05 \x01(\x04R\x04size\x12\x1f\n" +
 	"\vparent_hash\x18\x06 \x01(\fR\n" +
-	"parentHash\"\x93\x01\n" +
+	"parentHash\"\xab\x01\n" +
 	"\x10PutBlocksRequest\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\x04R\aleaseId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12:\n" +
 	"\x06header\x18\x03 \x01(\v2\".semantic.blockpool.v1.BlockHeaderR\x06header\x12\x12\n" +
-	"\x04data\x18\x04 \x01(\fR\x04data\"_\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\x12\x16\n" +
+	"\x06holder\x18\x05 \x01(\tR\x06holder\"_\n" +
 	"\x11PutBlocksResponse\x12%\n" +
 	"\x0eblocks_written\x18\x01 \x01(\rR\rblocksWritten\x12#\n" +
-	"\rbytes_written\x18\x02 \x01(\x04R\fbytesWritten\"\x81\x01\n" +
+	"\rbytes_written\x18\x02 \x01(\x04R\fbytesWritten\"\x99\x01\n" +
 	"\x10GetBlocksRequest\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\x04R\aleaseId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x1b\n" +
 	"\tblock_ids\x18\x03 \x03(\rR\bblockIds\x12\x1f\n" +
 	"\vchunk_bytes\x18\x04 \x01(\rR\n" +
-	"chunkBytes\"c\n" +
+	"chunkBytes\x12\x16\n" +
+	"\x06holder\x18\x05 \x01(\tR\x06holder\"c\n" +
 	"\x11GetBlocksResponse\x12:\n" +
 	"\x06header\x18\x01 \x01(\v2\".semantic.blockpool.v1.BlockHeaderR\x06header\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"\xbd\x02\n" +

@@ -113,9 +113,16 @@ type GenerateRequest struct {
 	Stop []string `protobuf:"bytes,9,rep,name=stop,proto3" json:"stop,omitempty"`
 	// Continue from the agent's stored context: the prompt is appended to what
 	// the agent has already seen instead of replacing it. The stored context
-	// lives on the agent's home pool node: while that node is down, append
-	// requests fail with UNAVAILABLE (requests that resend the whole context
-	// run cold on another node instead).
+	// is looked up on the agent's home pool node, then on the other nodes in
+	// its rendezvous order, and continued on the node that has it. An agent
+	// that no node has starts with the prompt alone (a prompt is then
+	// required). An append never runs without a stored context that may
+	// exist: while the home node, or a candidate node asked before the record
+	// was found, is down or fails the lookup, append requests fail with
+	// UNAVAILABLE (or that node's error) naming the agent (requests that
+	// resend the whole context run cold on another node instead). A stored
+	// record the model cannot continue (another model's, token ids outside
+	// the vocabulary) fails with FAILED_PRECONDITION naming the record.
 	Append bool `protobuf:"varint,10,opt,name=append,proto3" json:"append,omitempty"`
 	// Tenant salt: blocks are shared by content only between requests with the same salt.
 	CacheSalt string `protobuf:"bytes,11,opt,name=cache_salt,json=cacheSalt,proto3" json:"cache_salt,omitempty"`
@@ -447,9 +454,26 @@ type Usage struct {
 	// Time from the request's arrival until the engine loop admitted it into
 	// its running batch (waiting for the agent's previous request, the cache
 	// lookup, lease and block loads, and the loop's queue), in milliseconds.
-	QueueMs       float64 `protobuf:"fixed64,7,opt,name=queue_ms,json=queueMs,proto3" json:"queue_ms,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	QueueMs float64 `protobuf:"fixed64,7,opt,name=queue_ms,json=queueMs,proto3" json:"queue_ms,omitempty"`
+	// Whether this turn (prompt + completion) was saved as the agent's new
+	// record, so that the next append continues from it. False when writing
+	// the blocks back or committing the record failed: the next append runs
+	// on the previous record (or none), without this turn; resend the whole
+	// context to keep it. (A server from before this field always says false:
+	// read it together with turn_unsaved_reason, which is then empty too.)
+	TurnSaved bool `protobuf:"varint,8,opt,name=turn_saved,json=turnSaved,proto3" json:"turn_saved,omitempty"`
+	// Why the turn was not saved (empty when it was), one of:
+	// "write_back_failed" (the new blocks could not be written to the pool
+	// node: disk or memory budget refused, node trouble), "version_conflict"
+	// (the agent's record changed or was deleted during the request: another
+	// request or scheduler committed it first), "commit_failed" (the node
+	// refused the commit for another reason, e.g. a block evicted meanwhile
+	// or a cache_salt/model mismatch).
+	TurnUnsavedReason string `protobuf:"bytes,9,opt,name=turn_unsaved_reason,json=turnUnsavedReason,proto3" json:"turn_unsaved_reason,omitempty"`
+	// The pool's error message behind turn_unsaved_reason, for people.
+	TurnUnsavedDetail string `protobuf:"bytes,10,opt,name=turn_unsaved_detail,json=turnUnsavedDetail,proto3" json:"turn_unsaved_detail,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Usage) Reset() {
@@ -529,6 +553,27 @@ func (x *Usage) GetQueueMs() float64 {
 		return x.QueueMs
 	}
 	return 0
+}
+
+func (x *Usage) GetTurnSaved() bool {
+	if x != nil {
+		return x.TurnSaved
+	}
+	return false
+}
+
+func (x *Usage) GetTurnUnsavedReason() string {
+	if x != nil {
+		return x.TurnUnsavedReason
+	}
+	return ""
+}
+
+func (x *Usage) GetTurnUnsavedDetail() string {
+	if x != nil {
+		return x.TurnUnsavedDetail
+	}
+	return ""
 }
 
 // GenerateResponse is one message of the Generate stream: a token, or the
@@ -1350,7 +1395,7 @@ const file_semantic_scheduler_v1_scheduler_proto_rawDesc = "" +
 	"vocab_size\x18\b \x01(\rR\tvocabSize\x12\x1c\n" +
 	"\ttokenizer\x18\t \x01(\tR\ttokenizer\x12#\n" +
 	"\rchat_template\x18\n" +
-	" \x01(\bR\fchatTemplate\"\x96\x02\n" +
+	" \x01(\bR\fchatTemplate\"\x95\x03\n" +
 	"\x05Usage\x12#\n" +
 	"\rprompt_tokens\x18\x01 \x01(\rR\fpromptTokens\x12#\n" +
 	"\rcached_tokens\x18\x02 \x01(\rR\fcachedTokens\x12+\n" +
@@ -1358,7 +1403,12 @@ const file_semantic_scheduler_v1_scheduler_proto_rawDesc = "" +
 	"\x16time_to_first_token_ms\x18\x04 \x01(\x01R\x12timeToFirstTokenMs\x12*\n" +
 	"\x11hot_cached_tokens\x18\x05 \x01(\rR\x0fhotCachedTokens\x12\x1b\n" +
 	"\tpool_node\x18\x06 \x01(\tR\bpoolNode\x12\x19\n" +
-	"\bqueue_ms\x18\a \x01(\x01R\aqueueMs\"\xd5\x01\n" +
+	"\bqueue_ms\x18\a \x01(\x01R\aqueueMs\x12\x1d\n" +
+	"\n" +
+	"turn_saved\x18\b \x01(\bR\tturnSaved\x12.\n" +
+	"\x13turn_unsaved_reason\x18\t \x01(\tR\x11turnUnsavedReason\x12.\n" +
+	"\x13turn_unsaved_detail\x18\n" +
+	" \x01(\tR\x11turnUnsavedDetail\"\xd5\x01\n" +
 	"\x10GenerateResponse\x12\x19\n" +
 	"\btoken_id\x18\x01 \x01(\rR\atokenId\x12\x12\n" +
 	"\x04text\x18\x02 \x01(\tR\x04text\x12\x14\n" +

@@ -24,14 +24,37 @@ type Tensor struct {
 var SupportedTypes = []gguf.TensorType{gguf.TensorF32, gguf.TensorF16, gguf.TensorBF16, gguf.TensorQ8_0, gguf.TensorQ4_0,
 	gguf.TensorQ4_K, gguf.TensorQ5_K, gguf.TensorQ6_K}
 
-// IsSupported reports whether the engine can multiply with type t.
-func IsSupported(t gguf.TensorType) bool {
-	for _, s := range SupportedTypes {
-		if s == t {
-			return true
+// codec decodes and encodes the rows of one encoded (non-F32) type: the
+// one table Row, Quantize and IsSupported read.
+type codec struct {
+	decode func(dst []float32, src []byte)
+	encode func(dst []byte, src []float32) // the reference quantizer
+}
+
+var codecs = map[gguf.TensorType]codec{
+	gguf.TensorF16:  {quant.DecodeF16, encodeHalf(quant.F32ToF16)},
+	gguf.TensorBF16: {quant.DecodeBF16, encodeHalf(quant.F32ToBF16)},
+	gguf.TensorQ8_0: {quant.DequantizeQ8_0, quant.QuantizeQ8_0},
+	gguf.TensorQ4_0: {quant.DequantizeQ4_0, quant.QuantizeQ4_0},
+	gguf.TensorQ4_K: {quant.DequantizeQ4_K, quant.QuantizeQ4_K},
+	gguf.TensorQ5_K: {quant.DequantizeQ5_K, quant.QuantizeQ5_K},
+	gguf.TensorQ6_K: {quant.DequantizeQ6_K, quant.QuantizeQ6_K},
+}
+
+// encodeHalf writes each value as a little-endian 16-bit float.
+func encodeHalf(conv func(float32) uint16) func(dst []byte, src []float32) {
+	return func(dst []byte, src []float32) {
+		for i, v := range src {
+			h := conv(v)
+			dst[2*i], dst[2*i+1] = byte(h), byte(h>>8)
 		}
 	}
-	return false
+}
+
+// IsSupported reports whether the engine can multiply with type t.
+func IsSupported(t gguf.TensorType) bool {
+	_, ok := codecs[t]
+	return ok || t == gguf.TensorF32
 }
 
 // IsQuantized reports whether t is a block-quantized type (multiplied with
@@ -103,26 +126,12 @@ func (t *Tensor) Row(dst []float32, r int) {
 		copy(dst, t.F32[r*t.Cols:(r+1)*t.Cols])
 		return
 	}
-	rb := t.RowBytes()
-	src := t.Data[r*rb : (r+1)*rb]
-	switch t.Type {
-	case gguf.TensorF16:
-		quant.DecodeF16(dst, src)
-	case gguf.TensorBF16:
-		quant.DecodeBF16(dst, src)
-	case gguf.TensorQ8_0:
-		quant.DequantizeQ8_0(dst, src)
-	case gguf.TensorQ4_0:
-		quant.DequantizeQ4_0(dst, src)
-	case gguf.TensorQ4_K:
-		quant.DequantizeQ4_K(dst, src)
-	case gguf.TensorQ5_K:
-		quant.DequantizeQ5_K(dst, src)
-	case gguf.TensorQ6_K:
-		quant.DequantizeQ6_K(dst, src)
-	default:
+	c, ok := codecs[t.Type]
+	if !ok {
 		panic(fmt.Sprintf("model: Row of unsupported tensor type %v", t.Type))
 	}
+	rb := t.RowBytes()
+	c.decode(dst, t.Data[r*rb:(r+1)*rb])
 }
 
 // Dequantize returns the whole tensor as float32, for tests and references.
@@ -148,7 +157,8 @@ func Quantize(src Tensor, typ gguf.TensorType) (Tensor, error) {
 		out.F32 = append([]float32(nil), src.F32...)
 		return out, nil
 	}
-	if !IsSupported(typ) {
+	c, ok := codecs[typ]
+	if !ok {
 		return Tensor{}, fmt.Errorf("%w: quantize to %v (supported: %v)", ErrBadConfig, typ, SupportedTypes)
 	}
 	rb := out.RowBytes()
@@ -157,29 +167,7 @@ func Quantize(src Tensor, typ gguf.TensorType) (Tensor, error) {
 	}
 	out.Data = make([]byte, src.Rows*rb)
 	for r := 0; r < src.Rows; r++ {
-		row, dst := src.F32[r*src.Cols:(r+1)*src.Cols], out.Data[r*rb:(r+1)*rb]
-		switch typ {
-		case gguf.TensorF16:
-			for i, v := range row {
-				h := quant.F32ToF16(v)
-				dst[2*i], dst[2*i+1] = byte(h), byte(h>>8)
-			}
-		case gguf.TensorBF16:
-			for i, v := range row {
-				h := quant.F32ToBF16(v)
-				dst[2*i], dst[2*i+1] = byte(h), byte(h>>8)
-			}
-		case gguf.TensorQ8_0:
-			quant.QuantizeQ8_0(dst, row)
-		case gguf.TensorQ4_0:
-			quant.QuantizeQ4_0(dst, row)
-		case gguf.TensorQ4_K:
-			quant.QuantizeQ4_K(dst, row)
-		case gguf.TensorQ5_K:
-			quant.QuantizeQ5_K(dst, row)
-		case gguf.TensorQ6_K:
-			quant.QuantizeQ6_K(dst, row)
-		}
+		c.encode(out.Data[r*rb:(r+1)*rb], src.F32[r*src.Cols:(r+1)*src.Cols])
 	}
 	return out, nil
 }

@@ -117,26 +117,9 @@ func (p *Pool) makeDiskRoomLocked(bb int64, keep string) (*persistSet, []string,
 			gain += t.blockBytes
 		}
 	}
-	var victims []*agentEntry
-	if gain < short {
-		dec := map[int32]int32{}
-		for ae := range p.agents.leastRecent() {
-			if gain >= short {
-				break
-			}
-			if ae.rec.ID == keep {
-				continue
-			}
-			victims = append(victims, ae)
-			for _, h := range ae.rec.Hashes {
-				id := t.index[h]
-				dec[id]++
-				if s := &t.slots[id]; s.refs == dec[id] && s.state == stateCached && s.onDisk {
-					gain += t.blockBytes
-				}
-			}
-		}
-	}
+	victims, freed := p.agentVictimsLocked(keep, func(n int) bool { return gain+int64(n)*t.blockBytes >= short },
+		func(s *slot) bool { return s.onDisk })
+	gain += int64(freed) * t.blockBytes
 	if gain < short {
 		return nil, nil, &ExhaustedError{Resource: "pool/disk", Asked: bb, Available: max(0, p.opt.DiskBudget-t.dskBytes) + gain}
 	}

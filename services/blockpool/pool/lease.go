@@ -160,24 +160,8 @@ func (p *Pool) makeRoomLocked(need int, keep string) (*persistSet, []string, err
 	avail := t.nFree + t.lru.n
 	var victims []*agentEntry
 	if avail < need {
-		dec := map[int32]int32{}
-		gain := 0
-		for ae := range p.agents.leastRecent() {
-			if avail+gain >= need {
-				break
-			}
-			if ae.rec.ID == keep {
-				continue
-			}
-			victims = append(victims, ae)
-			for _, h := range ae.rec.Hashes {
-				id := t.index[h]
-				dec[id]++
-				if s := &t.slots[id]; s.refs == dec[id] && s.state == stateCached {
-					gain++
-				}
-			}
-		}
+		var gain int
+		victims, gain = p.agentVictimsLocked(keep, func(n int) bool { return avail+n >= need }, func(*slot) bool { return true })
 		if avail+gain < need {
 			return nil, nil, &ExhaustedError{Resource: "pool/blocks", Asked: int64(need), Available: int64(avail + gain)}
 		}
@@ -195,6 +179,35 @@ func (p *Pool) makeRoomLocked(need int, keep string) (*persistSet, []string, err
 		p.m.evictions.Add(context.Background(), 1, tierSlots)
 	}
 	return ps, files, nil
+}
+
+// agentVictimsLocked simulates dropping whole agents, least recently used
+// first and never keep, until enough(n) holds for the n cached blocks that
+// would lose their last reference and pass counts. It changes nothing: the
+// callers drop the victims only once they know the request will fit, so a
+// refused request drops no one.
+func (p *Pool) agentVictimsLocked(keep string, enough func(n int) bool, counts func(*slot) bool) ([]*agentEntry, int) {
+	t := &p.slots
+	var victims []*agentEntry
+	dec := map[int32]int32{}
+	n := 0
+	for ae := range p.agents.leastRecent() {
+		if enough(n) {
+			break
+		}
+		if ae.rec.ID == keep {
+			continue
+		}
+		victims = append(victims, ae)
+		for _, h := range ae.rec.Hashes {
+			id := t.index[h]
+			dec[id]++
+			if s := &t.slots[id]; s.refs == dec[id] && s.state == stateCached && counts(s) {
+				n++
+			}
+		}
+	}
+	return victims, n
 }
 
 // KeepAlive renews a lease for its TTL. An unknown, expired, released or

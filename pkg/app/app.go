@@ -179,7 +179,7 @@ func serve(ctx context.Context, b Binary, fs *flag.FlagSet, common *Common, log 
 
 	gs, hs, err := server.New(server.Options{
 		Logger: log, MaxMsgBytes: common.MaxMsgBytes,
-		TLSCertFile: common.TLSCert, TLSKeyFile: common.TLSKey,
+		TLSCertFile: common.TLSCert, TLSKeyFile: common.TLSKey, TLSClientCAFile: common.TLSClientCA,
 		KeepaliveTime: common.KeepaliveTime,
 		MeterProvider: tel.MeterProvider, TracerProvider: tel.TracerProvider,
 		Extra: b.ServerOptions,

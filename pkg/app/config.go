@@ -20,6 +20,7 @@ type Common struct {
 	NodeID          string
 	TLSCert         string
 	TLSKey          string
+	TLSClientCA     string
 	MaxMsgBytes     int
 	KeepaliveTime   time.Duration
 	ShutdownTimeout time.Duration
@@ -34,6 +35,7 @@ func (c *Common) register(fs *flag.FlagSet, defaultListen, defaultMetrics string
 	fs.StringVar(&c.NodeID, "node-id", "", "stable node id (default: derived from the host name and data dir)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate file (PEM); TLS is on when both cert and key are set")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS private key file (PEM)")
+	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "CA certificate file (PEM) that client certificates are verified against (mutual TLS; needs --tls-cert)")
 	fs.IntVar(&c.MaxMsgBytes, "max-msg-bytes", 16<<20, "largest gRPC message received or sent, in bytes")
 	fs.DurationVar(&c.KeepaliveTime, "keepalive-time", 30*time.Second, "interval of server keepalive pings on idle connections")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long graceful shutdown waits for in-flight calls before cutting them")

@@ -7,7 +7,6 @@ package server
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
@@ -26,6 +25,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
+
+	"github.com/semantic-kv/semantic/pkg/mtls"
 )
 
 // Options configure New. The zero value is usable: defaults are filled in.
@@ -35,6 +36,10 @@ type Options struct {
 	MaxMsgBytes int
 	// TLSCertFile and TLSKeyFile turn TLS on when both are set.
 	TLSCertFile, TLSKeyFile string
+	// TLSClientCAFile, with TLS on, verifies client certificates against
+	// this CA (mtls.ServerConfig); services read the caller's identity with
+	// mtls.FromContext.
+	TLSClientCAFile string
 	// KeepaliveTime is how often the server pings an idle connection
 	// (default 30s); KeepaliveTimeout is how long it waits for the ack
 	// (default 10s). Clients may ping as often as every 5s.
@@ -91,15 +96,12 @@ func New(opts Options) (*grpc.Server, *health.Server, error) {
 		grpc.ChainUnaryInterceptor(unaryInterceptor(log)),
 		grpc.ChainStreamInterceptor(streamInterceptor(log)),
 	}
-	if opts.TLSCertFile != "" || opts.TLSKeyFile != "" {
-		if opts.TLSCertFile == "" || opts.TLSKeyFile == "" {
-			return nil, nil, fmt.Errorf("tls: both a certificate and a key are needed")
-		}
-		cert, err := tls.LoadX509KeyPair(opts.TLSCertFile, opts.TLSKeyFile)
+	if opts.TLSCertFile != "" || opts.TLSKeyFile != "" || opts.TLSClientCAFile != "" {
+		cfg, err := mtls.ServerConfig(opts.TLSCertFile, opts.TLSKeyFile, opts.TLSClientCAFile)
 		if err != nil {
-			return nil, nil, fmt.Errorf("tls: %w", err)
+			return nil, nil, err
 		}
-		sopts = append(sopts, grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})))
+		sopts = append(sopts, grpc.Creds(credentials.NewTLS(cfg)))
 	}
 	s := grpc.NewServer(append(sopts, opts.Extra...)...)
 	hs := health.NewServer()

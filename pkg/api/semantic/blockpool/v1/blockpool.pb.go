@@ -1732,9 +1732,21 @@ type CommitAgentRequest struct {
 	// mismatch fails with ABORTED.
 	ExpectedVersion uint64 `protobuf:"varint,7,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
 	// Tenant salt the hashes were computed with.
-	CacheSalt     string `protobuf:"bytes,8,opt,name=cache_salt,json=cacheSalt,proto3" json:"cache_salt,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	CacheSalt string `protobuf:"bytes,8,opt,name=cache_salt,json=cacheSalt,proto3" json:"cache_salt,omitempty"`
+	// The holder that took the lease (LeaseRequest.holder), when lease_id is
+	// set: any other holder gets PERMISSION_DENIED.
+	Holder string `protobuf:"bytes,9,opt,name=holder,proto3" json:"holder,omitempty"`
+	// Bounds on the records of the agent's tenant (the part of agent_id before
+	// its "/") on this node, set by the scheduler from the tenant's quota; 0
+	// means no tenant bound. Beyond them the tenant's own least recently used
+	// idle agents are dropped, never another tenant's; if even that cannot
+	// make room the commit fails with RESOURCE_EXHAUSTED (tenant/agents,
+	// tenant/agent-bytes).
+	TenantMaxAgents uint32 `protobuf:"varint,10,opt,name=tenant_max_agents,json=tenantMaxAgents,proto3" json:"tenant_max_agents,omitempty"`
+	// Bytes of the tenant's agent records (token ids, hashes); 0: no bound.
+	TenantMaxAgentBytes uint64 `protobuf:"varint,11,opt,name=tenant_max_agent_bytes,json=tenantMaxAgentBytes,proto3" json:"tenant_max_agent_bytes,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *CommitAgentRequest) Reset() {
@@ -1821,6 +1833,27 @@ func (x *CommitAgentRequest) GetCacheSalt() string {
 		return x.CacheSalt
 	}
 	return ""
+}
+
+func (x *CommitAgentRequest) GetHolder() string {
+	if x != nil {
+		return x.Holder
+	}
+	return ""
+}
+
+func (x *CommitAgentRequest) GetTenantMaxAgents() uint32 {
+	if x != nil {
+		return x.TenantMaxAgents
+	}
+	return 0
+}
+
+func (x *CommitAgentRequest) GetTenantMaxAgentBytes() uint64 {
+	if x != nil {
+		return x.TenantMaxAgentBytes
+	}
+	return 0
 }
 
 // CommitAgentResponse reports the new record.
@@ -2089,13 +2122,17 @@ func (x *LookupAgentResponse) GetAgentTokenIds() []uint32 {
 	return nil
 }
 
-// ListAgentsRequest pages through agents, most recently used first.
+// ListAgentsRequest pages through agents in agent id order: a stable key, so
+// that agents used, added or deleted between pages never shift the others
+// (each agent present throughout is listed exactly once).
 type ListAgentsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Maximum agents per page (1..1000; 0 means 100).
 	PageSize uint32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// Token from a previous response; empty for the first page.
-	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only the agents of this tenant (ids "tenant/..."); empty lists all.
+	Tenant        string `protobuf:"bytes,3,opt,name=tenant,proto3" json:"tenant,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2140,6 +2177,13 @@ func (x *ListAgentsRequest) GetPageSize() uint32 {
 func (x *ListAgentsRequest) GetPageToken() string {
 	if x != nil {
 		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListAgentsRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
 	}
 	return ""
 }
@@ -2518,7 +2562,7 @@ const file_semantic_blockpool_v1_blockpool_proto_rawDesc = "" +
 	"\vblock_count\x18\x04 \x01(\rR\n" +
 	"blockCount\x12\x18\n" +
 	"\aversion\x18\x05 \x01(\x04R\aversion\x12@\n" +
-	"\x0elast_used_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\flastUsedTime\"\x87\x02\n" +
+	"\x0elast_used_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\flastUsedTime\"\x80\x03\n" +
 	"\x12CommitAgentRequest\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\x04R\aleaseId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x19\n" +
@@ -2528,7 +2572,11 @@ const file_semantic_blockpool_v1_blockpool_proto_rawDesc = "" +
 	"\ttoken_ids\x18\x06 \x03(\rR\btokenIds\x12)\n" +
 	"\x10expected_version\x18\a \x01(\x04R\x0fexpectedVersion\x12\x1d\n" +
 	"\n" +
-	"cache_salt\x18\b \x01(\tR\tcacheSalt\"/\n" +
+	"cache_salt\x18\b \x01(\tR\tcacheSalt\x12\x16\n" +
+	"\x06holder\x18\t \x01(\tR\x06holder\x12*\n" +
+	"\x11tenant_max_agents\x18\n" +
+	" \x01(\rR\x0ftenantMaxAgents\x123\n" +
+	"\x16tenant_max_agent_bytes\x18\v \x01(\x04R\x13tenantMaxAgentBytes\"/\n" +
 	"\x13CommitAgentResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\"\x88\x01\n" +
 	"\x12LookupAgentRequest\x12\x19\n" +
@@ -2547,11 +2595,12 @@ const file_semantic_blockpool_v1_blockpool_proto_rawDesc = "" +
 	"\x06blocks\x18\x02 \x03(\v2\".semantic.blockpool.v1.CachedBlockR\x06blocks\x12:\n" +
 	"\x06source\x18\x03 \x01(\x0e2\".semantic.blockpool.v1.MatchSourceR\x06source\x12#\n" +
 	"\ragent_version\x18\x04 \x01(\x04R\fagentVersion\x12&\n" +
-	"\x0fagent_token_ids\x18\x05 \x03(\rR\ragentTokenIds\"O\n" +
+	"\x0fagent_token_ids\x18\x05 \x03(\rR\ragentTokenIds\"g\n" +
 	"\x11ListAgentsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\rR\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x02 \x01(\tR\tpageToken\"y\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\x12\x16\n" +
+	"\x06tenant\x18\x03 \x01(\tR\x06tenant\"y\n" +
 	"\x12ListAgentsResponse\x12;\n" +
 	"\x06agents\x18\x01 \x03(\v2#.semantic.blockpool.v1.AgentSummaryR\x06agents\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\",\n" +

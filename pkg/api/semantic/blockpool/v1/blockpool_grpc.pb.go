@@ -93,7 +93,7 @@ type BlockPoolServiceClient interface {
 	// the agent's own record, then by walking content hashes shared with other
 	// agents.
 	LookupAgent(ctx context.Context, in *LookupAgentRequest, opts ...grpc.CallOption) (*LookupAgentResponse, error)
-	// ListAgents pages through agent records, most recently used first.
+	// ListAgents pages through agent records in agent id order.
 	ListAgents(ctx context.Context, in *ListAgentsRequest, opts ...grpc.CallOption) (*ListAgentsResponse, error)
 	// GetAgent returns one agent record (NOT_FOUND if none).
 	GetAgent(ctx context.Context, in *GetAgentRequest, opts ...grpc.CallOption) (*GetAgentResponse, error)
@@ -300,7 +300,7 @@ type BlockPoolServiceServer interface {
 	// the agent's own record, then by walking content hashes shared with other
 	// agents.
 	LookupAgent(context.Context, *LookupAgentRequest) (*LookupAgentResponse, error)
-	// ListAgents pages through agent records, most recently used first.
+	// ListAgents pages through agent records in agent id order.
 	ListAgents(context.Context, *ListAgentsRequest) (*ListAgentsResponse, error)
 	// GetAgent returns one agent record (NOT_FOUND if none).
 	GetAgent(context.Context, *GetAgentRequest) (*GetAgentResponse, error)

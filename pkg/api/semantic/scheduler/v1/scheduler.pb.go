@@ -682,7 +682,10 @@ type AgentInfo struct {
 	// Cached context as token ids (GetAgent only).
 	TokenIds []uint32 `protobuf:"varint,8,rep,packed,name=token_ids,json=tokenIds,proto3" json:"token_ids,omitempty"`
 	// Cached context as text, when the model has a tokenizer (GetAgent only).
-	Text          string `protobuf:"bytes,9,opt,name=text,proto3" json:"text,omitempty"`
+	Text string `protobuf:"bytes,9,opt,name=text,proto3" json:"text,omitempty"`
+	// The tenant the agent belongs to (empty when the scheduler runs without
+	// API keys).
+	Tenant        string `protobuf:"bytes,10,opt,name=tenant,proto3" json:"tenant,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -780,13 +783,25 @@ func (x *AgentInfo) GetText() string {
 	return ""
 }
 
-// ListAgentsRequest pages through agents.
+func (x *AgentInfo) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+// ListAgentsRequest pages through the caller's agents in agent id order (a
+// stable key: agents used, added or deleted between pages never shift the
+// others).
 type ListAgentsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Maximum agents per page (1..1000; 0 means 100).
 	PageSize uint32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// Token from a previous response; empty for the first page.
-	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Another tenant's agents (admin keys only; others get PERMISSION_DENIED).
+	// Empty: the caller's own tenant; "*" (admin): every tenant.
+	Tenant        string `protobuf:"bytes,3,opt,name=tenant,proto3" json:"tenant,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -831,6 +846,13 @@ func (x *ListAgentsRequest) GetPageSize() uint32 {
 func (x *ListAgentsRequest) GetPageToken() string {
 	if x != nil {
 		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListAgentsRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
 	}
 	return ""
 }
@@ -894,7 +916,10 @@ func (x *ListAgentsResponse) GetNextPageToken() string {
 type GetAgentRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The agent.
-	AgentId       string `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	AgentId string `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	// Another tenant's agent (admin keys only; others get PERMISSION_DENIED).
+	// Empty: the caller's own tenant.
+	Tenant        string `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -932,6 +957,13 @@ func (*GetAgentRequest) Descriptor() ([]byte, []int) {
 func (x *GetAgentRequest) GetAgentId() string {
 	if x != nil {
 		return x.AgentId
+	}
+	return ""
+}
+
+func (x *GetAgentRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
 	}
 	return ""
 }
@@ -996,7 +1028,10 @@ func (x *GetAgentResponse) GetModel() *ModelInfo {
 type DeleteAgentRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The agent.
-	AgentId       string `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	AgentId string `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	// Another tenant's agent (admin keys only; others get PERMISSION_DENIED).
+	// Empty: the caller's own tenant.
+	Tenant        string `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1034,6 +1069,13 @@ func (*DeleteAgentRequest) Descriptor() ([]byte, []int) {
 func (x *DeleteAgentRequest) GetAgentId() string {
 	if x != nil {
 		return x.AgentId
+	}
+	return ""
+}
+
+func (x *DeleteAgentRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
 	}
 	return ""
 }
@@ -1414,7 +1456,7 @@ const file_semantic_scheduler_v1_scheduler_proto_rawDesc = "" +
 	"\x04text\x18\x02 \x01(\tR\x04text\x12\x14\n" +
 	"\x05index\x18\x03 \x01(\rR\x05index\x12H\n" +
 	"\rfinish_reason\x18\x04 \x01(\x0e2#.semantic.scheduler.v1.FinishReasonR\ffinishReason\x122\n" +
-	"\x05usage\x18\x05 \x01(\v2\x1c.semantic.scheduler.v1.UsageR\x05usage\"\xaf\x02\n" +
+	"\x05usage\x18\x05 \x01(\v2\x1c.semantic.scheduler.v1.UsageR\x05usage\"\xc7\x02\n" +
 	"\tAgentInfo\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x1f\n" +
 	"\vtoken_count\x18\x02 \x01(\rR\n" +
@@ -1426,21 +1468,26 @@ const file_semantic_scheduler_v1_scheduler_proto_rawDesc = "" +
 	"\tpool_node\x18\x06 \x01(\tR\bpoolNode\x12\x1b\n" +
 	"\tmodel_tag\x18\a \x01(\tR\bmodelTag\x12\x1b\n" +
 	"\ttoken_ids\x18\b \x03(\rR\btokenIds\x12\x12\n" +
-	"\x04text\x18\t \x01(\tR\x04text\"O\n" +
+	"\x04text\x18\t \x01(\tR\x04text\x12\x16\n" +
+	"\x06tenant\x18\n" +
+	" \x01(\tR\x06tenant\"g\n" +
 	"\x11ListAgentsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\rR\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x02 \x01(\tR\tpageToken\"v\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\x12\x16\n" +
+	"\x06tenant\x18\x03 \x01(\tR\x06tenant\"v\n" +
 	"\x12ListAgentsResponse\x128\n" +
 	"\x06agents\x18\x01 \x03(\v2 .semantic.scheduler.v1.AgentInfoR\x06agents\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\",\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"D\n" +
 	"\x0fGetAgentRequest\x12\x19\n" +
-	"\bagent_id\x18\x01 \x01(\tR\aagentId\"\x82\x01\n" +
+	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x16\n" +
+	"\x06tenant\x18\x02 \x01(\tR\x06tenant\"\x82\x01\n" +
 	"\x10GetAgentResponse\x126\n" +
 	"\x05agent\x18\x01 \x01(\v2 .semantic.scheduler.v1.AgentInfoR\x05agent\x126\n" +
-	"\x05model\x18\x02 \x01(\v2 .semantic.scheduler.v1.ModelInfoR\x05model\"/\n" +
+	"\x05model\x18\x02 \x01(\v2 .semantic.scheduler.v1.ModelInfoR\x05model\"G\n" +
 	"\x12DeleteAgentRequest\x12\x19\n" +
-	"\bagent_id\x18\x01 \x01(\tR\aagentId\"/\n" +
+	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x16\n" +
+	"\x06tenant\x18\x02 \x01(\tR\x06tenant\"/\n" +
 	"\x13DeleteAgentResponse\x12\x18\n" +
 	"\adeleted\x18\x01 \x01(\bR\adeleted\"\x11\n" +
 	"\x0fGetStatsRequest\"]\n" +

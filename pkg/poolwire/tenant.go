@@ -1,6 +1,7 @@
 package poolwire
 
 import (
+	"encoding/base64"
 	"regexp"
 	"strings"
 
@@ -60,4 +61,18 @@ func CheckAgentKey(field, key string) error {
 		return rpcstatus.InvalidArgument(field, "must be an agent id [A-Za-z0-9._:-]{1,128}, optionally after a tenant [a-z0-9][a-z0-9_-]{0,62} and \"/\"; got %q", show)
 	}
 	return nil
+}
+
+// AgentPageToken is ListAgents' page token after the agent whose pool id is
+// key: pages run in agent id order, so the token is the last id returned.
+// The scheduler builds one to start a node's listing after a given agent.
+func AgentPageToken(key string) string { return base64.RawURLEncoding.EncodeToString([]byte(key)) }
+
+// ParseAgentPageToken reads a token made by AgentPageToken.
+func ParseAgentPageToken(tok string) (string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil || !ValidAgentKey(string(b)) {
+		return "", rpcstatus.InvalidArgument("page_token", "malformed")
+	}
+	return string(b), nil
 }

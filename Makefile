@@ -7,7 +7,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
 GO          ?= go
-MODULES     := pkg services/blockpool services/scheduler
+MODULES     := pkg services/blockpool services/scheduler deploy
 PKGS        := $(addprefix ./,$(addsuffix /...,$(MODULES)))
 TOOLS_BIN   := $(CURDIR)/.tools/bin
 export PATH := $(TOOLS_BIN):$(PATH)
@@ -19,6 +19,7 @@ PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
 GRPCURL_VERSION            := v1.9.3
 STATICCHECK_MODULE_VERSION := v0.8.2
+HELM_VERSION               := v3.22.0
 
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/semantic-kv/semantic/pkg/app.Version=$(VERSION)
@@ -28,7 +29,7 @@ TEST_FLAGS   ?=
 # ---- tools -------------------------------------------------------------------
 TOOL_STAMPS := $(TOOLS_BIN)/.buf-$(BUF_VERSION) $(TOOLS_BIN)/.protoc-gen-go-$(PROTOC_GEN_GO_VERSION) \
                $(TOOLS_BIN)/.protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION) $(TOOLS_BIN)/.grpcurl-$(GRPCURL_VERSION) \
-               $(TOOLS_BIN)/.staticcheck-$(STATICCHECK_MODULE_VERSION)
+               $(TOOLS_BIN)/.staticcheck-$(STATICCHECK_MODULE_VERSION) $(TOOLS_BIN)/.helm-$(HELM_VERSION)
 
 .PHONY: tools
 tools: $(TOOL_STAMPS) ## install pinned tools into .tools/bin
@@ -48,13 +49,18 @@ $(TOOLS_BIN)/.grpcurl-%:
 $(TOOLS_BIN)/.staticcheck-%:
 	GOBIN=$(TOOLS_BIN) GOWORK=off $(GO) install honnef.co/go/tools/cmd/staticcheck@$*
 	touch $@
+$(TOOLS_BIN)/.helm-%:
+	GOBIN=$(TOOLS_BIN) GOWORK=off $(GO) install helm.sh/helm/v3/cmd/helm@$*
+	touch $@
 
 # ---- build -------------------------------------------------------------------
 .PHONY: build
-build: ## static binaries bin/scheduler, bin/blockpool and bin/semantic-gguf
+build: ## static binaries bin/scheduler, bin/blockpool, bin/semantic (CLI), bin/semantic-gguf and bin/semantic-auth
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/scheduler ./services/scheduler
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/blockpool ./services/blockpool
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/semantic-gguf ./services/scheduler/cmd/semantic-gguf
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/semantic-auth ./services/scheduler/cmd/semantic-auth
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/semantic ./services/scheduler/cmd/semantic
 
 # `make run` settings; override on the command line (make run MODEL=builtin:tiny).
 MODEL          ?= builtin:small
@@ -90,11 +96,16 @@ breaking: $(TOOL_STAMPS) ## buf breaking against main
 
 # ---- checks ------------------------------------------------------------------
 .PHONY: lint
-lint: $(TOOL_STAMPS) tracked-check ## vet, gofmt, staticcheck, buf lint, generated-code check, breaking, no build outputs tracked
+lint: $(TOOL_STAMPS) tracked-check ## vet, gofmt, staticcheck, buf lint, helm lint, promtool, generated-code check, breaking, no build outputs tracked
 	$(GO) vet $(PKGS)
 	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	staticcheck $(PKGS)
 	buf lint
+	helm lint --strict deploy/helm/semantic
+	helm lint --strict deploy/helm/semantic --set tls.enabled=true --set auth.enabled=true
+	@command -v promtool >/dev/null || { echo "lint: promtool is missing (apt-get install prometheus)"; exit 1; }
+	promtool check rules deploy/monitoring/alerts.yml
+	promtool test rules deploy/monitoring/alerts_test.yml
 	$(MAKE) --no-print-directory proto-check breaking
 
 # Build outputs and data must never be committed: refuse tracked files over
@@ -138,13 +149,28 @@ images: build ## images semantic/scheduler:dev and semantic/blockpool:dev (FROM 
 	docker build -f deploy/scheduler.Dockerfile -t semantic/scheduler:dev .
 	docker build -f deploy/blockpool.Dockerfile -t semantic/blockpool:dev .
 
+# The compose cluster's credentials (docs/security.md), made once and kept: a
+# CA and certificates for mutual TLS between the nodes, and API keys. The
+# containers run as uid 65532, so their key files are made readable to it
+# (0644): development credentials for one machine, never production ones.
+SECRETS ?= deploy/compose/secrets
+
+.PHONY: compose-secrets
+compose-secrets: build ## the compose cluster's CA, certificates and API keys in deploy/compose/secrets
+	@[ -f $(SECRETS)/ca.pem ] || bin/semantic-auth certs --out $(SECRETS) --key-mode 0644 \
+		--pool-hosts pool,pool1,pool2,pool3,localhost,127.0.0.1 --schedulers scheduler,scheduler2
+	@[ -f $(SECRETS)/client.key ] || { bin/semantic-auth key --file $(SECRETS)/keys.json --name demo --tenant demo > $(SECRETS)/client.key && \
+		bin/semantic-auth key --file $(SECRETS)/keys.json --name ops --tenant ops --role admin > $(SECRETS)/admin.key && \
+		chmod 0644 $(SECRETS)/keys.json; }
+
 .PHONY: compose-up
-compose-up: images ## one scheduler (:50051, metrics :9090) and three pool nodes in containers
+compose-up: images compose-secrets ## one scheduler (:50051, HTTP :8080, metrics :9090) and three pool nodes, mTLS and API keys
 	$(COMPOSE) up -d
 	@for i in $$(seq 1 60); do \
 		[ "$$(docker inspect -f '{{.State.Health.Status}}' $$($(COMPOSE) ps -q scheduler) 2>/dev/null)" = healthy ] && break; sleep 1; done
 	$(COMPOSE) ps
-	@echo "scheduler: localhost:50051 (grpcurl -plaintext localhost:50051 list), metrics: localhost:9090/metrics; see docs/cluster.md"
+	@echo "scheduler: localhost:50051, HTTP localhost:8080, metrics localhost:9090/metrics; API key: $(SECRETS)/client.key"
+	@echo "  grpcurl -plaintext -H \"authorization: Bearer \$$(cat $(SECRETS)/client.key)\" localhost:50051 list   (docs/cluster.md, docs/security.md)"
 
 .PHONY: compose-down
 compose-down: ## stop the compose cluster (every profile) and remove its volumes

@@ -16,10 +16,13 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
@@ -48,8 +51,39 @@ type Runtime struct {
 	Addr net.Addr
 	// MetricsAddr is the resolved /metrics address, empty when disabled.
 	MetricsAddr string
+	// Prometheus registers collectors on /metrics beside the OpenTelemetry
+	// instruments; nil when /metrics is disabled.
+	Prometheus prometheus.Registerer
 
 	drains []func(context.Context) error
+	auth   atomic.Pointer[Authenticate]
+}
+
+// Authenticate authenticates one gRPC call: it returns the context the
+// handler gets (carrying who the caller is) or the error that ends the call.
+type Authenticate func(ctx context.Context, fullMethod string) (context.Context, error)
+
+// Authenticate installs fn as the gRPC server's authentication: every call,
+// the health and reflection services' included (fn decides which it lets
+// through), passes it after the request id, logging and recovery
+// interceptors (so a refusal is logged with its request id) and before the
+// handler. Call it from Binary.Start, before the server serves; without it
+// every call goes through.
+func (rt *Runtime) Authenticate(fn Authenticate) { rt.auth.Store(&fn) }
+
+// authenticate runs the installed Authenticate, if any.
+func (rt *Runtime) authenticate(ctx context.Context, method string) (context.Context, error) {
+	fn := rt.auth.Load()
+	if fn == nil {
+		return ctx, nil
+	}
+	return (*fn)(ctx, method)
+}
+
+// interceptors run rt.authenticate on every call. They are part of the
+// server from the start; what they run is installed later, by Start.
+func (rt *Runtime) interceptors() []grpc.ServerOption {
+	return server.ContextInterceptors(rt.authenticate)
 }
 
 // OnShutdown registers drain to run when shutdown begins, alongside the gRPC
@@ -177,12 +211,16 @@ func serve(ctx context.Context, b Binary, fs *flag.FlagSet, common *Common, log 
 		}
 	}()
 
+	rt := &Runtime{
+		Logger: log, Common: common, MetricsAddr: tel.MetricsAddr, Prometheus: tel.Prometheus,
+		MeterProvider: tel.MeterProvider, TracerProvider: tel.TracerProvider,
+	}
 	gs, hs, err := server.New(server.Options{
 		Logger: log, MaxMsgBytes: common.MaxMsgBytes,
 		TLSCertFile: common.TLSCert, TLSKeyFile: common.TLSKey, TLSClientCAFile: common.TLSClientCA,
 		KeepaliveTime: common.KeepaliveTime,
 		MeterProvider: tel.MeterProvider, TracerProvider: tel.TracerProvider,
-		Extra: b.ServerOptions,
+		Extra: append(slices.Clip(b.ServerOptions), rt.interceptors()...),
 	})
 	if err != nil {
 		return err
@@ -191,10 +229,7 @@ func serve(ctx context.Context, b Binary, fs *flag.FlagSet, common *Common, log 
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", common.Listen, err)
 	}
-	rt := &Runtime{
-		Logger: log, GRPC: gs, Health: hs, Common: common, Addr: ln.Addr(), MetricsAddr: tel.MetricsAddr,
-		MeterProvider: tel.MeterProvider, TracerProvider: tel.TracerProvider,
-	}
+	rt.GRPC, rt.Health, rt.Addr = gs, hs, ln.Addr()
 	stop := func(context.Context) error { return nil }
 	if b.Start != nil {
 		s, err := b.Start(ctx, rt)

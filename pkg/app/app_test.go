@@ -16,9 +16,12 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/semantic-kv/semantic/pkg/testproc"
 )
@@ -240,5 +243,70 @@ func TestOnShutdownDrainsBeforeStop(t *testing.T) {
 		if code != want || strings.Join(order, ",") != "drain,stop" {
 			t.Fatalf("fail=%v: exit %d, order %v", fail, code, order)
 		}
+	}
+}
+
+// Runtime.Authenticate, installed by Start, runs on every call of the
+// server, unary and streaming: its error ends the call, and the context it
+// returns is what the handler sees.
+func TestAuthenticateHookRunsOnEveryCall(t *testing.T) {
+	type ctxKey struct{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addr := make(chan string, 1)
+	// probe.Probe/Who answers with what the handler's context carries.
+	probe := &grpc.ServiceDesc{ServiceName: "probe.Probe", HandlerType: (*any)(nil), Methods: []grpc.MethodDesc{{
+		MethodName: "Who",
+		Handler: func(_ any, ctx context.Context, dec func(any) error, ic grpc.UnaryServerInterceptor) (any, error) {
+			in := new(emptypb.Empty)
+			if err := dec(in); err != nil {
+				return nil, err
+			}
+			h := func(ctx context.Context, _ any) (any, error) {
+				who, _ := ctx.Value(ctxKey{}).(string)
+				return nil, status.Error(codes.FailedPrecondition, "who="+who)
+			}
+			if ic == nil {
+				return h(ctx, in)
+			}
+			return ic(ctx, in, &grpc.UnaryServerInfo{FullMethod: "/probe.Probe/Who"}, h)
+		},
+	}}}
+	b := Binary{Name: "authtest", DefaultListen: "127.0.0.1:0", Start: func(_ context.Context, rt *Runtime) (func(context.Context) error, error) {
+		rt.Authenticate(func(ctx context.Context, method string) (context.Context, error) {
+			if strings.HasPrefix(method, "/grpc.reflection.") {
+				return nil, status.Error(codes.Unauthenticated, "no key")
+			}
+			return context.WithValue(ctx, ctxKey{}, "checked "+method), nil
+		})
+		rt.GRPC.RegisterService(probe, struct{}{})
+		addr <- rt.Addr.String()
+		return nil, nil
+	}}
+	done := make(chan int, 1)
+	go func() {
+		done <- Run(ctx, b, []string{"--metrics-listen", "", "--shutdown-timeout", "2s"}, io.Discard, io.Discard)
+	}()
+	conn, err := grpc.NewClient(<-addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	cctx, ccancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer ccancel()
+	err = conn.Invoke(cctx, "/probe.Probe/Who", &emptypb.Empty{}, &emptypb.Empty{}, grpc.WaitForReady(true))
+	if st := status.Convert(err); st.Code() != codes.FailedPrecondition || st.Message() != "who=checked /probe.Probe/Who" {
+		t.Fatalf("the handler did not get the hook's context: %v", err)
+	}
+	stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(cctx)
+	if err == nil {
+		_, err = stream.Recv()
+	}
+	if status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("reflection (a stream): want UNAUTHENTICATED from the hook, got %v", err)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("exit %d", code)
 	}
 }

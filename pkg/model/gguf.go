@@ -3,6 +3,7 @@ package model
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"runtime"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/semantic-kv/semantic/pkg/gguf"
+	"github.com/semantic-kv/semantic/pkg/progress"
 	"github.com/semantic-kv/semantic/pkg/quant"
 )
 
@@ -34,12 +36,16 @@ var SupportedArchitectures = func() []string {
 // copied or expanded. Every tensor's type, shape and byte range is checked,
 // quantization scales must be finite, and anything the engine does not
 // implement is refused with an error that says what is supported.
-func LoadGGUF(path string) (*Model, error) {
+func LoadGGUF(path string) (*Model, error) { return loadGGUF(path, nil) }
+
+// loadGGUF is LoadGGUF reporting the progress of its long phase (reading
+// every weight to check it is finite: the whole file comes from disk) to log.
+func loadGGUF(path string, log *slog.Logger) (*Model, error) {
 	f, err := gguf.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("gguf %s: %w", path, err)
 	}
-	m, err := fromGGUF(f, modelName(path))
+	m, err := fromGGUF(f, modelName(path), log)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("gguf %s: %w", path, err)
@@ -226,7 +232,7 @@ func (g *ggufLoader) vector(name string, n int) ([]float32, error) {
 	return out, nil
 }
 
-func fromGGUF(f *gguf.File, fileName string) (*Model, error) {
+func fromGGUF(f *gguf.File, fileName string, log *slog.Logger) (*Model, error) {
 	arch, err := f.String("general.architecture")
 	if err != nil {
 		return nil, err
@@ -309,7 +315,7 @@ func fromGGUF(f *gguf.File, fileName string) (*Model, error) {
 			return nil, fmt.Errorf("%w: tensor %s (%v) is not part of the %s architecture as implemented", ErrUnsupported, t.Name, t.Type, arch)
 		}
 	}
-	if err := checkFinite(m); err != nil {
+	if err := checkFinite(m, log); err != nil {
 		return nil, err
 	}
 	if err := loadVocab(f, m); err != nil {
@@ -320,8 +326,9 @@ func fromGGUF(f *gguf.File, fileName string) (*Model, error) {
 }
 
 // checkFinite refuses NaN or Inf weights and quantization scales: one would
-// turn every logit it touches into NaN. Tensors are scanned in parallel.
-func checkFinite(m *Model) error {
+// turn every logit it touches into NaN. Tensors are scanned in parallel; the
+// bytes scanned are reported to log (nil: not reported).
+func checkFinite(m *Model, log *slog.Logger) error {
 	type item struct {
 		name string
 		t    *Tensor
@@ -340,6 +347,12 @@ func checkFinite(m *Model) error {
 	if !m.SharedClassifier() {
 		items = append(items, item{"output.weight", &m.Classifier})
 	}
+	var total int64
+	for _, it := range items {
+		total += it.t.bytes()
+	}
+	rep := progress.New(log, "checking model weights", total, "bytes")
+	defer rep.Done()
 	errs := make([]error, len(items))
 	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
 	var wg sync.WaitGroup
@@ -355,6 +368,7 @@ func checkFinite(m *Model) error {
 				}
 				errs[i] = fmt.Errorf("%w: tensor %s: non-finite %s at element %d", ErrBadConfig, it.name, what, at)
 			}
+			rep.Add(it.t.bytes())
 		}()
 	}
 	wg.Wait()

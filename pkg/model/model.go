@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"path/filepath"
 	"runtime"
@@ -462,6 +463,18 @@ var ErrUnknownModel = errors.New("unknown model")
 // reading and verifying a cached copy would be.
 func Load(ref string, cacheDir string) (*Model, error) {
 	_ = cacheDir
+	return LoadWith(ref, LoadOptions{})
+}
+
+// LoadOptions configure LoadWith.
+type LoadOptions struct {
+	// Log receives the progress of a long load (a large GGUF file's weights
+	// read and checked) and its duration; nil logs nothing.
+	Log *slog.Logger
+}
+
+// LoadWith is Load with options.
+func LoadWith(ref string, opts LoadOptions) (*Model, error) {
 	switch {
 	case strings.HasPrefix(ref, "builtin:"):
 		return Builtin(strings.TrimPrefix(ref, "builtin:"))
@@ -470,7 +483,7 @@ func Load(ref string, cacheDir string) (*Model, error) {
 		if path == "" {
 			return nil, fmt.Errorf("%w: %q: empty GGUF path", ErrUnknownModel, ref)
 		}
-		return LoadGGUF(path)
+		return loadGGUF(path, opts.Log)
 	case strings.HasPrefix(ref, "llama2c:"):
 		rest := strings.TrimPrefix(ref, "llama2c:")
 		path, tok := rest, ""

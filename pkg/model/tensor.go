@@ -171,3 +171,11 @@ func Quantize(src Tensor, typ gguf.TensorType) (Tensor, error) {
 	}
 	return out, nil
 }
+
+// bytes is the size of the tensor's weights as stored.
+func (t *Tensor) bytes() int64 {
+	if t.Type == gguf.TensorF32 {
+		return 4 * int64(len(t.F32))
+	}
+	return int64(len(t.Data))
+}

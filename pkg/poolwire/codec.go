@@ -2,6 +2,7 @@ package poolwire
 
 import (
 	blockpoolv1 "github.com/semantic-kv/semantic/pkg/api/semantic/blockpool/v1"
+	"github.com/semantic-kv/semantic/pkg/malformed"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
@@ -48,7 +49,11 @@ func (c serverCodec) Unmarshal(data mem.BufferSlice, v any) error { return c.bas
 
 func (c serverCodec) Name() string { return proto.Name }
 
-func newServerCodec() encoding.CodecV2 { return serverCodec{base: encoding.GetCodecV2(proto.Name)} }
+// newServerCodec decodes through malformed.GuardCodec, so that a request
+// whose bytes are not protobuf is INVALID_ARGUMENT, as on every server.
+func newServerCodec() encoding.CodecV2 {
+	return serverCodec{base: malformed.GuardCodec(encoding.GetCodecV2(proto.Name))}
+}
 
 // clientCodec is the decoding side, for clients: a GetBlocksResponse is
 // decoded from one materialized copy of the message with its data field

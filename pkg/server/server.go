@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	"github.com/semantic-kv/semantic/pkg/malformed"
 	"github.com/semantic-kv/semantic/pkg/mtls"
 )
 
@@ -93,8 +94,11 @@ func New(opts Options) (*grpc.Server, *health.Server, error) {
 		// Stop waits for handlers to return, so stores are closed only after
 		// every handler has released what it holds.
 		grpc.WaitForHandlers(true),
-		grpc.ChainUnaryInterceptor(unaryInterceptor(log)),
-		grpc.ChainStreamInterceptor(streamInterceptor(log)),
+		grpc.ChainUnaryInterceptor(unaryInterceptor(log), malformedUnary),
+		grpc.ChainStreamInterceptor(streamInterceptor(log), malformedStream),
+		// Undecodable requests become INVALID_ARGUMENT (pkg/malformed). A
+		// service with its own codec wraps it in malformed.GuardCodec too.
+		grpc.ForceServerCodecV2(malformed.DefaultCodec()),
 	}
 	if opts.TLSCertFile != "" || opts.TLSKeyFile != "" || opts.TLSClientCAFile != "" {
 		cfg, err := mtls.ServerConfig(opts.TLSCertFile, opts.TLSKeyFile, opts.TLSClientCAFile)
@@ -202,4 +206,27 @@ func MarkServing(s *grpc.Server, hs *health.Server) {
 		hs.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	}
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+}
+
+// ContextInterceptors are unary and stream interceptors that run fn on every
+// call before the handler: fn's error refuses the call, and the context it
+// returns is the handler's (an authenticated principal in it, say). Add them
+// with Options.Extra; they run after New's own (request id, log, recovery).
+func ContextInterceptors(fn func(ctx context.Context, method string) (context.Context, error)) []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			ctx, err := fn(ctx, info.FullMethod)
+			if err != nil {
+				return nil, err
+			}
+			return h(ctx, req)
+		}),
+		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			ctx, err := fn(ss.Context(), info.FullMethod)
+			if err != nil {
+				return err
+			}
+			return h(srv, &ctxStream{ServerStream: ss, ctx: ctx})
+		}),
+	}
 }

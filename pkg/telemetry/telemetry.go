@@ -50,6 +50,10 @@ type Telemetry struct {
 	// MetricsAddr is the address the /metrics endpoint listens on (resolved,
 	// so ":0" becomes a real port); empty when disabled.
 	MetricsAddr string
+	// Prometheus is the registry /metrics serves, for collectors that are
+	// not OpenTelemetry instruments (metric names with a colon, such as
+	// the vLLM-compatible set); nil when /metrics is disabled.
+	Prometheus prometheus.Registerer
 
 	httpSrv   *http.Server
 	shutdowns []func(context.Context) error
@@ -93,6 +97,7 @@ func Setup(ctx context.Context, cfg Config) (*Telemetry, error) {
 			return nil, fmt.Errorf("prometheus exporter: %w", err)
 		}
 		meterOpts = append(meterOpts, sdkmetric.WithReader(exp))
+		t.Prometheus = registry
 	}
 	if os.Getenv(OTLPEndpointEnv) != "" {
 		// The exporters read the endpoint, headers and TLS settings from the

@@ -9,6 +9,13 @@
 //
 // Without spec flags the stored spec applies, or the first scheduler sets it
 // with Reconfigure.
+//
+// With --tls-client-ca (and --tls-cert, --tls-key) the pool authorizes every
+// BlockPoolService call by the caller's client certificate: schedulers
+// (group semantic:scheduler) may lease, write, read, commit, list and delete,
+// and configure a pool that has no spec yet; reconfiguring a configured pool
+// needs an admin certificate (semantic:admin). Leases are bound to the
+// certificate that took them. Without it the pool accepts any client.
 package main
 
 import (
@@ -73,9 +80,14 @@ func main() {
 				MaxAgents: maxAgents, MaxAgentBytes: maxAgentBytes,
 				MemoryBudgetBytes: memBudget, DiskBudgetBytes: diskBudget, Spec: spec,
 				DefaultTTL: ttl, MaxTTL: maxTTL, Logger: rt.Logger, MeterProvider: rt.MeterProvider, Version: app.Version,
+				RequireIdentity: rt.Common.TLSClientCA != "",
 			})
 			if err != nil {
 				return nil, err
+			}
+			if rt.Common.TLSClientCA == "" {
+				rt.Logger.Warn("block pool accepts any client: whoever can reach --listen can read, overwrite and delete agents and reconfigure the pool; " +
+					"turn on mutual TLS with --tls-cert, --tls-key and --tls-client-ca (certificates from `semantic-auth certs`)")
 			}
 			n.Register(rt.GRPC)
 			return func(context.Context) error { return n.Close() }, nil

@@ -97,7 +97,7 @@ func commitOnce(ctx context.Context, c blockpoolv1.BlockPoolServiceClient, id st
 	st.mu.Lock()
 	st.inflight = toks
 	st.mu.Unlock()
-	r, err := c.CommitAgent(ctx, &blockpoolv1.CommitAgentRequest{LeaseId: l.LeaseId, Epoch: l.Epoch, AgentId: id, ModelTag: crashSpec.ModelTag,
+	r, err := c.CommitAgent(ctx, &blockpoolv1.CommitAgentRequest{LeaseId: l.LeaseId, Epoch: l.Epoch, Holder: "crash", AgentId: id, ModelTag: crashSpec.ModelTag,
 		BlockHashes: bs(hs), TokenIds: toks, ExpectedVersion: base})
 	if err != nil {
 		return err

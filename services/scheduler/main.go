@@ -20,12 +20,14 @@ func main() {
 		Start: func(ctx context.Context, rt *app.Runtime) (func(context.Context) error, error) {
 			s, err := runner.Start(ctx, cfg, runner.Deps{
 				DataDir: rt.Common.DataDir, Logger: rt.Logger, Version: app.Version,
-				MeterProvider: rt.MeterProvider, TracerProvider: rt.TracerProvider,
+				MeterProvider: rt.MeterProvider, TracerProvider: rt.TracerProvider, Prometheus: rt.Prometheus,
 			})
 			if err != nil {
 				return nil, err
 			}
 			s.Register(rt.GRPC)
+			// Every gRPC call is authenticated (API keys) before a handler runs.
+			rt.Authenticate(s.Auth.GRPC)
 			// The HTTP API drains alongside gRPC when shutdown begins.
 			rt.OnShutdown(s.Drain)
 			return s.Close, nil

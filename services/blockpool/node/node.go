@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/semantic-kv/semantic/pkg/kvspec"
+	"github.com/semantic-kv/semantic/pkg/poolwire"
 	"github.com/semantic-kv/semantic/services/blockpool/pool"
 	"github.com/semantic-kv/semantic/services/blockpool/server"
 	"go.opentelemetry.io/otel/metric"
@@ -44,6 +45,12 @@ type Config struct {
 	MeterProvider metric.MeterProvider
 	// Version is reported by GetPoolInfo.
 	Version string
+	// RequireIdentity: every BlockPoolService call needs a verified client
+	// certificate, is authorized by its groups, and leases are bound to it
+	// (server.RequireIdentity). The gRPC server the node is registered on
+	// must verify client certificates (the binary sets this exactly when
+	// --tls-client-ca is given); without that every call is refused.
+	RequireIdentity bool
 }
 
 // Node is an open block-pool node.
@@ -67,11 +74,22 @@ func Open(cfg Config) (*Node, error) {
 		MaxAgents: cfg.MaxAgents, MaxAgentBytes: cfg.MaxAgentBytes,
 		MemoryBudget: cfg.MemoryBudgetBytes, DiskBudget: cfg.DiskBudgetBytes,
 		DefaultTTL: cfg.DefaultTTL, MaxTTL: cfg.MaxTTL, Logger: log, MeterProvider: cfg.MeterProvider,
+		TenantOf: tenantOf,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &Node{pool: p, srv: server.New(p, cfg.Version, log)}, nil
+	var opts []server.Option
+	if cfg.RequireIdentity {
+		opts = append(opts, server.RequireIdentity())
+	}
+	return &Node{pool: p, srv: server.New(p, cfg.Version, log, opts...)}, nil
+}
+
+// tenantOf is the wire's rule for the tenant of a pool agent id ("tenant/agent").
+func tenantOf(id string) string {
+	t, _ := poolwire.SplitAgentKey(id)
+	return t
 }
 
 // Register registers semantic.blockpool.v1.BlockPoolService on s. The server

@@ -2,10 +2,9 @@ package pool
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
+	"math"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -14,13 +13,21 @@ import (
 
 // CommitRequest replaces an agent's record.
 type CommitRequest struct {
-	LeaseID, Epoch  uint64 // the lease new blocks were written through (0: none)
+	LeaseID, Epoch uint64 // the lease new blocks were written through (0: none)
+	// Holder must be the lease's holder when LeaseID is set (else
+	// ErrNotHolder), as for every other use of a lease.
+	Holder          string
 	AgentID         string
 	ModelTag        string
 	Salt            string
 	Hashes          []kvspec.Hash
 	Tokens          []uint32
 	ExpectedVersion uint64 // 0: the agent must not exist
+	// TenantMaxAgents and TenantMaxAgentBytes bound the records of the
+	// agent's tenant (Options.TenantOf) on this node; 0: no bound, and no
+	// bound applies to an agent without a tenant.
+	TenantMaxAgents     int
+	TenantMaxAgentBytes int64
 }
 
 // AgentRecord is a read-only copy of an agent record.
@@ -86,7 +93,7 @@ func (p *Pool) commitLocked(req CommitRequest, spec *kvspec.Spec) (*persistSet, 
 	var l *lease
 	if req.LeaseID != 0 {
 		var err error
-		if l, err = p.activeLeaseLocked(req.LeaseID, req.Epoch); err != nil {
+		if l, err = p.heldLeaseLocked(req.LeaseID, req.Epoch, req.Holder); err != nil {
 			return nil, 0, err
 		}
 	}
@@ -122,7 +129,7 @@ func (p *Pool) commitLocked(req CommitRequest, spec *kvspec.Spec) (*persistSet, 
 		ID: req.AgentID, ModelTag: req.ModelTag, Salt: req.Salt, Created: p.clock.Now(),
 		Hashes: slices.Clone(req.Hashes), Tokens: slices.Clone(req.Tokens),
 	}
-	victims, err := p.agentRoomLocked(rec, cur)
+	victims, err := p.agentRoomLocked(rec, cur, req.TenantMaxAgents, req.TenantMaxAgentBytes)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -159,46 +166,86 @@ func (p *Pool) commitLocked(req CommitRequest, spec *kvspec.Spec) (*persistSet, 
 }
 
 // agentRoomLocked decides which agents a commit of rec (replacing cur, if
-// any) drops to stay within the node's bounds on agent records and their
-// bytes: the least recently used idle ones (no active lease), never the
-// committing agent. If even that cannot make room (one record larger than the
-// byte bound, or every other agent busy) the commit is refused with
-// ExhaustedError and nothing changes.
-func (p *Pool) agentRoomLocked(rec *agentRec, cur *agentEntry) ([]*agentEntry, error) {
-	n, bytes := int64(p.agents.len()), p.agents.bytes+recBytes(rec)
+// any) drops to stay within the bounds on agent records and their bytes: the
+// bounds of rec's tenant (tenantMax, tenantMaxBytes; 0 is no bound) first,
+// by dropping that tenant's own least recently used idle agents (no active
+// lease), never another tenant's; then the node's, by dropping any least
+// recently used idle agents. Never the committing agent. If even that cannot
+// make room (one record larger than a byte bound, or every candidate busy)
+// the commit is refused with ExhaustedError (tenant/agents,
+// tenant/agent-bytes, pool/agents, pool/agent-bytes) and nothing changes.
+func (p *Pool) agentRoomLocked(rec *agentRec, cur *agentEntry, tenantMax int, tenantMaxBytes int64) ([]*agentEntry, error) {
+	size := recBytes(rec)
+	n, bytes := int64(p.agents.len()), p.agents.bytes+size
+	tenant := p.agents.tenant(rec.ID)
+	u := p.agents.tenantUse(tenant)
+	tn, tb := int64(u.agents), u.bytes+size
 	if cur == nil {
 		n++
+		tn++
 	} else {
 		bytes -= recBytes(cur.rec)
+		tb -= recBytes(cur.rec)
 	}
 	maxN, maxB := int64(p.opt.MaxAgents), p.opt.MaxAgentBytes
-	if n <= maxN && bytes <= maxB {
+	maxTN, maxTB := int64(tenantMax), tenantMaxBytes
+	if tenant == "" || maxTN <= 0 {
+		maxTN = math.MaxInt64
+	}
+	if tenant == "" || maxTB <= 0 {
+		maxTB = math.MaxInt64
+	}
+	tenantFits := func() bool { return tn <= maxTN && tb <= maxTB }
+	nodeFits := func() bool { return n <= maxN && bytes <= maxB }
+	if tenantFits() && nodeFits() {
 		return nil, nil
 	}
-	if recBytes(rec) > maxB {
-		return nil, &ExhaustedError{Resource: "pool/agent-bytes", Asked: recBytes(rec), Available: maxB}
+	if size > maxB {
+		return nil, &ExhaustedError{Resource: "pool/agent-bytes", Asked: size, Available: maxB}
 	}
-	busy := map[string]bool{}
+	if size > maxTB {
+		return nil, &ExhaustedError{Resource: "tenant/agent-bytes", Asked: size, Available: maxTB}
+	}
+	busy := map[string]bool{rec.ID: true}
 	for l := range p.leases.all() {
 		busy[l.agent] = true
 	}
 	var victims []*agentEntry
-	for e := range p.agents.leastRecent() {
-		if n <= maxN && bytes <= maxB {
-			break
+	// drop simulates dropping the least recently used idle agents that
+	// pass pick until fits holds.
+	drop := func(fits func() bool, pick func(*agentEntry) bool) {
+		for e := range p.agents.leastRecent() {
+			if fits() {
+				return
+			}
+			if busy[e.rec.ID] || !pick(e) {
+				continue
+			}
+			busy[e.rec.ID] = true // once a victim, never counted twice
+			victims = append(victims, e)
+			eb := recBytes(e.rec)
+			n--
+			bytes -= eb
+			if p.agents.tenant(e.rec.ID) == tenant {
+				tn--
+				tb -= eb
+			}
 		}
-		if e.rec.ID == rec.ID || busy[e.rec.ID] {
-			continue
-		}
-		victims = append(victims, e)
-		n--
-		bytes -= recBytes(e.rec)
 	}
-	if n > maxN {
+	// The tenant's own first: they count against both bounds.
+	drop(tenantFits, func(e *agentEntry) bool { return p.agents.tenant(e.rec.ID) == tenant })
+	switch {
+	case tn > maxTN:
+		return nil, &ExhaustedError{Resource: "tenant/agents", Asked: 1, Available: 0}
+	case tb > maxTB:
+		return nil, &ExhaustedError{Resource: "tenant/agent-bytes", Asked: size, Available: max(0, maxTB-(tb-size))}
+	}
+	drop(nodeFits, func(*agentEntry) bool { return true })
+	switch {
+	case n > maxN:
 		return nil, &ExhaustedError{Resource: "pool/agents", Asked: 1, Available: 0}
-	}
-	if bytes > maxB {
-		return nil, &ExhaustedError{Resource: "pool/agent-bytes", Asked: recBytes(rec), Available: max(0, maxB-(bytes-recBytes(rec)))}
+	case bytes > maxB:
+		return nil, &ExhaustedError{Resource: "pool/agent-bytes", Asked: size, Available: max(0, maxB-(bytes-size))}
 	}
 	return victims, nil
 }
@@ -324,7 +371,10 @@ func (p *Pool) lookupLocked(req LookupRequest, tpb int, shared []kvspec.Hash, re
 		res.AgentVersion = r.Version
 		res.AgentTokens = r.Tokens // immutable: safe to share
 		p.agents.touch(e, p.clock.Now())
-		if r.ModelTag == req.ModelTag {
+		// Only under the salt its hashes were made with: a record of
+		// another salt would hand out blocks that a commit under the
+		// request's salt then refuses (the turn would not be saved).
+		if r.ModelTag == req.ModelTag && r.Salt == req.Salt {
 			n := min(len(r.Tokens), len(req.Tokens))
 			lcp := 0
 			for lcp < n && r.Tokens[lcp] == req.Tokens[lcp] {
@@ -398,61 +448,40 @@ func (p *Pool) DeleteAgent(ctx context.Context, id string, expectedVersion uint6
 	return n, p.persist(context.WithoutCancel(ctx), ps)
 }
 
-// ListAgents returns up to pageSize records, most recently used first, after
-// the cursor in pageToken; the returned token is empty on the last page.
-func (p *Pool) ListAgents(pageSize int, pageToken string) ([]*AgentRecord, string, error) {
-	var curT int64
-	var curID string
-	if pageToken != "" {
-		b, err := base64.RawURLEncoding.DecodeString(pageToken)
-		ts, id, ok := strings.Cut(string(b), ":")
-		if err != nil || !ok {
-			return nil, "", argErr("page_token", "malformed")
-		}
-		if curT, err = strconv.ParseInt(ts, 10, 64); err != nil {
-			return nil, "", argErr("page_token", "malformed")
-		}
-		curID = id
+// ListAgents returns up to pageSize records in agent id order, starting
+// strictly after the id after ("" for the first page), only tenant's agents
+// when tenant is not empty (Options.TenantOf), and whether more follow. The
+// id is a stable key: agents used, added or deleted between pages never shift
+// the others, so each agent present throughout a listing is listed once.
+func (p *Pool) ListAgents(pageSize int, after, tenant string) (page []*AgentRecord, more bool) {
+	if pageSize < 1 {
+		pageSize = 1
 	}
-	var all []*AgentRecord
 	_ = p.withLock(func() error {
-		all = make([]*AgentRecord, 0, p.agents.len())
+		// The pageSize+1 smallest ids after the cursor, kept sorted: one
+		// pass over the table (in random map order, so few insertions)
+		// instead of sorting every agent under the lock.
+		top := make([]*agentEntry, 0, min(pageSize+1, p.agents.len()))
 		for e := range p.agents.all() {
-			all = append(all, recordOf(e))
+			id := e.rec.ID
+			if id <= after || tenant != "" && p.agents.tenant(id) != tenant {
+				continue
+			}
+			if len(top) == pageSize+1 && id >= top[pageSize].rec.ID {
+				continue
+			}
+			i, _ := slices.BinarySearchFunc(top, id, func(x *agentEntry, id string) int { return strings.Compare(x.rec.ID, id) })
+			top = slices.Insert(top, i, e)
+			if len(top) > pageSize+1 {
+				top = top[:pageSize+1]
+			}
+		}
+		more = len(top) > pageSize
+		page = make([]*AgentRecord, 0, min(len(top), pageSize))
+		for _, e := range top[:min(len(top), pageSize)] {
+			page = append(page, recordOf(e))
 		}
 		return nil
 	})
-	// Order: last use descending, then id ascending; the cursor is the last
-	// (time, id) returned, so a page is stable under concurrent inserts.
-	before := func(a *AgentRecord, t int64, id string) bool {
-		at := a.LastUsed.UnixNano()
-		return at > t || at == t && a.AgentID < id
-	}
-	slices.SortFunc(all, func(a, b *AgentRecord) int {
-		if a.AgentID == b.AgentID {
-			return 0
-		}
-		if before(a, b.LastUsed.UnixNano(), b.AgentID) {
-			return -1
-		}
-		return 1
-	})
-	start := 0
-	if pageToken != "" {
-		start = len(all)
-		for i, a := range all {
-			if !before(a, curT, curID) && !(a.LastUsed.UnixNano() == curT && a.AgentID == curID) {
-				start = i
-				break
-			}
-		}
-	}
-	end := min(start+pageSize, len(all))
-	page := all[start:end]
-	next := ""
-	if end < len(all) && len(page) > 0 {
-		last := page[len(page)-1]
-		next = base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "%d:%s", last.LastUsed.UnixNano(), last.AgentID))
-	}
-	return page, next, nil
+	return page, more
 }

@@ -57,9 +57,11 @@ func argErr(field, format string, args ...any) error {
 
 // ExhaustedError says what was asked and what could be had.
 type ExhaustedError struct {
-	// Resource is "pool/blocks" or "pool/disk".
+	// Resource is "pool/blocks", "pool/disk", "pool/agents",
+	// "pool/agent-bytes", "tenant/agents" or "tenant/agent-bytes".
 	Resource string
-	// Asked and Available are in blocks for pool/blocks, bytes for pool/disk.
+	// Asked and Available are in blocks for pool/blocks, agents for the
+	// .../agents resources, bytes for the others.
 	Asked, Available int64
 }
 

@@ -32,7 +32,7 @@ func TestVersionsNeverRepeatAfterDeleteAndRestart(t *testing.T) {
 		for i := range hashes {
 			e.write(g, i, hashes[i], min(sp.TokensPerBlock, len(toks)-i*sp.TokensPerBlock))
 		}
-		_, err := e.p.CommitAgent(ctx, CommitRequest{LeaseID: g.LeaseID, Epoch: g.Epoch, AgentID: "a", ModelTag: sp.ModelTag,
+		_, err := e.p.CommitAgent(ctx, CommitRequest{LeaseID: g.LeaseID, Epoch: g.Epoch, Holder: g.Holder, AgentID: "a", ModelTag: sp.ModelTag,
 			Hashes: hashes, Tokens: toks, ExpectedVersion: expected})
 		return err
 	}

@@ -34,7 +34,7 @@ type LeasedBlock struct {
 type Grant struct {
 	LeaseID uint64
 	Epoch   uint64
-	Holder  string // the lease's holder: KeepAlive, Release, writes and reads must present it
+	Holder  string // the lease's holder: KeepAlive, Release, writes, reads and commits must present it
 	Expire  time.Time
 	TTL     time.Duration
 	Blocks  []LeasedBlock
@@ -65,6 +65,16 @@ func (p *Pool) Lease(ctx context.Context, req LeaseRequest) (*Grant, error) {
 	}
 	if len(req.Hashes) > req.Count {
 		return nil, argErr("block_hashes", "%d hashes for count %d", len(req.Hashes), req.Count)
+	}
+	// A chain hash names its whole prefix, so one chain never holds a hash
+	// twice; a lease that pinned one slot twice would count it once in the
+	// slot and twice in the grant.
+	seen := make(map[kvspec.Hash]int, len(req.Hashes))
+	for i, h := range req.Hashes {
+		if j, dup := seen[h]; dup {
+			return nil, argErr("block_hashes", "hash %d repeats hash %d: a chain names each block once", i, j)
+		}
+		seen[h] = i
 	}
 	var (
 		g       *Grant
@@ -251,9 +261,10 @@ func (p *Pool) activeLeaseLocked(id, epoch uint64) (*lease, error) {
 // heldLeaseLocked is activeLeaseLocked for a caller that must be the lease's
 // holder: another holder gets ErrNotHolder and changes nothing.
 //
-// The holder is the string the caller presented when it took the lease. When
-// the pool authenticates its clients (mTLS), the authenticated identity
-// replaces it here: the lease is bound to the identity that took it.
+// The holder is what the server passed when the lease was taken: the
+// caller's string, or, when the pool authenticates its clients (mTLS), the
+// identity's name and that string (server/authz.go leaseHolder), so that the
+// lease is bound to the identity that took it. The core only compares.
 func (p *Pool) heldLeaseLocked(id, epoch uint64, holder string) (*lease, error) {
 	l, err := p.activeLeaseLocked(id, epoch)
 	if err != nil {

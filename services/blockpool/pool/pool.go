@@ -74,6 +74,12 @@ type Options struct {
 	// commit beyond them drops the least recently used idle agents.
 	MaxAgents     int
 	MaxAgentBytes int64
+	// TenantOf names the tenant of an agent id ("" for none): the node sets
+	// it to the wire rule (poolwire.SplitAgentKey, "tenant/agent"), which
+	// this core does not import. It must be pure. The per-tenant bounds of a
+	// commit (CommitRequest.TenantMaxAgents, TenantMaxAgentBytes) count the
+	// records of one tenant by it; nil: no agent has a tenant.
+	TenantOf func(agentID string) string
 	// MemoryBudget and DiskBudget bound payload bytes per tier (0 = unlimited).
 	MemoryBudget, DiskBudget int64
 	// DefaultTTL and MaxTTL bound lease time to live.
@@ -171,7 +177,7 @@ func Open(opt Options) (*Pool, error) {
 		clock:  opt.Clock,
 		blkDir: filepath.Join(opt.Dir, "blocks"),
 		leases: newLeaseTable(),
-		agents: newAgentTable(),
+		agents: newAgentTable(opt.TenantOf),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 	}

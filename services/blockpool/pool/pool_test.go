@@ -1,14 +1,17 @@
 package pool
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -104,7 +107,7 @@ func (e *env) commitAgent(agent string, toks []uint32, expected uint64) (uint64,
 	for i := g.Hits; i < len(hashes); i++ {
 		e.write(g, i, hashes[i], min(sp.TokensPerBlock, len(toks)-i*sp.TokensPerBlock))
 	}
-	v, err := e.p.CommitAgent(ctx, CommitRequest{LeaseID: g.LeaseID, Epoch: g.Epoch, AgentID: agent, ModelTag: sp.ModelTag,
+	v, err := e.p.CommitAgent(ctx, CommitRequest{LeaseID: g.LeaseID, Epoch: g.Epoch, Holder: g.Holder, AgentID: agent, ModelTag: sp.ModelTag,
 		Hashes: hashes, Tokens: toks, ExpectedVersion: expected})
 	if err != nil {
 		e.t.Fatal(err)
@@ -269,7 +272,7 @@ func TestConcurrentMixedLeaseCommitReleaseExpire(t *testing.T) {
 				case i%3 == 0: // abandon: the lease expires
 					continue
 				default:
-					_, err := e.p.CommitAgent(ctx, CommitRequest{LeaseID: g.LeaseID, Epoch: g.Epoch, AgentID: agent, ModelTag: sp.ModelTag,
+					_, err := e.p.CommitAgent(ctx, CommitRequest{LeaseID: g.LeaseID, Epoch: g.Epoch, Holder: g.Holder, AgentID: agent, ModelTag: sp.ModelTag,
 						Hashes: hashes, Tokens: toks, ExpectedVersion: look.AgentVersion})
 					if err != nil && !errors.Is(err, ErrAborted) && !errors.Is(err, ErrNotFound) {
 						t.Error(err)
@@ -590,7 +593,7 @@ func TestCommitVersionRace(t *testing.T) {
 					return
 				}
 			}
-			_, err = e.p.CommitAgent(ctx, CommitRequest{LeaseID: g.LeaseID, Epoch: g.Epoch, AgentID: "a", ModelTag: "test-model", Hashes: hashes, Tokens: toks, ExpectedVersion: v})
+			_, err = e.p.CommitAgent(ctx, CommitRequest{LeaseID: g.LeaseID, Epoch: g.Epoch, Holder: g.Holder, AgentID: "a", ModelTag: "test-model", Hashes: hashes, Tokens: toks, ExpectedVersion: v})
 			switch {
 			case err == nil:
 				won.Add(1)
@@ -684,21 +687,18 @@ func TestDeleteAgentAndList(t *testing.T) {
 		e.commitAgent(fmt.Sprint("a", i), tokens(i, 5), 0)
 	}
 	var got []string
-	tok := ""
+	after := ""
 	for {
-		page, next, err := e.p.ListAgents(2, tok)
-		if err != nil {
-			t.Fatal(err)
-		}
+		page, more := e.p.ListAgents(2, after, "")
 		for _, r := range page {
 			got = append(got, r.AgentID)
 		}
-		if next == "" {
+		if !more {
 			break
 		}
-		tok = next
+		after = page[len(page)-1].AgentID
 	}
-	if fmt.Sprint(got) != "[a4 a3 a2 a1 a0]" {
+	if fmt.Sprint(got) != "[a0 a1 a2 a3 a4]" {
 		t.Fatal(got)
 	}
 	a1, _ := e.p.GetAgent("a1")
@@ -835,8 +835,14 @@ func TestRestartKeepsRecordsAndBytes(t *testing.T) {
 	os.WriteFile(filepath.Join(e.dir, "blocks", "deadbeef-1-1.blk"), []byte("x"), 0o644)
 	os.WriteFile(filepath.Join(e.dir, "blocks", "x.blk.tmp"), []byte("x"), 0o644)
 	before := e.p.Counts()
+	var logs bytes.Buffer
+	e.opt.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	e.reopen()
 	e.check()
+	// Recovery reports its long phase and how long it took (issue #15).
+	if !strings.Contains(logs.String(), `msg="recovering pool: checking block files done"`) || !strings.Contains(logs.String(), "took=") {
+		t.Errorf("recovery logs:\n%s", logs.String())
+	}
 	after := e.p.Counts()
 	if after.Epoch != before.Epoch+1 || after.Agents != 10 ||
 		// agent-0's re-commit left its old tail cached but unreferenced: such

@@ -17,6 +17,16 @@ type Reconfigured struct {
 // every cached block and agent; a smaller capacity drops unreferenced cached
 // blocks, then least-recently-used agents, until the cached blocks fit.
 func (p *Pool) Reconfigure(ctx context.Context, spec kvspec.Spec, capacity int) (Reconfigured, error) {
+	return p.ReconfigureIf(ctx, spec, capacity, nil)
+}
+
+// ReconfigureIf is Reconfigure under a condition: allow (if not nil) sees the
+// current spec (nil while unconfigured) and capacity under the pool lock, so
+// that nothing changes between its check and the reconfiguration; its error
+// is returned as it is and nothing changes. The server's authorization uses it
+// (a scheduler may only configure a pool that has no spec, or change
+// nothing).
+func (p *Pool) ReconfigureIf(ctx context.Context, spec kvspec.Spec, capacity int, allow func(cur *kvspec.Spec, capacity int) error) (Reconfigured, error) {
 	if err := spec.Validate(); err != nil {
 		fe, _ := err.(*kvspec.FieldError)
 		if fe != nil {
@@ -38,6 +48,11 @@ func (p *Pool) Reconfigure(ctx context.Context, spec kvspec.Spec, capacity int) 
 	)
 	ps := &persistSet{meta: true}
 	err := p.withLock(func() (err error) {
+		if allow != nil && !p.closed {
+			if err := allow(p.specLocked(), len(p.slots.slots)); err != nil {
+				return err
+			}
+		}
 		r, files, err = p.reconfigureLocked(spec, capacity, ps)
 		return err
 	})

@@ -9,6 +9,7 @@ import (
 
 	storagev1 "github.com/semantic-kv/semantic/pkg/api/semantic/blockpool/storage/v1"
 	"github.com/semantic-kv/semantic/pkg/kvspec"
+	"github.com/semantic-kv/semantic/pkg/progress"
 	"github.com/semantic-kv/semantic/services/blockpool/internal/blockfile"
 	"github.com/semantic-kv/semantic/services/blockpool/internal/storage"
 	bolt "go.etcd.io/bbolt"
@@ -80,9 +81,13 @@ func (p *Pool) recover(meta *storagev1.Meta) error {
 	}
 	keepStored := p.spec != nil && stored != nil && *p.spec == *stored
 	present := map[kvspec.Hash]bool{}
+	// With many agents this is the long part (a stat per block file): an
+	// operator sees it move, and how long it took.
+	rep := progress.New(p.log, "recovering pool: checking block files", int64(len(blocks)), "blocks")
 	if keepStored {
 		bb := int64(p.spec.BlockBytes())
 		for h, v := range blocks {
+			rep.Add(1)
 			if v.File == "" || strings.ContainsAny(v.File, `/\`) || v.Size != uint64(bb) {
 				continue
 			}
@@ -90,6 +95,7 @@ func (p *Pool) recover(meta *storagev1.Meta) error {
 			present[h] = err == nil && fi.Mode().IsRegular() && fi.Size() > bb
 		}
 	}
+	rep.Done("agents_stored", len(agents))
 	// Most recently used first: when capacity is short, the oldest go.
 	slices.SortFunc(agents, func(a, b *storagev1.AgentValue) int {
 		return cmp.Compare(b.LastUsedUnixNano, a.LastUsedUnixNano)

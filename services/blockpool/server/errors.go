@@ -14,11 +14,14 @@ import (
 // toStatus is the one place where domain errors become gRPC statuses:
 //
 //	pool.ArgError            -> INVALID_ARGUMENT + BadRequest naming the field
-//	pool.ExhaustedError      -> RESOURCE_EXHAUSTED + QuotaFailure (asked, available)
+//	pool.ExhaustedError      -> RESOURCE_EXHAUSTED + QuotaFailure (asked, available) naming the resource:
+//	                            pool/blocks, pool/disk, pool/agents, pool/agent-bytes,
+//	                            tenant/agents, tenant/agent-bytes
+//	authorization (authz.go) -> UNAUTHENTICATED (no client certificate), PERMISSION_DENIED
 //	pool.ErrFailedPrecondition -> FAILED_PRECONDITION (leases active, not configured, model tag, block state)
 //	pool.ErrAborted          -> ABORTED (agent version race)
 //	pool.ErrNotFound         -> NOT_FOUND (lease, agent, block)
-//	pool.ErrPermissionDenied -> PERMISSION_DENIED (another holder's lease)
+//	pool.ErrPermissionDenied -> PERMISSION_DENIED (another holder's lease, or another identity's)
 //	pool.ErrDataLoss         -> DATA_LOSS (checksum mismatch)
 //	context errors           -> CANCELED / DEADLINE_EXCEEDED
 //	anything else            -> INTERNAL
@@ -37,9 +40,9 @@ func toStatus(err error) error {
 	case errors.As(err, &ex):
 		unit := "blocks"
 		switch ex.Resource {
-		case "pool/disk", "pool/agent-bytes":
+		case "pool/disk", "pool/agent-bytes", "tenant/agent-bytes":
 			unit = "bytes"
-		case "pool/agents":
+		case "pool/agents", "tenant/agents":
 			unit = "agents"
 		}
 		return rpcstatus.Exhausted(ex.Resource, "asked %d %s, available %d", ex.Asked, unit, ex.Available)

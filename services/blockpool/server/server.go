@@ -12,8 +12,10 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 
 	blockpoolv1 "github.com/semantic-kv/semantic/pkg/api/semantic/blockpool/v1"
+	"github.com/semantic-kv/semantic/pkg/mtls"
 	"github.com/semantic-kv/semantic/pkg/poolwire"
 	"github.com/semantic-kv/semantic/pkg/rpcstatus"
 	"github.com/semantic-kv/semantic/services/blockpool/pool"
@@ -28,14 +30,31 @@ type Server struct {
 	p       *pool.Pool
 	version string
 	log     *slog.Logger
+	// requireIdentity: every call needs a verified client certificate and
+	// is authorized by its groups (authz.go).
+	requireIdentity bool
 }
 
+// Option changes a Server made by New.
+type Option func(*Server)
+
+// RequireIdentity makes every call need a verified client certificate of a
+// group allowed to call the method, and binds leases to the certificate's
+// identity (authz.go). The gRPC server must verify client certificates
+// (mtls.ServerConfig with a client CA): without that no call has an identity
+// and every call is refused.
+func RequireIdentity() Option { return func(s *Server) { s.requireIdentity = true } }
+
 // New returns a server for p; version is reported by GetPoolInfo.
-func New(p *pool.Pool, version string, log *slog.Logger) *Server {
+func New(p *pool.Pool, version string, log *slog.Logger, opts ...Option) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{p: p, version: version, log: log}
+	s := &Server{p: p, version: version, log: log}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // Register registers the service on s.
@@ -55,32 +74,42 @@ func (s *Server) info() *blockpoolv1.GetPoolInfoResponse {
 }
 
 // GetPoolInfo implements the RPC.
-func (s *Server) GetPoolInfo(context.Context, *blockpoolv1.GetPoolInfoRequest) (*blockpoolv1.GetPoolInfoResponse, error) {
+func (s *Server) GetPoolInfo(ctx context.Context, _ *blockpoolv1.GetPoolInfoRequest) (*blockpoolv1.GetPoolInfoResponse, error) {
+	if err := s.authorize(ctx, methodGetPoolInfo); err != nil {
+		return nil, err
+	}
 	return s.info(), nil
 }
 
 // Reconfigure implements the RPC.
 func (s *Server) Reconfigure(ctx context.Context, r *blockpoolv1.ReconfigureRequest) (*blockpoolv1.ReconfigureResponse, error) {
+	if err := s.authorize(ctx, methodReconfigure); err != nil {
+		return nil, err
+	}
 	spec, err := ValidateReconfigure(r)
 	if err != nil {
 		return nil, err
 	}
-	res, err := s.p.Reconfigure(ctx, spec, int(r.CapacityBlocks))
+	res, err := s.p.ReconfigureIf(ctx, spec, int(r.CapacityBlocks), s.reconfigureAllowed(ctx, spec, int(r.CapacityBlocks)))
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	by, _ := mtls.FromContext(ctx) // empty without mTLS
 	s.log.Info("pool reconfigured", "spec", spec.String(), "capacity", r.CapacityBlocks,
-		"dropped_blocks", res.DroppedBlocks, "dropped_agents", res.DroppedAgents)
+		"dropped_blocks", res.DroppedBlocks, "dropped_agents", res.DroppedAgents, "by", by.Name)
 	return &blockpoolv1.ReconfigureResponse{Info: s.info(), DroppedBlocks: uint32(res.DroppedBlocks), DroppedAgents: uint32(res.DroppedAgents)}, nil
 }
 
 // Lease implements the RPC.
 func (s *Server) Lease(ctx context.Context, r *blockpoolv1.LeaseRequest) (*blockpoolv1.LeaseResponse, error) {
+	if err := s.authorize(ctx, methodLease); err != nil {
+		return nil, err
+	}
 	hs, ttl, err := ValidateLease(r)
 	if err != nil {
 		return nil, err
 	}
-	g, err := s.p.Lease(ctx, pool.LeaseRequest{Holder: r.Holder, AgentID: r.AgentId, Count: int(r.Count), Hashes: hs, TTL: ttl, ModelTag: r.ModelTag})
+	g, err := s.p.Lease(ctx, pool.LeaseRequest{Holder: leaseHolder(ctx, r.Holder), AgentID: r.AgentId, Count: int(r.Count), Hashes: hs, TTL: ttl, ModelTag: r.ModelTag})
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -100,6 +129,9 @@ func (s *Server) Lease(ctx context.Context, r *blockpoolv1.LeaseRequest) (*block
 // closes its side or the stream's context ends.
 func (s *Server) KeepAlive(stream blockpoolv1.BlockPoolService_KeepAliveServer) error {
 	ctx := stream.Context()
+	if err := s.authorize(ctx, methodKeepAlive); err != nil {
+		return err
+	}
 	for {
 		r, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -109,7 +141,7 @@ func (s *Server) KeepAlive(stream blockpoolv1.BlockPoolService_KeepAliveServer) 
 			return err
 		}
 		resp := &blockpoolv1.KeepAliveResponse{LeaseId: r.LeaseId}
-		exp, ttl, err := s.p.KeepAlive(ctx, r.LeaseId, r.Epoch, r.Holder)
+		exp, ttl, err := s.p.KeepAlive(ctx, r.LeaseId, r.Epoch, leaseHolder(ctx, r.Holder))
 		switch {
 		case err == nil:
 			resp.Status = blockpoolv1.LeaseStatus_LEASE_STATUS_ACTIVE
@@ -127,7 +159,10 @@ func (s *Server) KeepAlive(stream blockpoolv1.BlockPoolService_KeepAliveServer) 
 
 // Release implements the RPC.
 func (s *Server) Release(ctx context.Context, r *blockpoolv1.ReleaseRequest) (*blockpoolv1.ReleaseResponse, error) {
-	res, err := s.p.Release(ctx, r.LeaseId, r.Epoch, r.Holder, r.Commit)
+	if err := s.authorize(ctx, methodRelease); err != nil {
+		return nil, err
+	}
+	res, err := s.p.Release(ctx, r.LeaseId, r.Epoch, leaseHolder(ctx, r.Holder), r.Commit)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -148,6 +183,9 @@ func (s *Server) PutBlocks(stream blockpoolv1.BlockPoolService_PutBlocksServer) 
 		bytes          uint64
 		first          = true
 	)
+	if err := s.authorize(ctx, methodPutBlocks); err != nil {
+		return err
+	}
 	defer func() {
 		if w != nil {
 			w.Abort()
@@ -183,7 +221,7 @@ func (s *Server) PutBlocks(stream blockpoolv1.BlockPoolService_PutBlocksServer) 
 			if err != nil {
 				return err
 			}
-			w, err = s.p.BeginWrite(ctx, leaseID, epoch, holder, pool.WriteHeader{BlockID: h.BlockId, Hash: hash, Parent: parent,
+			w, err = s.p.BeginWrite(ctx, leaseID, epoch, leaseHolder(ctx, holder), pool.WriteHeader{BlockID: h.BlockId, Hash: hash, Parent: parent,
 				TokenCount: int(h.TokenCount), Checksum: h.Checksum, Size: int64(h.Size)})
 			if err != nil {
 				return toStatus(err)
@@ -213,12 +251,16 @@ func (s *Server) PutBlocks(stream blockpoolv1.BlockPoolService_PutBlocksServer) 
 // stored buffer: no copy beyond the one into the wire.
 func (s *Server) GetBlocks(r *blockpoolv1.GetBlocksRequest, stream blockpoolv1.BlockPoolService_GetBlocksServer) error {
 	ctx := stream.Context()
+	if err := s.authorize(ctx, methodGetBlocks); err != nil {
+		return err
+	}
 	chunk, err := ValidateGetBlocks(r, s.p.Counts().Capacity)
 	if err != nil {
 		return err
 	}
+	holder := leaseHolder(ctx, r.Holder)
 	for _, id := range r.BlockIds {
-		d, err := s.p.ReadBlock(ctx, r.LeaseId, r.Epoch, r.Holder, id)
+		d, err := s.p.ReadBlock(ctx, r.LeaseId, r.Epoch, holder, id)
 		if err != nil {
 			return toStatus(err)
 		}
@@ -243,12 +285,20 @@ func (s *Server) GetBlocks(r *blockpoolv1.GetBlocksRequest, stream blockpoolv1.B
 
 // CommitAgent implements the RPC.
 func (s *Server) CommitAgent(ctx context.Context, r *blockpoolv1.CommitAgentRequest) (*blockpoolv1.CommitAgentResponse, error) {
+	if err := s.authorize(ctx, methodCommitAgent); err != nil {
+		return nil, err
+	}
 	hs, err := ValidateCommit(r)
 	if err != nil {
 		return nil, err
 	}
-	v, err := s.p.CommitAgent(ctx, pool.CommitRequest{LeaseID: r.LeaseId, Epoch: r.Epoch, AgentID: r.AgentId, ModelTag: r.ModelTag,
-		Salt: r.CacheSalt, Hashes: hs, Tokens: r.TokenIds, ExpectedVersion: r.ExpectedVersion})
+	req := pool.CommitRequest{LeaseID: r.LeaseId, Epoch: r.Epoch, AgentID: r.AgentId, ModelTag: r.ModelTag,
+		Salt: r.CacheSalt, Hashes: hs, Tokens: r.TokenIds, ExpectedVersion: r.ExpectedVersion,
+		TenantMaxAgents: int(r.TenantMaxAgents), TenantMaxAgentBytes: int64(min(r.TenantMaxAgentBytes, math.MaxInt64))}
+	if r.LeaseId != 0 {
+		req.Holder = leaseHolder(ctx, r.Holder)
+	}
+	v, err := s.p.CommitAgent(ctx, req)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -257,6 +307,9 @@ func (s *Server) CommitAgent(ctx context.Context, r *blockpoolv1.CommitAgentRequ
 
 // LookupAgent implements the RPC.
 func (s *Server) LookupAgent(ctx context.Context, r *blockpoolv1.LookupAgentRequest) (*blockpoolv1.LookupAgentResponse, error) {
+	if err := s.authorize(ctx, methodLookupAgent); err != nil {
+		return nil, err
+	}
 	if err := ValidateLookup(r); err != nil {
 		return nil, err
 	}
@@ -284,15 +337,18 @@ func recordToProto(r *pool.AgentRecord) *blockpoolv1.AgentRecord {
 
 // ListAgents implements the RPC.
 func (s *Server) ListAgents(ctx context.Context, r *blockpoolv1.ListAgentsRequest) (*blockpoolv1.ListAgentsResponse, error) {
-	n, err := ValidateListAgents(r)
+	if err := s.authorize(ctx, methodListAgents); err != nil {
+		return nil, err
+	}
+	n, after, err := ValidateListAgents(r)
 	if err != nil {
 		return nil, err
 	}
-	page, next, err := s.p.ListAgents(n, r.PageToken)
-	if err != nil {
-		return nil, toStatus(err)
+	page, more := s.p.ListAgents(n, after, r.Tenant)
+	resp := &blockpoolv1.ListAgentsResponse{}
+	if more {
+		resp.NextPageToken = poolwire.AgentPageToken(page[len(page)-1].AgentID)
 	}
-	resp := &blockpoolv1.ListAgentsResponse{NextPageToken: next}
 	for _, a := range page {
 		resp.Agents = append(resp.Agents, &blockpoolv1.AgentSummary{AgentId: a.AgentID, ModelTag: a.ModelTag,
 			TokenCount: uint32(len(a.Tokens)), BlockCount: uint32(len(a.Hashes)), Version: a.Version,
@@ -303,7 +359,10 @@ func (s *Server) ListAgents(ctx context.Context, r *blockpoolv1.ListAgentsReques
 
 // GetAgent implements the RPC.
 func (s *Server) GetAgent(ctx context.Context, r *blockpoolv1.GetAgentRequest) (*blockpoolv1.GetAgentResponse, error) {
-	if err := rpcstatus.CheckAgentID("agent_id", r.AgentId); err != nil {
+	if err := s.authorize(ctx, methodGetAgent); err != nil {
+		return nil, err
+	}
+	if err := poolwire.CheckAgentKey("agent_id", r.AgentId); err != nil {
 		return nil, err
 	}
 	a, err := s.p.GetAgent(r.AgentId)
@@ -315,7 +374,10 @@ func (s *Server) GetAgent(ctx context.Context, r *blockpoolv1.GetAgentRequest) (
 
 // DeleteAgent implements the RPC.
 func (s *Server) DeleteAgent(ctx context.Context, r *blockpoolv1.DeleteAgentRequest) (*blockpoolv1.DeleteAgentResponse, error) {
-	if err := rpcstatus.CheckAgentID("agent_id", r.AgentId); err != nil {
+	if err := s.authorize(ctx, methodDeleteAgent); err != nil {
+		return nil, err
+	}
+	if err := poolwire.CheckAgentKey("agent_id", r.AgentId); err != nil {
 		return nil, err
 	}
 	n, err := s.p.DeleteAgent(ctx, r.AgentId, r.ExpectedVersion)

@@ -45,7 +45,8 @@ type env struct {
 func newEnv(t *testing.T, capacity int, configured bool) *env {
 	t.Helper()
 	dir := t.TempDir()
-	opt := pool.Options{Dir: dir, Capacity: capacity, NoSync: true, ExpiryInterval: 20 * time.Millisecond, MaxTTL: time.Minute}
+	opt := pool.Options{Dir: dir, Capacity: capacity, NoSync: true, ExpiryInterval: 20 * time.Millisecond, MaxTTL: time.Minute,
+		TenantOf: func(id string) string { t, _ := poolwire.SplitAgentKey(id); return t }}
 	if configured {
 		s := spec
 		opt.Spec = &s
@@ -177,7 +178,7 @@ func (e *env) commit(ctx context.Context, agent string, tokens []uint32, expecte
 			e.t.Fatal(err)
 		}
 	}
-	if _, err := e.c.CommitAgent(ctx, &blockpoolv1.CommitAgentRequest{LeaseId: l.LeaseId, Epoch: l.Epoch, AgentId: agent, ModelTag: tag,
+	if _, err := e.c.CommitAgent(ctx, &blockpoolv1.CommitAgentRequest{Holder: "s", LeaseId: l.LeaseId, Epoch: l.Epoch, AgentId: agent, ModelTag: tag,
 		BlockHashes: bs(hs), TokenIds: tokens, ExpectedVersion: expected}); err != nil {
 		e.t.Fatal(err)
 	}
@@ -254,11 +255,11 @@ func TestEveryRPC(t *testing.T) {
 		t.Fatal(ga, err)
 	}
 	la, err := e.c.ListAgents(ctx, &blockpoolv1.ListAgentsRequest{PageSize: 1})
-	if err != nil || len(la.Agents) != 1 || la.Agents[0].AgentId != "agent-2" || la.NextPageToken == "" {
+	if err != nil || len(la.Agents) != 1 || la.Agents[0].AgentId != "agent-1" || la.Agents[0].BlockCount != 3 || la.NextPageToken == "" {
 		t.Fatal(la, err)
 	}
 	la, err = e.c.ListAgents(ctx, &blockpoolv1.ListAgentsRequest{PageSize: 1, PageToken: la.NextPageToken})
-	if err != nil || len(la.Agents) != 1 || la.Agents[0].AgentId != "agent-1" || la.Agents[0].BlockCount != 3 {
+	if err != nil || len(la.Agents) != 1 || la.Agents[0].AgentId != "agent-2" || la.NextPageToken != "" {
 		t.Fatal(la, err)
 	}
 	da, err := e.c.DeleteAgent(ctx, &blockpoolv1.DeleteAgentRequest{AgentId: "agent-1"})
@@ -310,7 +311,7 @@ func TestErrorCodes(t *testing.T) {
 	if _, err := put(ctx, e.c, hold, map[int]kvspec.Hash{0: hs[0]}, 4096, false); err != nil {
 		t.Fatal(err)
 	}
-	_, err = e.c.CommitAgent(ctx, &blockpoolv1.CommitAgentRequest{LeaseId: hold.LeaseId, Epoch: hold.Epoch, AgentId: "a", ModelTag: tag, BlockHashes: bs(hs), TokenIds: toks(1, 4), ExpectedVersion: 4})
+	_, err = e.c.CommitAgent(ctx, &blockpoolv1.CommitAgentRequest{Holder: "s", LeaseId: hold.LeaseId, Epoch: hold.Epoch, AgentId: "a", ModelTag: tag, BlockHashes: bs(hs), TokenIds: toks(1, 4), ExpectedVersion: 4})
 	wantCode(t, err, codes.Aborted, "")
 	// DATA_LOSS: bad checksum on PutBlocks.
 	_, err = put(ctx, e.c, hold, map[int]kvspec.Hash{1: {1}}, 4096, true)
@@ -601,7 +602,7 @@ func TestConcurrentFlowsOverGRPC(t *testing.T) {
 							return err
 						}
 					}
-					_, err = e.c.CommitAgent(ctx, &blockpoolv1.CommitAgentRequest{LeaseId: l.LeaseId, Epoch: l.Epoch, AgentId: agent, ModelTag: tag,
+					_, err = e.c.CommitAgent(ctx, &blockpoolv1.CommitAgentRequest{Holder: "s", LeaseId: l.LeaseId, Epoch: l.Epoch, AgentId: agent, ModelTag: tag,
 						BlockHashes: bs(hs), TokenIds: tokens, ExpectedVersion: lk.AgentVersion})
 					if c := status.Code(err); err != nil && c != codes.Aborted && c != codes.NotFound {
 						return err

@@ -12,7 +12,8 @@ import (
 )
 
 // Wire-level validation: what a request must be before the pool core sees it
-// (the agent id rule, byte lengths of hashes, the poolwire limits, well-formed
+// (the agent id rule, poolwire.CheckAgentKey: an agent id, optionally after
+// its tenant and "/"; byte lengths of hashes, the poolwire limits, well-formed
 // durations). Rules that depend on the pool's spec, options or state (counts,
 // TTL bounds, sizes against the spec, chain hashes) are the core's, and reach
 // the caller through toStatus.
@@ -110,16 +111,27 @@ func checkChunk(data []byte) error {
 	return nil
 }
 
-// ValidateListAgents checks a ListAgentsRequest and returns the page size.
-func ValidateListAgents(r *blockpoolv1.ListAgentsRequest) (int, error) {
+// ValidateListAgents checks a ListAgentsRequest and returns the page size and
+// the agent id the page starts after ("" for the first page).
+func ValidateListAgents(r *blockpoolv1.ListAgentsRequest) (int, string, error) {
 	n := int(r.PageSize)
 	if n == 0 {
 		n = poolwire.DefaultPageSize
 	}
 	if n > poolwire.MaxPageSize {
-		return 0, rpcstatus.InvalidArgument("page_size", "at most %d", poolwire.MaxPageSize)
+		return 0, "", rpcstatus.InvalidArgument("page_size", "at most %d", poolwire.MaxPageSize)
 	}
-	return n, nil
+	if r.Tenant != "" && !poolwire.ValidTenant(r.Tenant) {
+		return 0, "", rpcstatus.InvalidArgument("tenant", "must be empty or a tenant [a-z0-9][a-z0-9_-]{0,62}")
+	}
+	var after string
+	if r.PageToken != "" {
+		var err error
+		if after, err = poolwire.ParseAgentPageToken(r.PageToken); err != nil {
+			return 0, "", err
+		}
+	}
+	return n, after, nil
 }
 
 // ValidateLease checks a LeaseRequest's fields that need no pool state.
@@ -127,7 +139,7 @@ func ValidateLease(r *blockpoolv1.LeaseRequest) ([]kvspec.Hash, time.Duration, e
 	if r.Holder == "" || len(r.Holder) > poolwire.MaxHolderLen {
 		return nil, 0, rpcstatus.InvalidArgument("holder", "must be 1..%d bytes", poolwire.MaxHolderLen)
 	}
-	if err := rpcstatus.CheckAgentID("agent_id", r.AgentId); err != nil {
+	if err := poolwire.CheckAgentKey("agent_id", r.AgentId); err != nil {
 		return nil, 0, err
 	}
 	if err := checkModelTag("model_tag", r.ModelTag); err != nil {
@@ -158,9 +170,14 @@ func ValidateHeader(h *blockpoolv1.BlockHeader) (kvspec.Hash, kvspec.Hash, error
 }
 
 // ValidateCommit checks a CommitAgentRequest's fields that need no pool state.
+// A commit through a lease names the lease's holder, as every other use of a
+// lease does.
 func ValidateCommit(r *blockpoolv1.CommitAgentRequest) ([]kvspec.Hash, error) {
-	if err := rpcstatus.CheckAgentID("agent_id", r.AgentId); err != nil {
+	if err := poolwire.CheckAgentKey("agent_id", r.AgentId); err != nil {
 		return nil, err
+	}
+	if r.LeaseId != 0 && (r.Holder == "" || len(r.Holder) > poolwire.MaxHolderLen) {
+		return nil, rpcstatus.InvalidArgument("holder", "must be 1..%d bytes (the lease's holder) when lease_id is set", poolwire.MaxHolderLen)
 	}
 	if err := checkModelTag("model_tag", r.ModelTag); err != nil {
 		return nil, err
@@ -176,7 +193,7 @@ func ValidateCommit(r *blockpoolv1.CommitAgentRequest) ([]kvspec.Hash, error) {
 
 // ValidateLookup checks a LookupAgentRequest.
 func ValidateLookup(r *blockpoolv1.LookupAgentRequest) error {
-	if err := rpcstatus.CheckAgentID("agent_id", r.AgentId); err != nil {
+	if err := poolwire.CheckAgentKey("agent_id", r.AgentId); err != nil {
 		return err
 	}
 	if err := checkModelTag("model_tag", r.ModelTag); err != nil {

@@ -157,7 +157,8 @@ func (f *File) Write(path string) error {
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err == nil {
+	err = tmp.Chmod(0o600)
+	if err == nil {
 		_, err = tmp.Write(append(b, '\n'))
 	}
 	if cerr := tmp.Close(); err == nil {

@@ -196,7 +196,15 @@ func TTFT(ctx context.Context, h *Harness, lengths []int, reps int, logf func(st
 	gen := func(agent, salt string, prompt []uint32) (Turn, error) {
 		return Generate(ctx, h.Client, &schedulerv1.GenerateRequest{AgentId: agent, PromptTokenIds: prompt, MaxTokens: 1, CacheSalt: salt})
 	}
+	// Each phase says what it does and how far it has come (stderr), so a
+	// long run on a big model is visibly alive.
+	phase := func(n int, what string) func() {
+		start := time.Now()
+		logf("TTFT phase %d/3: %s (%d contexts)", n, what, len(todo))
+		return func() { logf("TTFT phase %d/3 done in %v", n, time.Since(start).Round(time.Millisecond)) }
+	}
 	// Phase 1, on a running scheduler: cold, then seed, then warm from the hot cache.
+	end := phase(1, "cold, then warm from the scheduler's hot cache")
 	for i, p := range todo {
 		var err error
 		if samples[i].cold, err = gen("cold-"+p.agent, "cold-"+p.salt, p.ctx); err != nil {
@@ -208,9 +216,11 @@ func TTFT(ctx context.Context, h *Harness, lengths []int, reps int, logf func(st
 		if samples[i].hot, err = gen(p.agent, p.salt, p.ctx); err != nil {
 			return nil, err
 		}
-		logf("L=%d cold %v (cached %d), hot %v (cached %d)", p.L, samples[i].cold.TTFT, samples[i].cold.Cached, samples[i].hot.TTFT, samples[i].hot.Cached)
+		logf("  [%d/%d] L=%d cold %v (cached %d), hot %v (cached %d)", i+1, len(todo), p.L, samples[i].cold.TTFT, samples[i].cold.Cached, samples[i].hot.TTFT, samples[i].hot.Cached)
 	}
+	end()
 	// Phase 2: a new scheduler (empty hot cache), same pool node.
+	end = phase(2, "warm from the pool node (scheduler restarted)")
 	if err := h.StopScheduler(); err != nil {
 		return nil, err
 	}
@@ -222,9 +232,11 @@ func TTFT(ctx context.Context, h *Harness, lengths []int, reps int, logf func(st
 		if samples[i].pool, err = gen("pool-"+p.agent, p.salt, p.ctx); err != nil {
 			return nil, err
 		}
-		logf("L=%d from pool %v (cached %d)", p.L, samples[i].pool.TTFT, samples[i].pool.Cached)
+		logf("  [%d/%d] L=%d from pool %v (cached %d)", i+1, len(todo), p.L, samples[i].pool.TTFT, samples[i].pool.Cached)
 	}
+	end()
 	// Phase 3: pool and scheduler restarted: blocks come from disk.
+	end = phase(3, "warm from the pool's disk (pool and scheduler restarted)")
 	if err := h.StopScheduler(); err != nil {
 		return nil, err
 	}
@@ -242,9 +254,10 @@ func TTFT(ctx context.Context, h *Harness, lengths []int, reps int, logf func(st
 		if samples[i].disk, err = gen("disk-"+p.agent, p.salt, p.ctx); err != nil {
 			return nil, err
 		}
-		logf("L=%d after pool restart %v (cached %d)", p.L, samples[i].disk.TTFT, samples[i].disk.Cached)
+		logf("  [%d/%d] L=%d after pool restart %v (cached %d)", i+1, len(todo), p.L, samples[i].disk.TTFT, samples[i].disk.Cached)
 		results[p.L] = append(results[p.L], samples[i])
 	}
+	end()
 	var rows []TTFTRow
 	for _, L := range lengths {
 		ss := results[L]
@@ -276,7 +289,8 @@ type ThroughputRow struct {
 func Throughput(ctx context.Context, h *Harness, ns []int, promptLen, maxTokens int, logf func(string, ...any)) ([]ThroughputRow, error) {
 	r := rand.New(rand.NewPCG(7, 77))
 	var rows []ThroughputRow
-	for _, n := range ns {
+	logf("throughput: %d concurrencies, %d tokens per request, one at a time then all at once", len(ns), maxTokens)
+	for k, n := range ns {
 		prompts := make([][]uint32, n)
 		for i := range prompts {
 			prompts[i] = Context(r, promptLen)
@@ -319,7 +333,7 @@ func Throughput(ctx context.Context, h *Harness, ns []int, promptLen, maxTokens 
 		}
 		row := ThroughputRow{Concurrency: n, Batched: float64(batTok) / batWall.Seconds(), OneByOne: float64(seqTok) / seqWall.Seconds(),
 			BatchedWall: batWall, OneByOneWall: seqWall}
-		logf("n=%d batched %.1f tok/s, one by one %.1f tok/s", n, row.Batched, row.OneByOne)
+		logf("  [%d/%d] n=%d batched %.1f tok/s, one by one %.1f tok/s", k+1, len(ns), n, row.Batched, row.OneByOne)
 		rows = append(rows, row)
 	}
 	return rows, nil

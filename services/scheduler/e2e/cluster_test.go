@@ -78,6 +78,12 @@ func TestCluster(t *testing.T) {
 	}
 	ph.end()
 	c.checkNodeIDs(ctx)
+	ph = m.phase("trust boundary (keys, tenants, mTLS)")
+	c.checkTrust(ctx, s1)
+	ph.end()
+	if t.Failed() {
+		t.FailNow()
+	}
 
 	agents := newAgents(envInt("SEMANTIC_E2E_AGENTS", 20))
 
@@ -540,6 +546,7 @@ type cluster struct {
 	file    string
 	project string
 	env     []string
+	sec     *secrets
 }
 
 func newCluster(t *testing.T) *cluster {
@@ -588,7 +595,7 @@ func newCluster(t *testing.T) *cluster {
 		model = "builtin:tiny"
 	}
 	c := &cluster{
-		t: t, cmd: cmd, file: file,
+		t: t, cmd: cmd, file: file, sec: makeSecrets(t),
 		project: fmt.Sprintf("semantic-e2e-%d-%d", os.Getpid(), time.Now().UnixNano()%1_000_000),
 	}
 	// Every published port is a free one the daemon picks, so that runs in
@@ -600,6 +607,7 @@ func newCluster(t *testing.T) *cluster {
 		"SEMANTIC_POOL1_PORT=0", "SEMANTIC_POOL2_PORT=0", "SEMANTIC_POOL3_PORT=0",
 		"SEMANTIC_POOL1_METRICS_PORT=0", "SEMANTIC_POOL2_METRICS_PORT=0", "SEMANTIC_POOL3_METRICS_PORT=0",
 		"SEMANTIC_PROMETHEUS_PORT=127.0.0.1:0",
+		"SEMANTIC_SECRETS_DIR="+c.sec.dir,
 	)
 	t.Logf("compose: %s -p %s -f %s (model %s)", strings.Join(cmd, " "), c.project, file, model)
 	t.Cleanup(c.down)
@@ -701,12 +709,17 @@ type sched struct {
 func (s *sched) close() { _ = s.conn.Close() }
 
 func (c *cluster) dialScheduler(ctx context.Context, svc string) *sched {
+	return c.dialSchedulerAs(ctx, svc, c.sec.userKey)
+}
+
+// dialSchedulerAs connects with an API key ("": none).
+func (c *cluster) dialSchedulerAs(ctx context.Context, svc, key string) *sched {
 	c.t.Helper()
 	addr, err := c.hostPort(ctx, svc, 50051)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(addr, append(withKey(key), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -776,7 +789,8 @@ func (c *cluster) checkNodeIDs(ctx context.Context) {
 			t.Error(err)
 			continue
 		}
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		// The pool authorizes by client certificate: the admin's.
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(c.sec.adminCert))
 		if err != nil {
 			t.Error(err)
 			continue

@@ -799,11 +799,11 @@ func TestRoutes(t *testing.T) {
 // endpoint and its errors are answered in the API's format.
 func TestAuthorizeHook(t *testing.T) {
 	srv := newTestServer(t, &fakeService{}, func(c *Config) {
-		c.Authorize = func(r *http.Request) error {
+		c.Authorize = func(r *http.Request) (context.Context, error) {
 			if r.Header.Get("Authorization") != "Bearer ok" {
-				return status.Error(codes.Unauthenticated, "missing or bad API key")
+				return nil, status.Error(codes.Unauthenticated, "missing or bad API key")
 			}
-			return nil
+			return r.Context(), nil
 		}
 	})
 	if r := post(t, srv, "/v1/chat/completions", chatBody("")); r.status != 401 || get(r.body, "error", "type") != "authentication_error" {

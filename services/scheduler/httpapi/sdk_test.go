@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,11 +26,16 @@ import (
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	schedulerv1 "github.com/semantic-kv/semantic/pkg/api/semantic/scheduler/v1"
 	"github.com/semantic-kv/semantic/pkg/testmodels"
 	"github.com/semantic-kv/semantic/pkg/testproc"
+	"github.com/semantic-kv/semantic/services/scheduler/auth"
 )
 
 var (
@@ -618,4 +624,103 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatalf("no clean stop:\n%s", n.Logs())
 	}
 	t.Logf("stopped %v after SIGTERM with a stream in flight", took.Round(time.Millisecond))
+}
+
+// The real binary with --auth-keys: the official SDKs authenticate with
+// their API key options (OpenAI's Authorization: Bearer, Anthropic's
+// x-api-key) and get 401 authentication_error with a wrong key; gRPC calls
+// need the authorization metadata (health stays open); SIGHUP reloads the
+// keys file.
+func TestSDKsWithAPIKeys(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "keys.json")
+	writeKey := func() string {
+		t.Helper()
+		k, err := auth.NewKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := &auth.File{Keys: []auth.Key{{Name: "ci", Tenant: "acme", Role: auth.RoleUser, SHA256: auth.HashKey(k)}}}
+		if err := f.Write(path); err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	key := writeKey()
+	n := startNode(t, "--model", "builtin:tiny", "--auth-keys", path, "--require-auth")
+	if strings.Contains(n.Logs(), "authentication is off") {
+		t.Fatalf("warned that authentication is off with keys:\n%s", n.Logs())
+	}
+	ctx := testCtx(t)
+	model := "builtin:tiny"
+	oaiAs := func(k string) openai.Client {
+		return openai.NewClient(option.WithBaseURL(n.base+"/v1/"), option.WithAPIKey(k), option.WithHTTPClient(n.hc), option.WithMaxRetries(0))
+	}
+	claudeAs := func(k string) anthropic.Client {
+		return anthropic.NewClient(anthropicoption.WithBaseURL(n.base+"/"), anthropicoption.WithAPIKey(k),
+			anthropicoption.WithHTTPClient(n.hc), anthropicoption.WithMaxRetries(0))
+	}
+	chat := openai.ChatCompletionNewParams{Model: model, MaxTokens: openai.Int(4),
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Hi")}}
+	msg := anthropic.MessageNewParams{Model: model, MaxTokens: 4,
+		Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("Hi"))}}
+
+	oai, claude := oaiAs(key), claudeAs(key)
+	if _, err := oai.Chat.Completions.New(ctx, chat); err != nil {
+		t.Fatalf("OpenAI SDK with the key: %v", err)
+	}
+	if _, err := oai.Models.List(ctx); err != nil {
+		t.Fatalf("OpenAI SDK models with the key: %v", err)
+	}
+	if _, err := claude.Messages.New(ctx, msg); err != nil {
+		t.Fatalf("Anthropic SDK with the key: %v", err)
+	}
+	_, err := n.oai.Chat.Completions.New(ctx, chat) // "unused"
+	if e := openAIStatus(t, err); e.StatusCode != 401 || e.Type != "authentication_error" {
+		t.Fatalf("OpenAI SDK with a wrong key: %d %s", e.StatusCode, e.RawJSON())
+	}
+	_, err = n.claude.Messages.New(ctx, msg)
+	if e := claudeStatus(t, err); e.StatusCode != 401 || e.Type() != anthropic.ErrorTypeAuthenticationError {
+		t.Fatalf("Anthropic SDK with a wrong key: %d %s", e.StatusCode, e.RawJSON())
+	}
+
+	if _, err := n.grpc.GetStats(ctx, &schedulerv1.GetStatsRequest{}); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("gRPC without a key: want UNAUTHENTICATED, got %v", err)
+	}
+	withKey := func(k string) context.Context {
+		return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+k)
+	}
+	list, err := n.grpc.ListAgents(withKey(key), &schedulerv1.ListAgentsRequest{})
+	// Both APIs derive one agent from the one conversation.
+	if err != nil || len(list.GetAgents()) != 1 || list.GetAgents()[0].GetTenant() != "acme" {
+		t.Fatalf("gRPC with the key: the HTTP requests' agent is tenant acme's: %v %v", list, err)
+	}
+	conn, err := grpc.NewClient(n.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health without a key: %v %v", resp, err)
+	}
+
+	// SIGHUP: the new file's key works, the old one no longer does.
+	fresh := writeKey()
+	if err := n.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := n.grpc.GetStats(withKey(fresh), &schedulerv1.GetStatsRequest{})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the key written before SIGHUP: %v\n%s", err, n.Logs())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := oai.Models.List(ctx); openAIStatus(t, err).StatusCode != 401 {
+		t.Fatalf("the removed key after SIGHUP: %v", err)
+	}
 }

@@ -72,9 +72,12 @@ type Config struct {
 	WriteTimeout time.Duration
 	// Authorize, when set, runs before every API endpoint (not /health); an
 	// error refuses the request, answered in the API's format: a gRPC status
-	// UNAUTHENTICATED is 401, PERMISSION_DENIED 403. This is the one place
-	// for authentication; nil lets every request through.
-	Authorize func(*http.Request) error
+	// UNAUTHENTICATED is 401 (with WWW-Authenticate: Bearer),
+	// PERMISSION_DENIED 403. The context it returns is the request's from
+	// then on, so what it learned (who the caller is) reaches the service.
+	// This is the one place for authentication; nil lets every request
+	// through.
+	Authorize func(*http.Request) (context.Context, error)
 }
 
 // Defaults of Config.
@@ -200,8 +203,9 @@ func (h *Handler) wrap(route string, a api, authorize bool, ep endpoint) http.Ha
 		}()
 		var err error
 		if authorize && h.cfg.Authorize != nil {
-			if aerr := h.cfg.Authorize(c.r); aerr != nil {
-				err = aerr
+			var actx context.Context
+			if actx, err = h.cfg.Authorize(c.r); err == nil {
+				c.r = c.r.WithContext(actx)
 			}
 		}
 		if err == nil {
@@ -220,6 +224,9 @@ func (h *Handler) wrap(route string, a api, authorize bool, ep endpoint) http.Ha
 // writeError answers e in the call's API format.
 func (h *Handler) writeError(c *call, e *apiError) {
 	setRetryHeaders(c.w.Header(), e)
+	if e.status == http.StatusUnauthorized {
+		c.w.Header().Set("WWW-Authenticate", "Bearer") // RFC 6750: how to authenticate
+	}
 	var body any = newOpenAIError(e)
 	if c.api == apiAnthropic {
 		body = newAnthropicError(e)

@@ -125,16 +125,15 @@ func (c *Cluster) addNode(addr string) error {
 		}
 		owned = true
 	}
-	n := newNode(c, addr, conn, owned)
+	// The node's own context ends its health watch and spec re-checks when
+	// the node is removed (a DNS name stopped resolving to it) or the
+	// cluster closes.
+	n := newNode(c.ctx, c, addr, conn, owned)
 	c.nodes[addr] = n
-	// The node's own context ends its health watch when the node is removed
-	// (a DNS name stopped resolving to it) or the cluster closes.
-	ctx, cancel := context.WithCancel(c.ctx)
-	n.cancel = cancel
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		n.watch(ctx)
+		n.watch(n.ctx)
 	}()
 	return nil
 }
@@ -224,20 +223,46 @@ func (c *Cluster) Nodes() []*Node {
 // share of agents when the node set changes. The weight key is the node's
 // id once known (stable across address changes), else its address.
 func (c *Cluster) Order(agentID string) []*Node {
-	nodes := c.Nodes()
+	return orderNodes(agentID, c.Nodes())
+}
+
+// orderNodes sorts nodes into agentID's rendezvous order. Only node ids are
+// hashed, never addresses: an agent's home must not depend on how a node was
+// reached (a static address, one of several a DNS name resolves to) or on
+// whether this scheduler has talked to it yet, or two schedulers — or one
+// scheduler before and after it learns a node's id — would home the agent on
+// different nodes and split its records. A node whose id is not known yet
+// (it has never answered) cannot be anyone's home: it goes after the others,
+// where it is skipped as unhealthy anyway, and takes its place in the order
+// once its id is learned, as a node coming back does.
+func orderNodes(agentID string, nodes []*Node) []*Node {
 	type scored struct {
 		n     *Node
+		known bool
 		score uint64
 	}
 	s := make([]scored, len(nodes))
 	for i, n := range nodes {
-		s[i] = scored{n, rendezvousScore(agentID, n.key())}
+		id := n.ID()
+		s[i] = scored{n: n, known: id != ""}
+		if s[i].known {
+			s[i].score = rendezvousScore(agentID, id)
+		}
 	}
-	sort.SliceStable(s, func(i, j int) bool { return s[i].score > s[j].score })
+	sort.SliceStable(s, func(i, j int) bool {
+		if s[i].known != s[j].known {
+			return s[i].known
+		}
+		if !s[i].known {
+			return s[i].n.Addr < s[j].n.Addr
+		}
+		return s[i].score > s[j].score
+	})
+	out := make([]*Node, len(s))
 	for i := range s {
-		nodes[i] = s[i].n
+		out[i] = s[i].n
 	}
-	return nodes
+	return out
 }
 
 // WaitHealthy blocks until at least one node is healthy or ctx ends.

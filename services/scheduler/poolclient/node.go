@@ -25,7 +25,10 @@ const ServiceName = "semantic.blockpool.v1.BlockPoolService"
 
 // Node is one pool node.
 type Node struct {
-	Addr   string
+	Addr string
+	// Client calls the node. A FAILED_PRECONDITION from its Lease,
+	// LookupAgent or CommitAgent marks the node unhealthy and checks its
+	// spec again (specClient).
 	Client blockpoolv1.BlockPoolServiceClient
 
 	cluster *Cluster
@@ -34,13 +37,28 @@ type Node struct {
 
 	healthy atomic.Bool
 	nodeID  atomic.Pointer[string]
+	// capacity is the node's capacity in blocks, learned with its id.
+	capacity atomic.Int64
+
+	// hmu orders the health watch's view (serving) with the spec
+	// re-check's, so that a re-check never marks healthy a node that
+	// stopped serving meanwhile; it also guards closed against rechecks
+	// starting after close.
+	hmu        sync.Mutex
+	serving    bool // the health watch's last status was SERVING
+	closed     bool
+	rechecking atomic.Bool    // a spec re-check runs
+	rechecks   sync.WaitGroup // spec re-checks, waited for by close
 
 	keeper *keeper
-	cancel context.CancelFunc // ends watch
+	ctx    context.Context    // the node's life: ends at removal or cluster close
+	cancel context.CancelFunc // ends ctx
 }
 
-func newNode(c *Cluster, addr string, conn *grpc.ClientConn, owned bool) *Node {
-	n := &Node{Addr: addr, Client: blockpoolv1.NewBlockPoolServiceClient(conn), cluster: c, conn: conn, owned: owned}
+func newNode(ctx context.Context, c *Cluster, addr string, conn *grpc.ClientConn, owned bool) *Node {
+	n := &Node{Addr: addr, cluster: c, conn: conn, owned: owned}
+	n.ctx, n.cancel = context.WithCancel(ctx)
+	n.Client = specClient{BlockPoolServiceClient: blockpoolv1.NewBlockPoolServiceClient(conn), n: n}
 	n.keeper = newKeeper(n)
 	return n
 }
@@ -64,12 +82,16 @@ func (n *Node) Name() string {
 	return n.Addr
 }
 
-func (n *Node) key() string { return n.Name() }
+// CapacityBlocks is the node's capacity in blocks as of its last health
+// check (0 before the first).
+func (n *Node) CapacityBlocks() int { return int(n.capacity.Load()) }
 
 func (n *Node) close() {
-	if n.cancel != nil {
-		n.cancel()
-	}
+	n.hmu.Lock()
+	n.closed = true
+	n.hmu.Unlock()
+	n.cancel()
+	n.rechecks.Wait()
 	n.keeper.stop()
 	n.healthy.Store(false)
 	if n.owned {
@@ -97,15 +119,21 @@ func (n *Node) watch(ctx context.Context) {
 					break
 				}
 				serving := resp.GetStatus() == healthpb.HealthCheckResponse_SERVING
+				usable := serving
 				if serving {
 					if e := n.ensureSpec(ctx); e != nil {
 						log.Warn("pool node not usable", "err", e)
-						serving = false
+						usable = false
 					}
 				}
-				if n.healthy.Swap(serving) != serving {
-					log.Info("pool node health changed", "healthy", serving, "node_id", n.ID())
+				n.hmu.Lock()
+				n.serving = serving
+				changed := n.healthy.Swap(usable) != usable
+				n.hmu.Unlock()
+				if changed {
+					log.Info("pool node health changed", "healthy", usable, "node_id", n.ID())
 				}
+				serving = usable
 				if !serving {
 					err = fmt.Errorf("status %s", resp.GetStatus())
 					break
@@ -114,7 +142,11 @@ func (n *Node) watch(ctx context.Context) {
 			}
 		}
 		cancel()
-		if n.healthy.Swap(false) && ctx.Err() == nil {
+		n.hmu.Lock()
+		n.serving = false
+		was := n.healthy.Swap(false)
+		n.hmu.Unlock()
+		if was && ctx.Err() == nil {
 			log.Warn("pool node unhealthy", "err", err)
 		}
 		select {
@@ -139,6 +171,7 @@ func (n *Node) ensureSpec(ctx context.Context) error {
 	}
 	id := info.GetNodeId()
 	n.nodeID.Store(&id)
+	n.capacity.Store(int64(info.GetCapacityBlocks()))
 	spec := n.cluster.cfg.Spec
 	if poolwire.SpecFromProto(info.GetSpec()) == spec {
 		return nil
@@ -149,6 +182,92 @@ func (n *Node) ensureSpec(ctx context.Context) error {
 		n.cluster.log.Info("pool node reconfigured", "pool", n.Addr, "spec", spec.String())
 	}
 	return err
+}
+
+// specClient is a node's client. The node's spec is checked when the node
+// turns SERVING (watch), but an operator may reconfigure it later (another
+// model tag or geometry: every record dropped); the node then answers Lease,
+// LookupAgent and CommitAgent with FAILED_PRECONDITION (model tag differs, or
+// no spec) while its health still says SERVING. Those answers are where the
+// scheduler learns of it: the node is marked unhealthy at once, so requests
+// go elsewhere, and its spec is checked again (specLost).
+type specClient struct {
+	blockpoolv1.BlockPoolServiceClient
+	n *Node
+}
+
+func (c specClient) Lease(ctx context.Context, in *blockpoolv1.LeaseRequest, opts ...grpc.CallOption) (*blockpoolv1.LeaseResponse, error) {
+	r, err := c.BlockPoolServiceClient.Lease(ctx, in, opts...)
+	c.n.checkPrecondition(err)
+	return r, err
+}
+
+func (c specClient) LookupAgent(ctx context.Context, in *blockpoolv1.LookupAgentRequest, opts ...grpc.CallOption) (*blockpoolv1.LookupAgentResponse, error) {
+	r, err := c.BlockPoolServiceClient.LookupAgent(ctx, in, opts...)
+	c.n.checkPrecondition(err)
+	return r, err
+}
+
+func (c specClient) CommitAgent(ctx context.Context, in *blockpoolv1.CommitAgentRequest, opts ...grpc.CallOption) (*blockpoolv1.CommitAgentResponse, error) {
+	r, err := c.BlockPoolServiceClient.CommitAgent(ctx, in, opts...)
+	c.n.checkPrecondition(err)
+	return r, err
+}
+
+// checkPrecondition reacts to a FAILED_PRECONDITION of Lease, LookupAgent or
+// CommitAgent, which the pool answers only when its spec is not the one the
+// request names (or while it closes): a healthy node becomes unhealthy and
+// its spec is checked again.
+func (n *Node) checkPrecondition(err error) {
+	if status.Code(err) != codes.FailedPrecondition || !n.healthy.CompareAndSwap(true, false) {
+		return
+	}
+	n.cluster.log.Warn("pool node refused the scheduler's spec (reconfigured by someone else?); unhealthy until its spec is checked again",
+		"pool", n.Addr, "node_id", n.ID(), "err", err)
+	n.specLost()
+}
+
+// specLost re-checks the node's spec (ensureSpec: restoring the scheduler's
+// spec where the pool allows it) until it matches, with backoff, then marks
+// the node healthy again if its health watch still sees it serving. A node
+// that refuses (a pool with mTLS lets only an admin reconfigure it) stays
+// unhealthy, with a warning per try, until an operator restores the spec or
+// the node is removed.
+func (n *Node) specLost() {
+	n.hmu.Lock()
+	defer n.hmu.Unlock()
+	if n.closed || !n.rechecking.CompareAndSwap(false, true) {
+		return
+	}
+	n.rechecks.Add(1)
+	go func() {
+		defer n.rechecks.Done()
+		defer n.rechecking.Store(false)
+		log := n.cluster.log.With("pool", n.Addr)
+		backoff := 200 * time.Millisecond
+		for n.ctx.Err() == nil {
+			err := n.ensureSpec(n.ctx)
+			if err == nil {
+				n.hmu.Lock()
+				healthy := n.serving && !n.healthy.Swap(n.serving)
+				n.hmu.Unlock()
+				if healthy {
+					log.Info("pool node has the scheduler's spec again", "healthy", true, "node_id", n.ID())
+				}
+				return
+			}
+			if n.ctx.Err() != nil || n.healthy.Load() {
+				return // gone, or the health watch found it usable meanwhile
+			}
+			log.Warn("pool node not usable: its spec is not the scheduler's and it was not restored", "err", err, "retry_in", backoff)
+			select {
+			case <-n.ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 30*time.Second)
+		}
+	}()
 }
 
 // Lease is a granted lease the node keeps alive until Release.

@@ -47,3 +47,50 @@ func TestRendezvousSpreadsAndMovesOnlyTheRemovedShare(t *testing.T) {
 		}
 	}
 }
+
+// Issue #13, defect 6: homes are hashed over node ids only. A node whose id
+// is not known yet (never answered) goes last and leaves the order of the
+// others unchanged; once its id is learned it takes the place its id gives
+// it — the same on every scheduler, whatever address each reached it by.
+func TestOrderIgnoresAddressesAndUnknownNodes(t *testing.T) {
+	mk := func(addr, id string) *Node {
+		n := &Node{Addr: addr}
+		if id != "" {
+			n.nodeID.Store(&id)
+		}
+		return n
+	}
+	ids := func(nodes []*Node) []string {
+		var out []string
+		for _, n := range nodes {
+			out = append(out, n.Name())
+		}
+		return out
+	}
+	for a := range 200 {
+		agent := fmt.Sprintf("agent-%d", a)
+		all := []*Node{mk("10.0.0.1:50061", "pool-a"), mk("10.0.0.2:50061", "pool-b"), mk("10.0.0.3:50061", "pool-c")}
+		want := order(agent, []string{"pool-a", "pool-b", "pool-c"})
+		if got := ids(orderNodes(agent, all)); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("%s: order %v, want %v", agent, got, want)
+		}
+		// Another scheduler reaches the same nodes by other addresses.
+		other := []*Node{mk("pool-c.svc:50061", "pool-c"), mk("pool-a.svc:50061", "pool-a"), mk("pool-b.svc:50061", "pool-b")}
+		if got := ids(orderNodes(agent, other)); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("%s: by other addresses %v, want %v", agent, got, want)
+		}
+		// pool-b has not answered this scheduler yet: the others keep their
+		// relative order, pool-b's address comes last.
+		partial := []*Node{all[0], mk("10.0.0.2:50061", ""), all[2]}
+		got := ids(orderNodes(agent, partial))
+		var known []string
+		for _, id := range want {
+			if id != "pool-b" {
+				known = append(known, id)
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(append(known, "10.0.0.2:50061")) {
+			t.Fatalf("%s: with pool-b unknown %v, want %v then its address", agent, got, known)
+		}
+	}
+}

@@ -65,7 +65,7 @@ func plantRecord(t *testing.T, ts *testScheduler, agent string, tokens []uint32)
 		version = rec.GetAgent().GetVersion()
 	}
 	if _, err := n.Client.CommitAgent(ctx, &blockpoolv1.CommitAgentRequest{
-		LeaseId: lease.GetLeaseId(), Epoch: lease.GetEpoch(), AgentId: agent, ModelTag: spec.ModelTag,
+		LeaseId: lease.GetLeaseId(), Epoch: lease.GetEpoch(), Holder: "planter", AgentId: agent, ModelTag: spec.ModelTag,
 		BlockHashes: toBytes(hashes), TokenIds: tokens, ExpectedVersion: version,
 	}); err != nil {
 		t.Fatal(err)

@@ -12,18 +12,23 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	schedulerv1 "github.com/semantic-kv/semantic/pkg/api/semantic/scheduler/v1"
 	"github.com/semantic-kv/semantic/pkg/engine"
 	"github.com/semantic-kv/semantic/pkg/kvspec"
 	"github.com/semantic-kv/semantic/pkg/model"
+	"github.com/semantic-kv/semantic/pkg/mtls"
 	"github.com/semantic-kv/semantic/services/blockpool/node"
+	"github.com/semantic-kv/semantic/services/scheduler/auth"
 	"github.com/semantic-kv/semantic/services/scheduler/batch"
 	"github.com/semantic-kv/semantic/services/scheduler/embedded"
 	"github.com/semantic-kv/semantic/services/scheduler/httpapi"
@@ -55,6 +60,23 @@ type Config struct {
 	// HTTP API ("" disables it); HTTPMaxBodyBytes bounds its request bodies.
 	HTTPListen       string
 	HTTPMaxBodyBytes int64
+
+	// VLLMMetrics exports the vLLM-compatible metric set on /metrics.
+	VLLMMetrics bool
+
+	// AuthKeys is the API keys file (auth.File); empty runs open: every
+	// caller is auth.Open. RequireAuth refuses to start without one.
+	AuthKeys    string
+	RequireAuth bool
+
+	// PoolTLSCA turns on TLS to remote pool nodes, verified against this CA;
+	// PoolTLSCert and PoolTLSKey are the client certificate the nodes
+	// authorize (group semantic:scheduler); PoolTLSServerName overrides
+	// the name verified in the nodes' certificates.
+	PoolTLSCA         string
+	PoolTLSCert       string
+	PoolTLSKey        string
+	PoolTLSServerName string
 }
 
 // RegisterFlags binds the flags of Config.
@@ -76,6 +98,33 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.PoolDiskBudget, "pool-disk-budget", 16<<30, "embedded pool: bytes of block files on disk")
 	fs.StringVar(&c.HTTPListen, "http-listen", ":8080", "OpenAI- and Anthropic-compatible HTTP API listen address (empty disables it)")
 	fs.Int64Var(&c.HTTPMaxBodyBytes, "http-max-body-bytes", httpapi.DefaultMaxBodyBytes, "largest HTTP API request body, in bytes")
+	fs.BoolVar(&c.VLLMMetrics, "vllm-metrics", true, "also export the metrics vLLM dashboards and the Gateway API Inference Extension read (vllm:num_requests_waiting, ...) on /metrics")
+	fs.StringVar(&c.AuthKeys, "auth-keys", "", "API keys file (JSON, keys stored hashed; see semantic-auth), reloaded on SIGHUP: callers send authorization: Bearer <key> (gRPC metadata; HTTP also x-api-key). Empty: no authentication, every caller is an admin of the empty tenant")
+	fs.BoolVar(&c.RequireAuth, "require-auth", false, "refuse to start without --auth-keys")
+	fs.StringVar(&c.PoolTLSCA, "pool-tls-ca", "", "CA certificate file (PEM) that remote pool nodes' certificates are verified against; setting it dials the pool with TLS")
+	fs.StringVar(&c.PoolTLSCert, "pool-tls-cert", "", "client certificate file (PEM) presented to pool nodes (mutual TLS; the pool authorizes its Organization, e.g. semantic:scheduler); needs --pool-tls-key and --pool-tls-ca")
+	fs.StringVar(&c.PoolTLSKey, "pool-tls-key", "", "private key file (PEM) of --pool-tls-cert")
+	fs.StringVar(&c.PoolTLSServerName, "pool-tls-server-name", "", "name verified in pool nodes' certificates (default: the host of each --pool address); needs --pool-tls-ca")
+}
+
+// poolDialOptions are the dial options the --pool-tls-* flags ask for (none
+// without --pool-tls-ca), refusing combinations that cannot be meant.
+func (c *Config) poolDialOptions() ([]grpc.DialOption, error) {
+	switch {
+	case c.PoolTLSCA == "" && (c.PoolTLSCert != "" || c.PoolTLSKey != "" || c.PoolTLSServerName != ""):
+		return nil, errors.New("--pool-tls-cert, --pool-tls-key and --pool-tls-server-name need --pool-tls-ca (the CA that pool nodes' certificates are verified against)")
+	case (c.PoolTLSCert == "") != (c.PoolTLSKey == ""):
+		return nil, errors.New("--pool-tls-cert and --pool-tls-key go together: the client certificate and its private key")
+	case c.PoolTLSCA == "":
+		return nil, nil
+	case strings.TrimSpace(c.Pool) == "":
+		return nil, errors.New("--pool-tls-ca is set but --pool is empty: the embedded pool is not dialed (give --pool, or drop the --pool-tls-* flags)")
+	}
+	tc, err := mtls.ClientConfig(c.PoolTLSCA, c.PoolTLSCert, c.PoolTLSKey, c.PoolTLSServerName)
+	if err != nil {
+		return nil, fmt.Errorf("--pool-tls-*: %w", err)
+	}
+	return []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(tc))}, nil
 }
 
 // Deps are what the process provides.
@@ -84,6 +133,9 @@ type Deps struct {
 	Logger         *slog.Logger
 	MeterProvider  metric.MeterProvider
 	TracerProvider trace.TracerProvider
+	// Prometheus is the /metrics registry, for the vLLM-compatible metrics
+	// (nil: none).
+	Prometheus prometheus.Registerer
 	// PoolDialOptions are used to dial remote pool nodes (TLS...).
 	PoolDialOptions []grpc.DialOption
 	Version         string
@@ -99,6 +151,10 @@ type Scheduler struct {
 	Service  *service.Server
 	// HTTP serves the HTTP API; nil when Config.HTTPListen is empty.
 	HTTP *httpapi.Server
+	// Auth authenticates callers of both APIs (open without --auth-keys).
+	// The gRPC server must run Auth.GRPC on every call: app.Runtime's
+	// Authenticate, or Auth.ServerOptions for a server built by hand.
+	Auth *auth.Authenticator
 }
 
 // Start builds and starts a scheduler.
@@ -113,8 +169,25 @@ func Start(ctx context.Context, cfg Config, deps Deps) (_ *Scheduler, err error)
 			_ = s.Close(context.Background())
 		}
 	}()
+	poolDial, err := cfg.poolDialOptions()
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case cfg.AuthKeys == "" && cfg.RequireAuth:
+		return nil, errors.New("--require-auth is set but --auth-keys is not: refusing to serve without API keys")
+	case cfg.AuthKeys == "":
+		log.Warn("no --auth-keys: authentication is off, every caller of the gRPC and HTTP APIs is an admin with access to every agent; do not expose the ports beyond a trusted network (--require-auth refuses this)")
+	}
+	if s.Auth, err = auth.New(cfg.AuthKeys, log.With("component", "auth")); err != nil {
+		return nil, fmt.Errorf("--auth-keys: %w", err)
+	}
+	if !s.Auth.IsOpen() {
+		log.Info("API keys loaded; reloaded on SIGHUP", "path", cfg.AuthKeys, "keys", s.Auth.Len())
+		s.Auth.Watch()
+	}
 	start := time.Now()
-	if s.Model, err = model.Load(cfg.Model, filepath.Join(deps.DataDir, "models")); err != nil {
+	if s.Model, err = model.LoadWith(cfg.Model, model.LoadOptions{Log: log.With("model", cfg.Model)}); err != nil {
 		return nil, err
 	}
 	mi := s.Model.Info
@@ -139,7 +212,8 @@ func Start(ctx context.Context, cfg Config, deps Deps) (_ *Scheduler, err error)
 		host, _ := os.Hostname()
 		holder = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
-	pcfg := poolclient.Config{Spec: spec, LeaseTTL: cfg.LeaseTTL, Logger: log, DialOptions: deps.PoolDialOptions}
+	// The flags' credentials come after the caller's options, so they win.
+	pcfg := poolclient.Config{Spec: spec, LeaseTTL: cfg.LeaseTTL, Logger: log, DialOptions: append(slices.Clip(deps.PoolDialOptions), poolDial...)}
 	if strings.TrimSpace(cfg.Pool) == "" {
 		s.Embedded, err = embedded.Start(node.Config{
 			DataDir: filepath.Join(deps.DataDir, "pool"), CapacityBlocks: cfg.PoolCapacityBlocks,
@@ -170,11 +244,15 @@ func Start(ctx context.Context, cfg Config, deps Deps) (_ *Scheduler, err error)
 	}
 	cancel()
 	s.Loop = batch.New(batch.Config{Engine: s.Engine, MaxBatch: cfg.MaxBatch, StepTokens: cfg.StepTokens, Logger: log})
-	s.Service, err = service.New(service.Config{
+	scfg := service.Config{
 		Model: s.Model, Engine: s.Engine, Loop: s.Loop, Pool: s.Pool, Spec: spec, HolderID: holder,
 		MaxQueue: cfg.MaxQueue, MaxAgentQueue: cfg.MaxAgentQueue, HotCacheBytes: cfg.HotCacheBytes, Logger: log, MeterProvider: deps.MeterProvider,
-		TracerProvider: deps.TracerProvider,
-	})
+		TracerProvider: deps.TracerProvider, RequirePrincipal: !s.Auth.IsOpen(),
+	}
+	if cfg.VLLMMetrics {
+		scfg.Prometheus = deps.Prometheus
+	}
+	s.Service, err = service.New(scfg)
 	if err != nil {
 		return nil, err
 	}
@@ -195,6 +273,7 @@ func (s *Scheduler) serveHTTP(cfg Config, deps Deps, log *slog.Logger) error {
 	h, err := httpapi.New(httpapi.Config{
 		Service: s.Service, Model: m, Logger: log.With("component", "http"),
 		MeterProvider: deps.MeterProvider, TracerProvider: deps.TracerProvider, MaxBodyBytes: cfg.HTTPMaxBodyBytes,
+		Authorize: s.Auth.HTTP,
 	})
 	if err != nil {
 		return err
@@ -222,7 +301,7 @@ func (s *Scheduler) Register(r grpc.ServiceRegistrar) {
 }
 
 // Close stops the HTTP API (Drain), the loop (failing what still runs), the
-// pool clients, and the embedded pool.
+// pool clients, the embedded pool, and the keys file's SIGHUP watch.
 func (s *Scheduler) Close(ctx context.Context) error {
 	derr := s.Drain(ctx)
 	if s.Loop != nil {
@@ -234,6 +313,9 @@ func (s *Scheduler) Close(ctx context.Context) error {
 	var err error
 	if s.Embedded != nil {
 		err = s.Embedded.Close(ctx)
+	}
+	if s.Auth != nil {
+		s.Auth.Close()
 	}
 	if s.Model != nil {
 		// Unmaps a GGUF file; nothing reads the weights once the loop is closed.

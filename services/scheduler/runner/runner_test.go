@@ -67,12 +67,16 @@ func startSchedulerWith(t *testing.T, dir string, cfg Config, deps Deps) *testSc
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	deps.DataDir, deps.Logger, deps.Version = dir, log, "test"
+	if deps.Logger == nil {
+		deps.Logger = log
+	}
+	deps.DataDir, deps.Version = dir, "test"
 	s, err := Start(context.Background(), cfg, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, _, err := server.New(server.Options{Logger: log})
+	// The binary installs the same authentication through app.Runtime.
+	srv, _, err := server.New(server.Options{Logger: log, Extra: s.Auth.ServerOptions()})
 	if err != nil {
 		t.Fatal(err)
 	}

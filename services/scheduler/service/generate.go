@@ -21,6 +21,7 @@ import (
 	"github.com/semantic-kv/semantic/pkg/model"
 	"github.com/semantic-kv/semantic/pkg/poolwire"
 	"github.com/semantic-kv/semantic/pkg/rpcstatus"
+	"github.com/semantic-kv/semantic/services/scheduler/auth"
 	"github.com/semantic-kv/semantic/services/scheduler/batch"
 	"github.com/semantic-kv/semantic/services/scheduler/poolclient"
 )
@@ -38,8 +39,11 @@ const (
 type request struct {
 	req     *schedulerv1.GenerateRequest
 	arrival time.Time
-	prompt  []int // the prompt as given (tokenized)
-	context []int // what the model computes over: stored context + prompt for append
+	who     auth.Principal
+	key     string // the agent's pool id: poolwire.AgentKey(tenant, agent_id)
+	salt    string // the cache salt the pool sees: tenantSalt(tenant, cache_salt)
+	prompt  []int  // the prompt as given (tokenized)
+	context []int  // what the model computes over: stored context + prompt for append
 	maxTok  int
 	maxPos  int
 	node    *poolclient.Node
@@ -71,6 +75,9 @@ func (s *Server) Generate(req *schedulerv1.GenerateRequest, stream schedulerv1.S
 // details name the request's field (rpcstatus); transports map them to their
 // own errors. An error from send ends generation at the next step and is
 // returned as it is; so does the end of ctx (a client that went away).
+//
+// The request runs as the auth.Principal its transport put in ctx: the
+// agent is its tenant's (tenant.go), and its tenant's quota applies.
 func (s *Server) Run(ctx context.Context, req *schedulerv1.GenerateRequest, send func(*schedulerv1.GenerateResponse) error) (err error) {
 	r := &request{req: req, arrival: time.Now()}
 	defer func() {
@@ -83,13 +90,25 @@ func (s *Server) Run(ctx context.Context, req *schedulerv1.GenerateRequest, send
 		}
 		s.m.requests.Add(context.Background(), 1, metric.WithAttributes(attribute.String("outcome", outcome)))
 	}()
+	if r.who, err = s.principal(ctx); err != nil {
+		return err
+	}
 	if err := s.validate(r); err != nil {
 		return err
 	}
+	r.key = poolwire.AgentKey(r.who.Tenant, req.GetAgentId())
+	r.salt = tenantSalt(r.who.Tenant, req.GetCacheSalt())
+	// A tenant's quota counts its requests waiting as well as running, so
+	// that one tenant cannot fill the queues either.
+	done, ok := s.tenants.acquire(r.who.Tenant, r.who.Quota.MaxRequests)
+	if !ok {
+		return rpcstatus.Exhausted(TenantRequestsSubject, "tenant %q has %d requests in flight, the most its quota (max_requests) allows", r.who.Tenant, r.who.Quota.MaxRequests)
+	}
+	defer done()
 	// One agent's requests queue behind each other per agent (bounded by
 	// MaxAgentQueue); only the one holding the agent's lock takes a global
 	// admission slot, so a busy agent cannot lock the others out.
-	unlock, err := s.agents.lock(ctx, req.GetAgentId(), s.cfg.MaxAgentQueue)
+	unlock, err := s.agents.lock(ctx, r.key, s.cfg.MaxAgentQueue)
 	if errors.Is(err, errAgentQueueFull) {
 		return rpcstatus.Exhausted(AgentQueueSubject, "agent %q has %d requests running or waiting, the most allowed per agent", req.GetAgentId(), s.cfg.MaxAgentQueue)
 	}
@@ -114,7 +133,7 @@ func (s *Server) Run(ctx context.Context, req *schedulerv1.GenerateRequest, send
 	release := func(commit bool) {
 		released = true
 		if _, rerr := r.lease.Release(commit); rerr != nil {
-			s.log.Warn("releasing lease", "agent", req.GetAgentId(), "lease", r.lease.GetLeaseId(), "commit", commit, "err", rerr)
+			s.log.Warn("releasing lease", "agent", r.key, "lease", r.lease.GetLeaseId(), "commit", commit, "err", rerr)
 		}
 		s.leasedBlocks.Add(-int64(len(r.lease.GetBlocks())))
 	}
@@ -251,7 +270,7 @@ func (s *Server) prepare(ctx context.Context, r *request) error {
 	if r.req.GetAppend() {
 		// append continues the stored context, on the node that holds it
 		// and only there: a fallback node would run without it.
-		n, rec, err := s.findStored(ctx, r.req.GetAgentId())
+		n, rec, err := s.findStored(ctx, r.key, r.req.GetAgentId())
 		if err != nil {
 			return err
 		}
@@ -266,7 +285,7 @@ func (s *Server) prepare(ctx context.Context, r *request) error {
 		return s.prepareOn(ctx, r)
 	}
 	var lastErr error = poolclient.ErrNoHealthyNode
-	for _, n := range s.cfg.Pool.Order(r.req.GetAgentId()) {
+	for _, n := range s.cfg.Pool.Order(r.key) {
 		if !n.Healthy() {
 			continue
 		}
@@ -278,7 +297,7 @@ func (s *Server) prepare(ctx context.Context, r *request) error {
 		if status.Code(err) != codes.Unavailable || ctx.Err() != nil {
 			return err
 		}
-		s.log.Warn("pool node failed; trying the next", "pool", n.Addr, "agent", r.req.GetAgentId(), "err", err)
+		s.log.Warn("pool node failed; trying the next", "pool", n.Addr, "agent", r.key, "err", err)
 		lastErr = err
 	}
 	return lastErr
@@ -287,7 +306,6 @@ func (s *Server) prepare(ctx context.Context, r *request) error {
 func (s *Server) prepareOn(ctx context.Context, r *request) error {
 	spec := s.cfg.Spec
 	tpb := spec.TokensPerBlock
-	agent := r.req.GetAgentId()
 	if !r.req.GetAppend() {
 		r.context = r.prompt
 	}
@@ -313,7 +331,7 @@ func (s *Server) prepareOn(ctx context.Context, r *request) error {
 	// another salt would both cross the salt boundary and break this turn's
 	// hash chain, so that its commit is refused. A block whose hash is not
 	// the chain hash of its tokens under this request's salt ends the reuse.
-	salt := r.req.GetCacheSalt()
+	salt := r.salt
 	want := kvspec.ChainHashes(toUint32s(r.context), tpb, spec.ModelTag, salt, false)
 	var recHashes []kvspec.Hash // the agent record's, under this salt (for a partly used block)
 	for i, b := range lk.GetBlocks() {
@@ -353,7 +371,7 @@ func (s *Server) prepareOn(ctx context.Context, r *request) error {
 	count := len(pin) + nBlocks - kFull
 	lctx, span := s.tracer.Start(ctx, "lease", trace.WithAttributes(attribute.Int("blocks", count), attribute.Int("pinned", len(pin))))
 	lease, err := r.node.Lease(lctx, &blockpoolv1.LeaseRequest{
-		Holder: s.cfg.HolderID, AgentId: agent, Count: uint32(count),
+		Holder: s.cfg.HolderID, AgentId: r.key, Count: uint32(count),
 		BlockHashes: pin, ModelTag: spec.ModelTag,
 	})
 	endSpan(span, err)
@@ -391,8 +409,8 @@ func (s *Server) prepareOn(ctx context.Context, r *request) error {
 // a node that is down before the record was found, or a node that fails the
 // lookup fails the request (UNAVAILABLE, or the node's error) with a message
 // saying so, since going on could drop the agent's conversation.
-func (s *Server) findStored(ctx context.Context, agent string) (*poolclient.Node, *blockpoolv1.AgentRecord, error) {
-	order := s.cfg.Pool.Order(agent)
+func (s *Server) findStored(ctx context.Context, key, agent string) (*poolclient.Node, *blockpoolv1.AgentRecord, error) {
+	order := s.cfg.Pool.Order(key)
 	if len(order) == 0 {
 		return nil, nil, poolclient.ErrNoHealthyNode
 	}
@@ -403,7 +421,7 @@ func (s *Server) findStored(ctx context.Context, agent string) (*poolclient.Node
 			}
 			return nil, nil, status.Errorf(codes.Unavailable, "append: agent %q is not on its home pool node %s and candidate node %s is down, so its stored context cannot be found; retry, or resend the whole context instead", agent, order[0].Name(), n.Name())
 		}
-		resp, err := n.Client.GetAgent(ctx, &blockpoolv1.GetAgentRequest{AgentId: agent})
+		resp, err := n.Client.GetAgent(ctx, &blockpoolv1.GetAgentRequest{AgentId: key})
 		switch status.Code(err) {
 		case codes.OK:
 			return n, resp.GetAgent(), nil
@@ -463,7 +481,7 @@ func (s *Server) lookup(ctx context.Context, r *request) (*blockpoolv1.LookupAge
 		// A damaged record is never spliced into a context. This request
 		// has its whole context: it runs without realigning, and its commit
 		// replaces the damaged record.
-		s.log.Warn("not realigning with a damaged agent record", "agent", r.req.GetAgentId(), "err", err)
+		s.log.Warn("not realigning with a damaged agent record", "agent", r.key, "err", err)
 		return lk, nil
 	}
 	k, j := realign(stored, r.context, s.cfg.Model.Tokenizer.TokenBytes)
@@ -492,7 +510,7 @@ func (s *Server) lookupOnce(ctx context.Context, r *request, tokens []int, reali
 	lctx, span := s.tracer.Start(ctx, "lookup", trace.WithAttributes(attribute.String("pool", r.node.Name()),
 		attribute.Int("context_tokens", len(tokens)), attribute.Bool("realigned", realigned)))
 	lk, err := r.node.Client.LookupAgent(lctx, &blockpoolv1.LookupAgentRequest{
-		AgentId: r.req.GetAgentId(), TokenIds: toUint32s(tokens), ModelTag: s.cfg.Spec.ModelTag, CacheSalt: r.req.GetCacheSalt(),
+		AgentId: r.key, TokenIds: toUint32s(tokens), ModelTag: s.cfg.Spec.ModelTag, CacheSalt: r.salt,
 	})
 	span.SetAttributes(attribute.Int("matched_tokens", int(lk.GetMatchedTokens())))
 	endSpan(span, err)
@@ -576,7 +594,7 @@ func (s *Server) load(ctx context.Context, r *request, pin [][]byte, uses []int,
 			if ctx.Err() != nil {
 				return status.FromContextError(ctx.Err()).Err()
 			}
-			s.log.Warn("reading cached blocks; continuing with a shorter prefix", "agent", r.req.GetAgentId(), "err", err)
+			s.log.Warn("reading cached blocks; continuing with a shorter prefix", "agent", r.key, "err", err)
 		}
 	}
 	// The reused prefix ends at the first hit that did not load.
@@ -645,7 +663,7 @@ func (s *Server) run(ctx context.Context, r *request, send func(*schedulerv1.Gen
 	spec := s.cfg.Spec
 	tpb := spec.TokensPerBlock
 	m := s.cfg.Model
-	salt := r.req.GetCacheSalt()
+	salt := r.salt
 	seq := &batch.Seq{
 		Ctx: seqCtx, Tokens: r.context, Eng: r.seq, MaxTokens: r.maxTok, MaxPositions: r.maxPos,
 		Sampler: engine.NewSampler(engine.SamplingParams{
@@ -711,6 +729,7 @@ func (s *Server) run(ctx context.Context, r *request, send func(*schedulerv1.Gen
 		return nil, false, err
 	}
 	text := newTextStream(r.req.GetStop())
+	timer := s.vllm.timer(r.arrival)
 	var ttft time.Duration
 	index := 0
 	var finish batch.Finish
@@ -729,6 +748,7 @@ func (s *Server) run(ctx context.Context, r *request, send func(*schedulerv1.Gen
 			ttft = time.Since(r.arrival)
 			trace.SpanFromContext(ctx).AddEvent("first token")
 		}
+		timer.token(time.Now())
 		msg := &schedulerv1.GenerateResponse{TokenId: uint32(ev.Token), Index: uint32(index)}
 		if m.Tokenizer != nil {
 			msg.Text = text.push(m.Tokenizer.TokenBytes(ev.Token))
@@ -756,7 +776,7 @@ func (s *Server) run(ctx context.Context, r *request, send func(*schedulerv1.Gen
 	committed := false
 	var unsaved *turnUnsaved
 	if err := finishWriter(); err != nil {
-		s.log.Warn("writing blocks back failed; the agent's record is not updated", "agent", r.req.GetAgentId(), "err", err)
+		s.log.Warn("writing blocks back failed; the agent's record is not updated", "agent", r.key, "err", err)
 		unsaved = &turnUnsaved{reason: UnsavedWriteBack, detail: status.Convert(err).Message()}
 	} else {
 		committed, unsaved = s.commit(ctx, r, seq, total)
@@ -784,6 +804,7 @@ func (s *Server) run(ctx context.Context, r *request, send func(*schedulerv1.Gen
 	if index > 0 {
 		s.m.ttft.Record(bg, ttft.Seconds())
 	}
+	timer.done(time.Now())
 	// Text held back for a possible stop string goes out with the last message.
 	return &schedulerv1.GenerateResponse{FinishReason: finishReason(finish), Usage: usage, Text: text.flush()}, committed, nil
 }
@@ -872,10 +893,14 @@ func (s *Server) commit(ctx context.Context, r *request, seq *batch.Seq, total i
 	defer cancel()
 	cctx, span := s.tracer.Start(cctx, "commit", trace.WithAttributes(attribute.Int("tokens", total)))
 	defer span.End()
+	// The tenant's quota bounds its records on the node (which drops the
+	// tenant's own idle agents to keep to it); the holder proves the lease
+	// is ours.
 	_, err := r.node.Client.CommitAgent(cctx, &blockpoolv1.CommitAgentRequest{
-		LeaseId: r.lease.GetLeaseId(), Epoch: r.lease.GetEpoch(), AgentId: r.req.GetAgentId(),
+		LeaseId: r.lease.GetLeaseId(), Epoch: r.lease.GetEpoch(), Holder: s.cfg.HolderID, AgentId: r.key,
 		ModelTag: s.cfg.Spec.ModelTag, BlockHashes: poolclient.HashesToBytes(r.hashes[:nb]), TokenIds: tokens,
-		ExpectedVersion: r.version, CacheSalt: r.req.GetCacheSalt(),
+		ExpectedVersion: r.version, CacheSalt: r.salt,
+		TenantMaxAgents: r.who.Quota.MaxAgents, TenantMaxAgentBytes: r.who.Quota.MaxAgentBytes,
 	})
 	if err != nil {
 		span.RecordError(err)
@@ -883,11 +908,11 @@ func (s *Server) commit(ctx context.Context, r *request, seq *batch.Seq, total i
 	if status.Code(err) == codes.Aborted {
 		s.m.commitRaces.Add(ctx, 1)
 		s.log.Warn("agent's record changed during the request (committed elsewhere or deleted); this turn is not saved",
-			"agent", r.req.GetAgentId(), "err", err)
+			"agent", r.key, "err", err)
 		return true, &turnUnsaved{reason: UnsavedConflict, detail: status.Convert(err).Message()} // the blocks are still good cache content
 	}
 	if err != nil {
-		s.log.Warn("committing agent; this turn is not saved", "agent", r.req.GetAgentId(), "err", err)
+		s.log.Warn("committing agent; this turn is not saved", "agent", r.key, "err", err)
 		return false, &turnUnsaved{reason: UnsavedCommit, detail: status.Convert(err).Message()}
 	}
 	return true, nil

@@ -7,11 +7,14 @@ package service
 import (
 	"context"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
@@ -24,6 +27,7 @@ import (
 	"github.com/semantic-kv/semantic/pkg/engine"
 	"github.com/semantic-kv/semantic/pkg/kvspec"
 	"github.com/semantic-kv/semantic/pkg/model"
+	"github.com/semantic-kv/semantic/pkg/poolwire"
 	"github.com/semantic-kv/semantic/pkg/rpcstatus"
 	"github.com/semantic-kv/semantic/services/scheduler/batch"
 	"github.com/semantic-kv/semantic/services/scheduler/hotcache"
@@ -56,17 +60,25 @@ type Config struct {
 	// TracerProvider receives a span per request phase (lookup, lease,
 	// load, commit) under the gRPC server span; nil: no tracing.
 	TracerProvider trace.TracerProvider
+	// Prometheus, when set, gets the vLLM-compatible metrics (vllm.go).
+	Prometheus prometheus.Registerer
+	// RequirePrincipal refuses (UNAUTHENTICATED) a call whose context
+	// carries no auth.Principal; without it such a call runs as auth.Open.
+	// Set it when the scheduler has API keys, so that a transport that did
+	// not authenticate fails closed.
+	RequirePrincipal bool
 }
 
 // Server is the SchedulerService.
 type Server struct {
 	schedulerv1.UnimplementedSchedulerServiceServer
 
-	cfg    Config
-	log    *slog.Logger
-	admit  chan struct{}
-	agents *agentLocks
-	hot    *hotcache.Cache[*engine.Block]
+	cfg     Config
+	log     *slog.Logger
+	admit   chan struct{}
+	agents  *agentLocks // by pool agent id
+	tenants tenantRequests
+	hot     *hotcache.Cache[*engine.Block]
 
 	tracer trace.Tracer
 
@@ -81,7 +93,8 @@ type Server struct {
 	rateTokens uint64
 	rate       float64
 
-	m metrics
+	m    metrics
+	vllm *vllmMetrics // nil unless Config.Prometheus is set
 }
 
 type metrics struct {
@@ -148,6 +161,11 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Prometheus != nil {
+		if s.vllm, err = s.registerVLLM(cfg.Prometheus); err != nil {
+			return nil, err
+		}
+	}
 	if _, err := m.Int64ObservableGauge("semantic.scheduler.hot_cache_bytes", metric.WithUnit("By"),
 		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
 			o.Observe(s.hot.Stats().Bytes)
@@ -199,52 +217,104 @@ func (s *Server) decodeRate(total uint64) float64 {
 	return s.rate
 }
 
-// ListAgents merges the agents of every healthy pool node, most recently
-// used first. The page token is the number of agents already returned.
+// ListAgents pages through the caller's tenant's agents (another tenant's,
+// or every tenant's, for an admin) in pool agent id order: the page token
+// is the last pool id returned (poolwire.AgentPageToken), so agents used,
+// added or deleted between pages never shift the others. Each healthy node
+// lists its first page_size agents after the token; the first page_size of
+// their union, an agent on two nodes (a cold run on a fallback node) listed
+// once with its most recently used record, are the page.
 func (s *Server) ListAgents(ctx context.Context, req *schedulerv1.ListAgentsRequest) (*schedulerv1.ListAgentsResponse, error) {
 	size := int(req.GetPageSize())
 	if size == 0 {
-		size = 100
+		size = poolwire.DefaultPageSize
 	}
-	if size > 1000 {
-		return nil, rpcstatus.InvalidArgument("page_size", "must be at most 1000")
+	if size > poolwire.MaxPageSize {
+		return nil, rpcstatus.InvalidArgument("page_size", "must be at most %d", poolwire.MaxPageSize)
 	}
-	offset, err := parseOffset(req.GetPageToken())
+	tenant, all, err := s.scope(ctx, req.GetTenant(), true)
 	if err != nil {
 		return nil, err
 	}
-	var all []*schedulerv1.AgentInfo
+	var after string
+	if tok := req.GetPageToken(); tok != "" {
+		if after, err = poolwire.ParseAgentPageToken(tok); err != nil {
+			return nil, err
+		}
+	}
+	byKey := map[string]*schedulerv1.AgentInfo{}
+	more := false
 	for _, n := range s.cfg.Pool.Nodes() {
 		if !n.Healthy() {
 			continue
 		}
-		token := ""
-		for {
-			resp, err := n.Client.ListAgents(ctx, &blockpoolv1.ListAgentsRequest{PageSize: 1000, PageToken: token})
-			if err != nil {
-				return nil, err
-			}
-			for _, a := range resp.GetAgents() {
-				all = append(all, &schedulerv1.AgentInfo{
-					AgentId: a.GetAgentId(), TokenCount: a.GetTokenCount(), BlockCount: a.GetBlockCount(),
-					Version: a.GetVersion(), LastUsedTime: a.GetLastUsedTime(), PoolNode: n.Name(), ModelTag: a.GetModelTag(),
-				})
-			}
-			if token = resp.GetNextPageToken(); token == "" {
-				break
+		got, nodeMore, err := listNode(ctx, n, tenant, all, after, size)
+		if err != nil {
+			return nil, err
+		}
+		more = more || nodeMore
+		for key, a := range got {
+			if prev := byKey[key]; prev == nil || a.GetLastUsedTime().AsTime().After(prev.GetLastUsedTime().AsTime()) {
+				byKey[key] = a
 			}
 		}
 	}
-	sortAgents(all)
-	out := &schedulerv1.ListAgentsResponse{}
-	if offset < len(all) {
-		end := min(offset+size, len(all))
-		out.Agents = all[offset:end]
-		if end < len(all) {
-			out.NextPageToken = formatOffset(end)
-		}
+	keys := slices.Sorted(maps.Keys(byKey))
+	if len(keys) > size {
+		keys, more = keys[:size], true
+	}
+	out := &schedulerv1.ListAgentsResponse{Agents: make([]*schedulerv1.AgentInfo, len(keys))}
+	for i, k := range keys {
+		out.Agents[i] = byKey[k]
+	}
+	if more && len(keys) > 0 {
+		out.NextPageToken = poolwire.AgentPageToken(keys[len(keys)-1])
 	}
 	return out, nil
+}
+
+// listNode returns up to size of node n's agents of tenant (every tenant's
+// when all) whose pool ids come after the pool id after, by pool id, and
+// whether the node may have more. The node filters by tenant; the empty
+// tenant's agents (stored without a tenant prefix) are picked out here,
+// since the node's empty filter means every tenant.
+func listNode(ctx context.Context, n *poolclient.Node, tenant string, all bool, after string, size int) (map[string]*schedulerv1.AgentInfo, bool, error) {
+	req := &blockpoolv1.ListAgentsRequest{PageSize: uint32(size), Tenant: tenant}
+	if all {
+		req.Tenant = ""
+	} else if tenant == "" {
+		req.PageSize = poolwire.MaxPageSize
+	}
+	if after != "" {
+		req.PageToken = poolwire.AgentPageToken(after)
+	}
+	out := map[string]*schedulerv1.AgentInfo{}
+	for {
+		resp, err := n.Client.ListAgents(ctx, req)
+		if err != nil {
+			return nil, false, err
+		}
+		for _, a := range resp.GetAgents() {
+			key := a.GetAgentId()
+			t, id := poolwire.SplitAgentKey(key)
+			if key <= after || !all && t != tenant {
+				continue
+			}
+			if len(out) == size {
+				return out, true, nil
+			}
+			out[key] = &schedulerv1.AgentInfo{
+				AgentId: id, Tenant: t, TokenCount: a.GetTokenCount(), BlockCount: a.GetBlockCount(),
+				Version: a.GetVersion(), LastUsedTime: a.GetLastUsedTime(), PoolNode: n.Name(), ModelTag: a.GetModelTag(),
+			}
+		}
+		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
+			return out, false, nil
+		}
+		if len(out) == size {
+			return out, true, nil
+		}
+	}
 }
 
 // GetAgent asks the agent's nodes in rendezvous order for its record.
@@ -252,12 +322,16 @@ func (s *Server) GetAgent(ctx context.Context, req *schedulerv1.GetAgentRequest)
 	if err := rpcstatus.CheckAgentID("agent_id", req.GetAgentId()); err != nil {
 		return nil, err
 	}
-	rec, node, err := s.findAgent(ctx, req.GetAgentId())
+	tenant, _, err := s.scope(ctx, req.GetTenant(), false)
+	if err != nil {
+		return nil, err
+	}
+	rec, node, err := s.findAgent(ctx, poolwire.AgentKey(tenant, req.GetAgentId()), req.GetAgentId())
 	if err != nil {
 		return nil, err
 	}
 	info := &schedulerv1.AgentInfo{
-		AgentId: rec.GetAgentId(), TokenCount: uint32(len(rec.GetTokenIds())), BlockCount: uint32(len(rec.GetBlockHashes())),
+		AgentId: req.GetAgentId(), Tenant: tenant, TokenCount: uint32(len(rec.GetTokenIds())), BlockCount: uint32(len(rec.GetBlockHashes())),
 		Version: rec.GetVersion(), LastUsedTime: rec.GetLastUsedTime(), PoolNode: node.Name(), ModelTag: rec.GetModelTag(),
 		TokenIds: rec.GetTokenIds(),
 	}
@@ -278,16 +352,17 @@ func (s *Server) modelInfo() *schedulerv1.ModelInfo {
 	}
 }
 
-// findAgent returns the agent's record from the first healthy node in its
-// rendezvous order that has one.
-func (s *Server) findAgent(ctx context.Context, agent string) (*blockpoolv1.AgentRecord, *poolclient.Node, error) {
+// findAgent returns the record of the agent whose pool id is key from the
+// first healthy node in its rendezvous order that has one; agent is its id
+// as the caller knows it.
+func (s *Server) findAgent(ctx context.Context, key, agent string) (*blockpoolv1.AgentRecord, *poolclient.Node, error) {
 	healthy := false
-	for _, n := range s.cfg.Pool.Order(agent) {
+	for _, n := range s.cfg.Pool.Order(key) {
 		if !n.Healthy() {
 			continue
 		}
 		healthy = true
-		resp, err := n.Client.GetAgent(ctx, &blockpoolv1.GetAgentRequest{AgentId: agent})
+		resp, err := n.Client.GetAgent(ctx, &blockpoolv1.GetAgentRequest{AgentId: key})
 		if status.Code(err) == codes.NotFound {
 			continue
 		}
@@ -308,7 +383,12 @@ func (s *Server) DeleteAgent(ctx context.Context, req *schedulerv1.DeleteAgentRe
 	if err := rpcstatus.CheckAgentID("agent_id", req.GetAgentId()); err != nil {
 		return nil, err
 	}
-	unlock, err := s.agents.lock(ctx, req.GetAgentId(), 0)
+	tenant, _, err := s.scope(ctx, req.GetTenant(), false)
+	if err != nil {
+		return nil, err
+	}
+	key := poolwire.AgentKey(tenant, req.GetAgentId())
+	unlock, err := s.agents.lock(ctx, key, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -319,7 +399,7 @@ func (s *Server) DeleteAgent(ctx context.Context, req *schedulerv1.DeleteAgentRe
 			continue
 		}
 		healthy = true
-		_, err := n.Client.DeleteAgent(ctx, &blockpoolv1.DeleteAgentRequest{AgentId: req.GetAgentId()})
+		_, err := n.Client.DeleteAgent(ctx, &blockpoolv1.DeleteAgentRequest{AgentId: key})
 		switch status.Code(err) {
 		case codes.OK:
 			deleted = true
@@ -351,9 +431,10 @@ func (s *Server) Ready() error {
 	return poolclient.ErrNoHealthyNode
 }
 
-// AgentRequests is the number of the agent's requests running or waiting
-// for it (tests).
-func (s *Server) AgentRequests(agent string) int { return s.agents.requests(agent) }
+// AgentRequests is the number of requests running or waiting for the agent
+// whose pool id is key (poolwire.AgentKey; the agent id without API keys),
+// for tests.
+func (s *Server) AgentRequests(key string) int { return s.agents.requests(key) }
 
 // BusyAgents is the number of agents with a request in flight or waiting.
 func (s *Server) BusyAgents() int { return s.agents.busy() }

@@ -615,7 +615,9 @@ type LeaseRequest struct {
 	// PutBlocks and GetBlocks must present the same holder (else
 	// PERMISSION_DENIED).
 	Holder string `protobuf:"bytes,1,opt,name=holder,proto3" json:"holder,omitempty"`
-	// The agent the blocks are for ([A-Za-z0-9._:-]{1,128}).
+	// The agent the blocks are for: [A-Za-z0-9._:-]{1,128}, optionally after
+	// its tenant and "/" (tenant [a-z0-9][a-z0-9_-]{0,62}), as every agent_id
+	// of this service.
 	AgentId string `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
 	// Total blocks wanted, hits included (1..capacity).
 	Count uint32 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
@@ -1720,7 +1722,7 @@ type CommitAgentRequest struct {
 	LeaseId uint64 `protobuf:"varint,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
 	// The lease's epoch.
 	Epoch uint64 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	// The agent ([A-Za-z0-9._:-]{1,128}).
+	// The agent ([tenant/]id, as LeaseRequest.agent_id).
 	AgentId string `protobuf:"bytes,3,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
 	// The model the blocks were computed with; must equal the pool's spec.
 	ModelTag string `protobuf:"bytes,4,opt,name=model_tag,json=modelTag,proto3" json:"model_tag,omitempty"`
@@ -1905,7 +1907,7 @@ func (x *CommitAgentResponse) GetVersion() uint64 {
 // LookupAgentRequest asks for the longest cached prefix of a context.
 type LookupAgentRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The agent ([A-Za-z0-9._:-]{1,128}).
+	// The agent ([tenant/]id, as LeaseRequest.agent_id).
 	AgentId string `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
 	// The full context the caller wants to compute.
 	TokenIds []uint32 `protobuf:"varint,2,rep,packed,name=token_ids,json=tokenIds,proto3" json:"token_ids,omitempty"`

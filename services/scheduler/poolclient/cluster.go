@@ -32,8 +32,9 @@ type Config struct {
 	// service); such a name is re-resolved every ResolveEvery.
 	Targets []string
 	// Conns are pre-made connections by target (the embedded pool's
-	// in-memory connection); a target listed here is not dialed.
-	Conns map[string]*grpc.ClientConn
+	// in-process connection, pkg/inproc); a target listed here is not
+	// dialed, and not closed by the cluster.
+	Conns map[string]grpc.ClientConnInterface
 	// DialOptions are used for every dialed target (TLS, keepalive...).
 	DialOptions []grpc.DialOption
 	// Spec is the geometry this scheduler computes with. A node whose spec
@@ -119,11 +120,11 @@ func (c *Cluster) addNode(addr string) error {
 			MinConnectTimeout: 5 * time.Second,
 		}))
 		opts = append(opts, c.cfg.DialOptions...)
-		var err error
-		if conn, err = grpc.NewClient(addr, opts...); err != nil {
+		cc, err := grpc.NewClient(addr, opts...)
+		if err != nil {
 			return fmt.Errorf("pool %s: %w", addr, err)
 		}
-		owned = true
+		conn, owned = cc, true
 	}
 	// The node's own context ends its health watch and spec re-checks when
 	// the node is removed (a DNS name stopped resolving to it) or the

@@ -32,8 +32,8 @@ type Node struct {
 	Client blockpoolv1.BlockPoolServiceClient
 
 	cluster *Cluster
-	conn    *grpc.ClientConn
-	owned   bool // the cluster dialed conn and closes it
+	conn    grpc.ClientConnInterface
+	owned   bool // the cluster dialed conn (a *grpc.ClientConn) and closes it
 
 	healthy atomic.Bool
 	nodeID  atomic.Pointer[string]
@@ -55,7 +55,7 @@ type Node struct {
 	cancel context.CancelFunc // ends ctx
 }
 
-func newNode(ctx context.Context, c *Cluster, addr string, conn *grpc.ClientConn, owned bool) *Node {
+func newNode(ctx context.Context, c *Cluster, addr string, conn grpc.ClientConnInterface, owned bool) *Node {
 	n := &Node{Addr: addr, cluster: c, conn: conn, owned: owned}
 	n.ctx, n.cancel = context.WithCancel(ctx)
 	n.Client = specClient{BlockPoolServiceClient: blockpoolv1.NewBlockPoolServiceClient(conn), n: n}
@@ -94,8 +94,8 @@ func (n *Node) close() {
 	n.rechecks.Wait()
 	n.keeper.stop()
 	n.healthy.Store(false)
-	if n.owned {
-		_ = n.conn.Close()
+	if cc, ok := n.conn.(*grpc.ClientConn); ok && n.owned {
+		_ = cc.Close()
 	}
 }
 

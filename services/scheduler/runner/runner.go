@@ -224,7 +224,7 @@ func Start(ctx context.Context, cfg Config, deps Deps) (_ *Scheduler, err error)
 			return nil, err
 		}
 		pcfg.Targets = []string{embedded.Target}
-		pcfg.Conns = map[string]*grpc.ClientConn{embedded.Target: s.Embedded.Conn}
+		pcfg.Conns = map[string]grpc.ClientConnInterface{embedded.Target: s.Embedded.Conn}
 	} else {
 		for _, t := range strings.Split(cfg.Pool, ",") {
 			if t = strings.TrimSpace(t); t != "" {

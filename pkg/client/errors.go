@@ -73,9 +73,9 @@ func wrap(err error) error {
 		e.Kind = ErrNotFound
 	case codes.ResourceExhausted:
 		switch e.Subject {
-		case "scheduler/agent-queue":
+		case rpcstatus.SubjectAgentQueue:
 			e.Kind = ErrAgentBusy
-		case "pool/blocks":
+		case rpcstatus.SubjectPoolBlocks:
 			e.Kind = ErrPoolFull
 		default:
 			e.Kind = ErrQueueFull

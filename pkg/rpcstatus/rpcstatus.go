@@ -102,6 +102,17 @@ func FieldOf(err error) string {
 	return ""
 }
 
+// Subjects of the scheduler's RESOURCE_EXHAUSTED statuses (their
+// QuotaFailure), shared by the service that returns them and the clients
+// that tell them apart (pkg/client): a full queue is worth retrying soon; a
+// request that needs more blocks than the pool has is not.
+const (
+	SubjectQueue          = "scheduler/queue"           // the scheduler's admission queue
+	SubjectAgentQueue     = "scheduler/agent-queue"     // one agent's requests
+	SubjectTenantRequests = "scheduler/tenant-requests" // a tenant's max_requests
+	SubjectPoolBlocks     = "pool/blocks"               // more blocks than the pool has
+)
+
 // MaxAgentIDLen bounds agent ids.
 const MaxAgentIDLen = 128
 

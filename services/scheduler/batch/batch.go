@@ -16,9 +16,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/semantic-kv/semantic/pkg/engine"
 )
 
@@ -116,7 +113,11 @@ type Loop struct {
 }
 
 // ErrClosed is returned for sequences submitted to or running in a closed loop.
-var ErrClosed = status.Error(codes.Unavailable, "scheduler is shutting down")
+var ErrClosed = errors.New("scheduler is shutting down")
+
+// ErrEngine wraps the engine's failure of a step, for the sequences it
+// failed (a server fault: the service maps it to INTERNAL).
+var ErrEngine = errors.New("engine step failed")
 
 // New starts the loop.
 func New(cfg Config) *Loop {
@@ -240,7 +241,7 @@ func (l *Loop) dropCancelled(running []*Seq) []*Seq {
 	kept := running[:0]
 	for _, s := range running {
 		if err := s.Ctx.Err(); err != nil {
-			l.end(s, status.FromContextError(err).Err())
+			l.end(s, err) // the service maps it (CANCELLED, DEADLINE_EXCEEDED)
 			continue
 		}
 		kept = append(kept, s)
@@ -311,11 +312,11 @@ func (l *Loop) step(running []*Seq) []*Seq {
 			// did not advance, are planned again at the next step.
 			s := plans[ie.Input].s
 			failed[s] = true
-			l.end(s, status.Errorf(codes.Internal, "engine step: %v", err))
+			l.end(s, fmt.Errorf("%w: %v", ErrEngine, err))
 		} else {
 			for _, p := range plans {
 				failed[p.s] = true
-				l.end(p.s, status.Errorf(codes.Internal, "engine step: %v", err))
+				l.end(p.s, fmt.Errorf("%w: %v", ErrEngine, err))
 			}
 		}
 		kept := running[:0]

@@ -17,9 +17,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/status"
 
 	"github.com/semantic-kv/semantic/pkg/kvspec"
 	"github.com/semantic-kv/semantic/pkg/poolwire"
@@ -48,7 +46,11 @@ type Config struct {
 }
 
 // ErrNoHealthyNode is returned when no pool node can take a request.
-var ErrNoHealthyNode = status.Error(codes.Unavailable, "no healthy block-pool node")
+var ErrNoHealthyNode = errors.New("no healthy block-pool node")
+
+// ErrDataLoss is what a block transfer that came back damaged (short, or
+// data before its header) wraps.
+var ErrDataLoss = errors.New("block transfer damaged")
 
 // Cluster is the scheduler's view of the pool nodes.
 type Cluster struct {

@@ -489,7 +489,7 @@ func (l *Lease) ReadBlocks(ctx context.Context, ids []uint32, fn func(h *blockpo
 			return nil
 		}
 		if uint64(len(buf)) != hdr.GetSize() {
-			return status.Errorf(codes.DataLoss, "block %d: got %d of %d bytes", hdr.GetBlockId(), len(buf), hdr.GetSize())
+			return fmt.Errorf("%w: block %d: got %d of %d bytes", ErrDataLoss, hdr.GetBlockId(), len(buf), hdr.GetSize())
 		}
 		err := fn(hdr, buf)
 		hdr, buf = nil, nil
@@ -511,7 +511,7 @@ func (l *Lease) ReadBlocks(ctx context.Context, ids []uint32, fn func(h *blockpo
 		}
 		if len(msg.GetData()) > 0 {
 			if hdr == nil {
-				return status.Error(codes.DataLoss, "block data before its header")
+				return fmt.Errorf("%w: block data before its header", ErrDataLoss)
 			}
 			buf = append(buf, msg.GetData()...)
 		}

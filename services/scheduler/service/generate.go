@@ -80,7 +80,21 @@ func (s *Server) Generate(req *schedulerv1.GenerateRequest, stream schedulerv1.S
 // agent is its tenant's (tenant.go), and its tenant's quota applies.
 func (s *Server) Run(ctx context.Context, req *schedulerv1.GenerateRequest, send func(*schedulerv1.GenerateResponse) error) (err error) {
 	r := &request{req: req, arrival: time.Now()}
+	// The transport's own send error is returned as it is; every other
+	// error leaves as a status (toStatus, the service's one mapping).
+	var sendErr error
+	transportSend := send
+	send = func(m *schedulerv1.GenerateResponse) error {
+		if err := transportSend(m); err != nil {
+			sendErr = err
+			return err
+		}
+		return nil
+	}
 	defer func() {
+		if err != nil && err != sendErr {
+			err = toStatus(err)
+		}
 		outcome := "ok"
 		if err != nil {
 			outcome = status.Code(err).String()
@@ -156,9 +170,9 @@ func (s *Server) Run(ctx context.Context, req *schedulerv1.GenerateRequest, send
 // a full admission queue is worth retrying soon; a request that needs more
 // blocks than the pool has is not.
 const (
-	QueueSubject      = "scheduler/queue"
-	AgentQueueSubject = "scheduler/agent-queue"
-	PoolBlocksSubject = "pool/blocks"
+	QueueSubject      = rpcstatus.SubjectQueue
+	AgentQueueSubject = rpcstatus.SubjectAgentQueue
+	PoolBlocksSubject = rpcstatus.SubjectPoolBlocks
 )
 
 // validate checks the request and tokenizes the prompt.
@@ -369,17 +383,18 @@ func (s *Server) prepareOn(ctx context.Context, r *request) error {
 	}
 	nBlocks := spec.BlocksFor(r.maxPos)
 	count := len(pin) + nBlocks - kFull
+	if capacity := r.node.CapacityBlocks(); capacity > 0 && count > capacity {
+		// More blocks than the node has at all: for the caller that is the
+		// pool being too small, not a malformed request. (The node would
+		// refuse the count as INVALID_ARGUMENT.)
+		return rpcstatus.Exhausted(PoolBlocksSubject, "request needs %d blocks for %d positions; pool node %s has %d", count, r.maxPos, r.node.Name(), capacity)
+	}
 	lctx, span := s.tracer.Start(ctx, "lease", trace.WithAttributes(attribute.Int("blocks", count), attribute.Int("pinned", len(pin))))
 	lease, err := r.node.Lease(lctx, &blockpoolv1.LeaseRequest{
 		Holder: s.cfg.HolderID, AgentId: r.key, Count: uint32(count),
 		BlockHashes: pin, ModelTag: spec.ModelTag,
 	})
 	endSpan(span, err)
-	if status.Code(err) == codes.InvalidArgument && rpcstatus.FieldOf(err) == "count" {
-		// More blocks than the node has at all: for the caller that is the
-		// pool being too small, not a malformed request.
-		return rpcstatus.Exhausted(PoolBlocksSubject, "request needs %d blocks for %d positions: %v", count, r.maxPos, status.Convert(err).Message())
-	}
 	if err != nil {
 		return err
 	}

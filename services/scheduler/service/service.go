@@ -224,7 +224,8 @@ func (s *Server) decodeRate(total uint64) float64 {
 // lists its first page_size agents after the token; the first page_size of
 // their union, an agent on two nodes (a cold run on a fallback node) listed
 // once with its most recently used record, are the page.
-func (s *Server) ListAgents(ctx context.Context, req *schedulerv1.ListAgentsRequest) (*schedulerv1.ListAgentsResponse, error) {
+func (s *Server) ListAgents(ctx context.Context, req *schedulerv1.ListAgentsRequest) (_ *schedulerv1.ListAgentsResponse, err error) {
+	defer func() { err = toStatus(err) }()
 	size := int(req.GetPageSize())
 	if size == 0 {
 		size = poolwire.DefaultPageSize
@@ -318,7 +319,8 @@ func listNode(ctx context.Context, n *poolclient.Node, tenant string, all bool, 
 }
 
 // GetAgent asks the agent's nodes in rendezvous order for its record.
-func (s *Server) GetAgent(ctx context.Context, req *schedulerv1.GetAgentRequest) (*schedulerv1.GetAgentResponse, error) {
+func (s *Server) GetAgent(ctx context.Context, req *schedulerv1.GetAgentRequest) (_ *schedulerv1.GetAgentResponse, err error) {
+	defer func() { err = toStatus(err) }()
 	if err := rpcstatus.CheckAgentID("agent_id", req.GetAgentId()); err != nil {
 		return nil, err
 	}
@@ -379,7 +381,8 @@ func (s *Server) findAgent(ctx context.Context, key, agent string) (*blockpoolv1
 
 // DeleteAgent drops the agent's records on every healthy node (a cold run on
 // a fallback node may have left one there too).
-func (s *Server) DeleteAgent(ctx context.Context, req *schedulerv1.DeleteAgentRequest) (*schedulerv1.DeleteAgentResponse, error) {
+func (s *Server) DeleteAgent(ctx context.Context, req *schedulerv1.DeleteAgentRequest) (_ *schedulerv1.DeleteAgentResponse, err error) {
+	defer func() { err = toStatus(err) }()
 	if err := rpcstatus.CheckAgentID("agent_id", req.GetAgentId()); err != nil {
 		return nil, err
 	}
@@ -428,7 +431,7 @@ func (s *Server) Ready() error {
 			return nil
 		}
 	}
-	return poolclient.ErrNoHealthyNode
+	return toStatus(poolclient.ErrNoHealthyNode)
 }
 
 // AgentRequests is the number of requests running or waiting for the agent

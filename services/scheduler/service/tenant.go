@@ -24,7 +24,7 @@ import (
 
 // TenantRequestsSubject is the subject of the RESOURCE_EXHAUSTED status of a
 // request beyond its tenant's max_requests (auth.Quota.MaxRequests).
-const TenantRequestsSubject = "scheduler/tenant-requests"
+const TenantRequestsSubject = rpcstatus.SubjectTenantRequests
 
 // principal is who the call runs as. A call with no principal in its
 // context runs as auth.Open, unless the scheduler has API keys

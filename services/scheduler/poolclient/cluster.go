@@ -92,7 +92,7 @@ func New(cfg Config) (*Cluster, error) {
 		static = append(static, t)
 	}
 	for _, addr := range static {
-		if err := c.addNode(addr); err != nil {
+		if err := c.addNode(addr, ""); err != nil {
 			c.Close()
 			return nil, err
 		}
@@ -100,7 +100,11 @@ func New(cfg Config) (*Cluster, error) {
 	return c, nil
 }
 
-func (c *Cluster) addNode(addr string) error {
+// addNode dials addr. authority, when set, is the name the address was
+// resolved from (a dns:/// target): the node is addressed, and its TLS
+// certificate verified, by that name rather than by its IP address, which
+// a certificate for a service name does not list.
+func (c *Cluster) addNode(addr, authority string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.nodes[addr]; ok {
@@ -121,6 +125,9 @@ func (c *Cluster) addNode(addr string) error {
 			Backoff:           backoff.Config{BaseDelay: 200 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 3 * time.Second},
 			MinConnectTimeout: 5 * time.Second,
 		}))
+		if authority != "" {
+			opts = append(opts, grpc.WithAuthority(authority))
+		}
 		opts = append(opts, c.cfg.DialOptions...)
 		cc, err := grpc.NewClient(addr, opts...)
 		if err != nil {
@@ -173,7 +180,7 @@ func (c *Cluster) resolveLoop(name string) {
 				want[net.JoinHostPort(ip, port)] = true
 			}
 			for addr := range want {
-				if err := c.addNode(addr); err != nil {
+				if err := c.addNode(addr, name); err != nil {
 					c.log.Warn("adding pool node", "addr", addr, "err", err)
 				}
 			}

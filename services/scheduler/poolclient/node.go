@@ -105,6 +105,10 @@ func (n *Node) watch(ctx context.Context) {
 	log := n.cluster.log.With("pool", n.Addr)
 	hc := healthpb.NewHealthClient(n.conn)
 	backoff := 100 * time.Millisecond
+	// A node that cannot be reached at all (wrong address, refused TLS
+	// handshake) would otherwise never be logged, as it never turns
+	// unhealthy: say why, at most every unreachableLogEvery.
+	var lastUnreachable time.Time
 	for ctx.Err() == nil {
 		// Each watch has its own context: when the node stops serving, the
 		// stream is ended from this side so that the node's graceful stop
@@ -146,8 +150,13 @@ func (n *Node) watch(ctx context.Context) {
 		n.serving = false
 		was := n.healthy.Swap(false)
 		n.hmu.Unlock()
-		if was && ctx.Err() == nil {
+		switch {
+		case ctx.Err() != nil:
+		case was:
 			log.Warn("pool node unhealthy", "err", err)
+		case time.Since(lastUnreachable) >= unreachableLogEvery:
+			lastUnreachable = time.Now()
+			log.Warn("pool node not reachable", "err", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -159,6 +168,10 @@ func (n *Node) watch(ctx context.Context) {
 		}
 	}
 }
+
+// unreachableLogEvery spaces the warnings about a node that cannot be
+// reached.
+const unreachableLogEvery = 30 * time.Second
 
 // ensureSpec learns the node's id and reconfigures it to the scheduler's spec
 // when it has another one (or none yet).

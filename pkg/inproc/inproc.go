@@ -190,7 +190,7 @@ func (c *Conn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method stri
 		}
 		p.finish(err)
 	}()
-	return &clientStream{p: p, method: strings.TrimPrefix(method, "/")}, nil
+	return &clientStream{p: p, method: strings.TrimPrefix(method, "/"), serverStreams: desc.ServerStreams}, nil
 }
 
 // pipe joins one stream's two ends.
@@ -244,8 +244,9 @@ func (s *serverStream) RecvMsg(m any) error {
 }
 
 type clientStream struct {
-	p      *pipe
-	method string
+	p             *pipe
+	method        string
+	serverStreams bool
 }
 
 func (s *clientStream) Header() (metadata.MD, error) { return nil, nil }
@@ -275,10 +276,20 @@ func (s *clientStream) SendMsg(m any) error {
 }
 
 // RecvMsg receives the handler's next message; when the handler has
-// returned, its status (io.EOF for OK), and the stream's context ends.
+// returned, its status (io.EOF for OK), and the stream's context ends. On a
+// stream whose server sends one message (client streaming), that message
+// ends the stream, as in grpc: RecvMsg waits for the handler to return and
+// reports its status if it failed after all.
 func (s *clientStream) RecvMsg(m any) error {
 	select {
 	case v := <-s.p.toClient:
+		if !s.serverStreams {
+			<-s.p.done
+			s.p.cancel()
+			if s.p.err != nil {
+				return s.p.err
+			}
+		}
 		return move(m, v)
 	case <-s.p.done:
 		// Messages sent before the handler returned come first.

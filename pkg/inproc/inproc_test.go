@@ -208,3 +208,25 @@ func TestCancelAndClose(t *testing.T) {
 		t.Fatalf("after Close: %v", err)
 	}
 }
+
+// A client-streaming call ends with its one response: the stream's
+// context is released without the caller cancelling it (as grpc does), so
+// a long-lived caller context does not collect finished streams.
+func TestClientStreamEndsWithItsResponse(t *testing.T) {
+	_, _, cl := setup(t)
+	up, err := cl.StreamingInputCall(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := up.Send(&testgrpc.StreamingInputCallRequest{Payload: &testgrpc.Payload{Body: []byte("abc")}}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := up.CloseAndRecv(); err != nil || r.GetAggregatedPayloadSize() != 3 {
+		t.Fatalf("%v %v", r, err)
+	}
+	select {
+	case <-up.Context().Done():
+	case <-time.After(time.Minute):
+		t.Fatal("the stream's context is still live after its response")
+	}
+}

@@ -122,7 +122,7 @@ func (c *Cluster) addNode(addr, authority string) error {
 		// A node that restarts should be back in use within seconds, not
 		// after gRPC's default reconnect backoff of up to two minutes.
 		opts = append(opts, grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff:           backoff.Config{BaseDelay: 200 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 3 * time.Second},
+			Backoff:           backoff.Config{BaseDelay: 200 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
 			MinConnectTimeout: 5 * time.Second,
 		}))
 		if authority != "" {

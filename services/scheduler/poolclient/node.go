@@ -163,8 +163,10 @@ func (n *Node) watch(ctx context.Context) {
 			return
 		case <-time.After(backoff):
 		}
-		if backoff < 2*time.Second {
-			backoff *= 2
+		// Capped at a second: a node back from a restart is in use again
+		// within about a second (its connection's backoff is capped alike).
+		if backoff < time.Second {
+			backoff = min(2*backoff, time.Second)
 		}
 	}
 }

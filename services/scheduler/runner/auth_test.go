@@ -533,3 +533,21 @@ func TestTenantAgentQuotaReachesPool(t *testing.T) {
 		t.Fatalf("tenant b (no quota) keeps %q", got)
 	}
 }
+
+// GetStats shows a tenant's key the pool nodes' ids and health but not
+// their addresses (the network layout); an admin key sees the addresses.
+func TestStatsHidePoolAddressesFromTenants(t *testing.T) {
+	ts, keys := authScheduler(t, testConfig(), nil)
+	ctx := callCtx(t)
+	user, err := clientAs(t, ts, keys["a"]).GetStats(ctx, &schedulerv1.GetStatsRequest{})
+	if err != nil || len(user.GetPoolNodes()) != 1 {
+		t.Fatalf("user stats: %v %v", user, err)
+	}
+	if n := user.GetPoolNodes()[0]; n.GetAddress() != "" || n.GetNodeId() == "" || !n.GetHealthy() {
+		t.Fatalf("a user sees %+v", n)
+	}
+	admin, err := clientAs(t, ts, keys["ops"]).GetStats(ctx, &schedulerv1.GetStatsRequest{})
+	if err != nil || admin.GetPoolNodes()[0].GetAddress() == "" {
+		t.Fatalf("admin stats: %v %v", admin, err)
+	}
+}

@@ -29,6 +29,7 @@ import (
 	"github.com/semantic-kv/semantic/pkg/model"
 	"github.com/semantic-kv/semantic/pkg/poolwire"
 	"github.com/semantic-kv/semantic/pkg/rpcstatus"
+	"github.com/semantic-kv/semantic/services/scheduler/auth"
 	"github.com/semantic-kv/semantic/services/scheduler/batch"
 	"github.com/semantic-kv/semantic/services/scheduler/hotcache"
 	"github.com/semantic-kv/semantic/services/scheduler/poolclient"
@@ -184,8 +185,13 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// GetStats reports the scheduler's state.
-func (s *Server) GetStats(context.Context, *schedulerv1.GetStatsRequest) (*schedulerv1.GetStatsResponse, error) {
+// GetStats reports the scheduler's state. The pool nodes' addresses are
+// for admin keys only: the network layout is none of a tenant's business.
+func (s *Server) GetStats(ctx context.Context, _ *schedulerv1.GetStatsRequest) (*schedulerv1.GetStatsResponse, error) {
+	who, err := s.principal(ctx)
+	if err != nil {
+		return nil, err
+	}
 	st := s.cfg.Loop.Stats()
 	hs := s.hot.Stats()
 	resp := &schedulerv1.GetStatsResponse{
@@ -200,7 +206,11 @@ func (s *Server) GetStats(context.Context, *schedulerv1.GetStatsRequest) (*sched
 		resp.PrefixHitRate = float64(s.cachedToks.Load()) / float64(p)
 	}
 	for _, n := range s.cfg.Pool.Nodes() {
-		resp.PoolNodes = append(resp.PoolNodes, &schedulerv1.PoolNodeStatus{Address: n.Addr, NodeId: n.ID(), Healthy: n.Healthy()})
+		ns := &schedulerv1.PoolNodeStatus{NodeId: n.ID(), Healthy: n.Healthy()}
+		if who.Role == auth.RoleAdmin {
+			ns.Address = n.Addr
+		}
+		resp.PoolNodes = append(resp.PoolNodes, ns)
 	}
 	return resp, nil
 }

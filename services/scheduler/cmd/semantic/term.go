@@ -49,9 +49,10 @@ func (t *terminal) style(code, s string) string {
 
 func (t *terminal) printf(format string, args ...any) { fmt.Fprintf(t.out, format, args...) }
 
-// fit cuts s to the terminal's width (for table cells and status lines).
+// fit cuts s to width on a terminal (for table cells and status lines);
+// output for a pipe or a file is never cut.
 func (t *terminal) fit(s string, width int) string {
-	if width <= 0 || len(s) <= width {
+	if !t.tty || width <= 0 || len(s) <= width {
 		return s
 	}
 	if width <= 1 {

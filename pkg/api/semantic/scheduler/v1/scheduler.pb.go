@@ -1166,7 +1166,7 @@ func (*GetStatsRequest) Descriptor() ([]byte, []int) {
 // PoolNodeStatus is the scheduler's view of one pool node.
 type PoolNodeStatus struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The address the scheduler dials.
+	// The address the scheduler dials (for admin keys only; empty for others).
 	Address string `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
 	// The node's id (empty until first contact).
 	NodeId string `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`

@@ -13,7 +13,7 @@
 //
 // A key is "sk-sem-" followed by 43 base64url characters (32 random bytes),
 // so a plain SHA-256 is the right hash: there is nothing to brute-force that
-// a slow hash would protect (the reasoning of GitHub's and Stripe's tokens).
+// a slow hash would protect (slow hashes are for low-entropy passwords).
 // `semantic-auth key` makes a key, prints it once and adds its hash here.
 package auth
 

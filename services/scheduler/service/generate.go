@@ -656,29 +656,18 @@ func (s *Server) load(ctx context.Context, r *request, pin [][]byte, uses []int,
 	return nil
 }
 
-// written is a block handed to the writer.
-type written struct {
-	index  int
-	hash   kvspec.Hash
-	parent kvspec.Hash
-	tokens int
-}
-
-// run feeds the sequence to the loop, streams its tokens, writes its new
-// blocks back as they fill, and commits the agent's record. It returns the
-// final message to send and whether the lease's blocks should be committed on
-// release. It must not panic past its caller's release: the loop and the
-// writer recover or report errors.
+// run feeds the sequence to the loop, streams its tokens (tokenStream),
+// writes its new blocks back as they fill (blockWriter), and commits the
+// agent's record. It returns the final message to send and whether the
+// lease's blocks should be committed on release. It must not panic past its
+// caller's release: the loop and the writer recover or report errors.
 func (s *Server) run(ctx context.Context, r *request, send func(*schedulerv1.GenerateResponse) error) (*schedulerv1.GenerateResponse, bool, error) {
 	// A send that fails (the client is gone, or its transport gave up) ends
 	// the sequence at the loop's next step instead of computing tokens that
 	// nobody reads.
 	seqCtx, cancelSeq := context.WithCancel(ctx)
 	defer cancelSeq()
-	spec := s.cfg.Spec
-	tpb := spec.TokensPerBlock
 	m := s.cfg.Model
-	salt := r.salt
 	seq := &batch.Seq{
 		Ctx: seqCtx, Tokens: r.context, Eng: r.seq, MaxTokens: r.maxTok, MaxPositions: r.maxPos,
 		Sampler: engine.NewSampler(engine.SamplingParams{
@@ -691,112 +680,51 @@ func (s *Server) run(ctx context.Context, r *request, send func(*schedulerv1.Gen
 		sm := newStopMatcher(r.req.GetStop())
 		seq.Stop = func(tok int) bool { return sm.push(m.Tokenizer.TokenBytes(tok)) >= 0 }
 	}
-	tokenAt := func(p int) uint32 {
-		if p < len(seq.Tokens) {
-			return uint32(seq.Tokens[p])
-		}
-		return uint32(seq.Generated[p-len(seq.Tokens)])
-	}
-	blockTokens := func(b, n int) []uint32 {
-		out := make([]uint32, n)
-		for i := range out {
-			out[i] = tokenAt(b*tpb + i)
-		}
-		return out
-	}
-	// Full blocks are hashed in the loop goroutine (it owns Generated) and
-	// written back by a writer goroutine while the sequence runs on.
-	nBlocks := len(r.seq.Blocks)
-	toWrite := make(chan written, nBlocks+1)
-	// emit hashes block b's first n tokens, chained to the block before it,
-	// and queues the block for the writer. Blocks are emitted in order.
-	emit := func(b, n int) {
-		var parent kvspec.Hash
-		if b > 0 {
-			parent = r.hashes[b-1]
-		}
-		h := kvspec.ChainHash(parent, blockTokens(b, n), spec.ModelTag, salt)
-		r.hashes = append(r.hashes, h)
-		toWrite <- written{index: b, hash: h, parent: parent, tokens: n}
-	}
-	seq.BlockFull = func(b int) {
-		if b >= r.kShared { // shared blocks are in the pool already
-			emit(b, tpb)
-		}
-	}
-	wctx, wcancel := context.WithCancel(ctx)
-	defer wcancel()
-	writeErr := make(chan error, 1)
-	go func() { writeErr <- s.writeBack(wctx, r, toWrite) }()
-	// finishWriter closes the queue and waits for the writer to end.
-	writerDone := false
-	finishWriter := func() error {
-		if writerDone {
-			return nil
-		}
-		writerDone = true
-		close(toWrite)
-		return <-writeErr
-	}
-	defer func() { wcancel(); _ = finishWriter() }()
-
+	w := s.newBlockWriter(ctx, r, seq)
+	defer w.stop()
 	if err := s.cfg.Loop.Submit(seq); err != nil {
 		return nil, false, err
 	}
-	text := newTextStream(r.req.GetStop())
-	timer := s.vllm.timer(r.arrival)
-	var ttft time.Duration
-	index := 0
+	out := s.newTokenStream(ctx, r, send, cancelSeq)
 	var finish batch.Finish
 	var runErr error
-	sendErr := error(nil)
 	for ev := range seq.Events {
-		if ev.Err != nil {
+		switch {
+		case ev.Err != nil:
 			runErr = ev.Err
-			continue
-		}
-		if ev.Finish != batch.FinishNone {
+		case ev.Finish != batch.FinishNone:
 			finish = ev.Finish
-			continue
-		}
-		if index == 0 {
-			ttft = time.Since(r.arrival)
-			trace.SpanFromContext(ctx).AddEvent("first token")
-		}
-		timer.token(time.Now())
-		msg := &schedulerv1.GenerateResponse{TokenId: uint32(ev.Token), Index: uint32(index)}
-		if m.Tokenizer != nil {
-			msg.Text = text.push(m.Tokenizer.TokenBytes(ev.Token))
-		}
-		index++
-		if sendErr == nil {
-			// A client that went away cancels ctx; the loop drops the
-			// sequence at its next step and the events end.
-			if sendErr = send(msg); sendErr != nil {
-				cancelSeq()
-			}
+		default:
+			out.token(ev.Token)
 		}
 	}
 	if runErr != nil {
 		return nil, false, runErr
 	}
-	if sendErr != nil {
-		return nil, false, sendErr
+	if out.sendErr != nil {
+		return nil, false, out.sendErr
 	}
 	// The loop is done with the sequence: the tail block can be hashed here.
 	total := len(seq.Tokens) + len(seq.Generated)
-	if rem := total % tpb; rem != 0 {
-		emit(total/tpb, rem)
+	if rem := total % s.cfg.Spec.TokensPerBlock; rem != 0 {
+		w.emit(total/s.cfg.Spec.TokensPerBlock, rem)
 	}
 	committed := false
 	var unsaved *turnUnsaved
-	if err := finishWriter(); err != nil {
+	if err := w.finish(); err != nil {
 		s.log.Warn("writing blocks back failed; the agent's record is not updated", "agent", r.key, "err", err)
 		unsaved = &turnUnsaved{reason: UnsavedWriteBack, detail: status.Convert(err).Message()}
 	} else {
 		committed, unsaved = s.commit(ctx, r, seq, total)
 	}
+	usage := s.account(r, seq, out.ttft, out.index > 0, unsaved)
+	out.timer.done(time.Now())
+	// Text held back for a possible stop string goes out with the last message.
+	return &schedulerv1.GenerateResponse{FinishReason: finishReason(finish), Usage: usage, Text: out.text.flush()}, committed, nil
+}
 
+// account builds the turn's Usage and counts it in the metrics.
+func (s *Server) account(r *request, seq *batch.Seq, ttft time.Duration, anyToken bool, unsaved *turnUnsaved) *schedulerv1.Usage {
 	usage := &schedulerv1.Usage{
 		PromptTokens: uint32(len(r.context)), CachedTokens: uint32(r.cached), CompletionTokens: uint32(len(seq.Generated)),
 		TimeToFirstTokenMs: float64(ttft.Microseconds()) / 1000, HotCachedTokens: uint32(r.hot), PoolNode: r.node.Name(),
@@ -816,121 +744,10 @@ func (s *Server) run(ctx context.Context, r *request, send func(*schedulerv1.Gen
 	s.m.cachedToks.Add(bg, int64(r.cached))
 	s.m.hotToks.Add(bg, int64(r.hot))
 	s.m.genToks.Add(bg, int64(len(seq.Generated)))
-	if index > 0 {
+	if anyToken {
 		s.m.ttft.Record(bg, ttft.Seconds())
 	}
-	timer.done(time.Now())
-	// Text held back for a possible stop string goes out with the last message.
-	return &schedulerv1.GenerateResponse{FinishReason: finishReason(finish), Usage: usage, Text: text.flush()}, committed, nil
-}
-
-// writeBack writes each block it is handed through the lease, over one
-// PutBlocks stream, and adds it to the hot cache.
-func (s *Server) writeBack(ctx context.Context, r *request, in <-chan written) error {
-	spec := s.cfg.Spec
-	var w *poolclient.Writer
-	var err error
-	for blk := range in {
-		if err != nil {
-			continue // drain; the first error stands
-		}
-		if w == nil {
-			if w, err = r.lease.NewWriter(ctx); err != nil {
-				continue
-			}
-		}
-		slot := r.fresh[blk.index-r.kShared]
-		page := r.seq.Blocks[blk.index]
-		payload := page.Bytes()
-		cached := page
-		if spec.DType != kvspec.DTypeFloat32 {
-			if payload, err = engine.EncodeBlock(spec, page, spec.DType); err != nil {
-				continue
-			}
-			// The hot cache holds what the pool holds (float16-rounded), so a
-			// warm request computes the same tokens whichever tier served it.
-			if cached, err = engine.DecodeBlock(spec, payload, spec.DType); err != nil {
-				continue
-			}
-		}
-		hdr := &blockpoolv1.BlockHeader{
-			BlockId: slot.GetBlockId(), Hash: blk.hash[:], TokenCount: uint32(blk.tokens),
-			Checksum: kvspec.Checksum(payload), Size: uint64(len(payload)),
-		}
-		if blk.index > 0 {
-			hdr.ParentHash = blk.parent[:]
-		}
-		if err = w.Write(hdr, payload); err != nil {
-			continue
-		}
-		s.m.writeBytes.Add(ctx, int64(len(payload)))
-		s.hot.Put(blk.hash, cached)
-	}
-	if err != nil {
-		return err
-	}
-	if w != nil {
-		_, err = w.Close()
-	}
-	return err
-}
-
-// Reasons a turn was not saved (Usage.turn_unsaved_reason, and the reason
-// attribute of the semantic.scheduler.unsaved_turns counter).
-const (
-	UnsavedWriteBack = "write_back_failed"
-	UnsavedConflict  = "version_conflict"
-	UnsavedCommit    = "commit_failed"
-)
-
-// turnUnsaved says why a turn was not saved.
-type turnUnsaved struct{ reason, detail string }
-
-// commit records the agent's new context: every block of prompt + completion.
-// It returns whether the lease's blocks should be committed on release (they
-// are good cache content even when the record is not updated) and, when the
-// agent's record was not updated, why. A lost race with another scheduler
-// (ABORTED) keeps the other's record: this turn is then not saved.
-func (s *Server) commit(ctx context.Context, r *request, seq *batch.Seq, total int) (bool, *turnUnsaved) {
-	tokens := make([]uint32, 0, total)
-	for _, t := range seq.Tokens {
-		tokens = append(tokens, uint32(t))
-	}
-	for _, t := range seq.Generated {
-		tokens = append(tokens, uint32(t))
-	}
-	nb := s.cfg.Spec.BlocksFor(total)
-	if len(r.hashes) < nb {
-		s.log.Error("missing block hashes at commit", "have", len(r.hashes), "want", nb)
-		return false, &turnUnsaved{reason: UnsavedCommit, detail: fmt.Sprintf("missing block hashes: have %d, want %d", len(r.hashes), nb)}
-	}
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	cctx, span := s.tracer.Start(cctx, "commit", trace.WithAttributes(attribute.Int("tokens", total)))
-	defer span.End()
-	// The tenant's quota bounds its records on the node (which drops the
-	// tenant's own idle agents to keep to it); the holder proves the lease
-	// is ours.
-	_, err := r.node.Client.CommitAgent(cctx, &blockpoolv1.CommitAgentRequest{
-		LeaseId: r.lease.GetLeaseId(), Epoch: r.lease.GetEpoch(), Holder: s.cfg.HolderID, AgentId: r.key,
-		ModelTag: s.cfg.Spec.ModelTag, BlockHashes: poolclient.HashesToBytes(r.hashes[:nb]), TokenIds: tokens,
-		ExpectedVersion: r.version, CacheSalt: r.salt,
-		TenantMaxAgents: r.who.Quota.MaxAgents, TenantMaxAgentBytes: r.who.Quota.MaxAgentBytes,
-	})
-	if err != nil {
-		span.RecordError(err)
-	}
-	if status.Code(err) == codes.Aborted {
-		s.m.commitRaces.Add(ctx, 1)
-		s.log.Warn("agent's record changed during the request (committed elsewhere or deleted); this turn is not saved",
-			"agent", r.key, "err", err)
-		return true, &turnUnsaved{reason: UnsavedConflict, detail: status.Convert(err).Message()} // the blocks are still good cache content
-	}
-	if err != nil {
-		s.log.Warn("committing agent; this turn is not saved", "agent", r.key, "err", err)
-		return false, &turnUnsaved{reason: UnsavedCommit, detail: status.Convert(err).Message()}
-	}
-	return true, nil
+	return usage
 }
 
 // endSpan records err on span (if any) and ends it.

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,6 +16,7 @@ import (
 	"github.com/semantic-kv/semantic/pkg/poolwire"
 	pkgserver "github.com/semantic-kv/semantic/pkg/server"
 	"github.com/semantic-kv/semantic/services/blockpool/node"
+	"github.com/semantic-kv/semantic/services/blockpool/node/nodetest"
 	"github.com/semantic-kv/semantic/services/blockpool/pool"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -60,30 +59,10 @@ func newTLSEnv(t *testing.T, configured bool) *tlsEnv {
 		s := spec
 		cfg.Spec = &s
 	}
-	n, err := node.Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs, hs, err := pkgserver.New(pkgserver.Options{Logger: slog.New(slog.DiscardHandler),
-		TLSCertFile: e.certs["pool"][0], TLSKeyFile: e.certs["pool"][1], TLSClientCAFile: caFile, Extra: poolwire.ServerOptions()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.Register(gs)
-	pkgserver.MarkServing(gs, hs)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go gs.Serve(ln)
-	e.n, e.addr = n, ln.Addr().String()
-	t.Cleanup(func() {
-		gs.Stop()
-		if err := n.Pool().Check(); err != nil {
-			t.Error("invariant at end: ", err)
-		}
-		n.Close()
-	})
+	// The pool's invariants are checked when it stops (nodetest).
+	served := nodetest.Serve(t, cfg, pkgserver.Options{
+		TLSCertFile: e.certs["pool"][0], TLSKeyFile: e.certs["pool"][1], TLSClientCAFile: caFile})
+	e.n, e.addr = served.Node, served.Addr
 	return e
 }
 

@@ -14,10 +14,10 @@ import (
 
 	"github.com/semantic-kv/semantic/pkg/mtls"
 	"github.com/semantic-kv/semantic/pkg/mtls/mtlstest"
-	"github.com/semantic-kv/semantic/pkg/poolwire"
 	pkgserver "github.com/semantic-kv/semantic/pkg/server"
 	"github.com/semantic-kv/semantic/pkg/testproc"
 	"github.com/semantic-kv/semantic/services/blockpool/node"
+	"github.com/semantic-kv/semantic/services/blockpool/node/nodetest"
 	"github.com/semantic-kv/semantic/services/scheduler/poolclient"
 )
 
@@ -29,24 +29,9 @@ func TestDNSTargetVerifiesTheName(t *testing.T) {
 	pki := mtlstest.New(t, "pool-ca")
 	certFile, keyFile := pki.Issue("pool", "pool-0", nil, []string{"localhost"}) // no IP address
 	s := schedSpec
-	n, err := node.Open(node.Config{DataDir: filepath.Join(pki.Dir, "data"), CapacityBlocks: 16, Spec: &s, RequireIdentity: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs, hs, err := pkgserver.New(pkgserver.Options{Logger: slog.New(slog.DiscardHandler), Extra: poolwire.ServerOptions(),
-		TLSCertFile: certFile, TLSKeyFile: keyFile, TLSClientCAFile: pki.CAFile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.Register(gs)
-	pkgserver.MarkServing(gs, hs)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go gs.Serve(ln)
-	t.Cleanup(func() { gs.Stop(); n.Close() })
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	served := nodetest.Serve(t, node.Config{DataDir: filepath.Join(pki.Dir, "data"), CapacityBlocks: 16, Spec: &s, RequireIdentity: true},
+		pkgserver.Options{TLSCertFile: certFile, TLSKeyFile: keyFile, TLSClientCAFile: pki.CAFile})
+	_, port, _ := net.SplitHostPort(served.Addr)
 
 	cc, ck := pki.Issue("sched", "sched-a", []string{mtls.GroupScheduler}, nil)
 	cfg, err := mtls.ClientConfig(pki.CAFile, cc, ck, "")

@@ -3,7 +3,6 @@ package poolclient_test
 import (
 	"context"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,10 +17,10 @@ import (
 	"github.com/semantic-kv/semantic/pkg/kvspec"
 	"github.com/semantic-kv/semantic/pkg/mtls"
 	"github.com/semantic-kv/semantic/pkg/mtls/mtlstest"
-	"github.com/semantic-kv/semantic/pkg/poolwire"
 	pkgserver "github.com/semantic-kv/semantic/pkg/server"
 	"github.com/semantic-kv/semantic/pkg/testproc"
 	"github.com/semantic-kv/semantic/services/blockpool/node"
+	"github.com/semantic-kv/semantic/services/blockpool/node/nodetest"
 	"github.com/semantic-kv/semantic/services/scheduler/poolclient"
 )
 
@@ -37,7 +36,7 @@ func startPool(t *testing.T, withTLS bool) (*node.Node, string, []grpc.DialOptio
 	t.Helper()
 	dir := t.TempDir()
 	s := schedSpec
-	opts := pkgserver.Options{Logger: slog.New(slog.DiscardHandler), Extra: poolwire.ServerOptions()}
+	var opts pkgserver.Options
 	var dial []grpc.DialOption
 	if withTLS {
 		pki := mtlstest.New(t, "pool-ca")
@@ -51,29 +50,8 @@ func startPool(t *testing.T, withTLS bool) (*node.Node, string, []grpc.DialOptio
 		}
 		dial = append(dial, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
 	}
-	n, err := node.Open(node.Config{DataDir: filepath.Join(dir, "data"), CapacityBlocks: 16, Spec: &s, RequireIdentity: withTLS})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs, hs, err := pkgserver.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.Register(gs)
-	pkgserver.MarkServing(gs, hs)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go gs.Serve(ln)
-	t.Cleanup(func() {
-		gs.Stop()
-		if err := n.Pool().Check(); err != nil {
-			t.Error("pool invariant: ", err)
-		}
-		n.Close()
-	})
-	return n, ln.Addr().String(), dial
+	served := nodetest.Serve(t, node.Config{DataDir: filepath.Join(dir, "data"), CapacityBlocks: 16, Spec: &s, RequireIdentity: withTLS}, opts)
+	return served.Node, served.Addr, dial
 }
 
 func newCluster(t *testing.T, addr string, dial []grpc.DialOption, log *testproc.SyncBuffer) (*poolclient.Cluster, *poolclient.Node) {

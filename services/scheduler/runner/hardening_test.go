@@ -3,9 +3,6 @@ package runner
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -20,9 +17,9 @@ import (
 	blockpoolv1 "github.com/semantic-kv/semantic/pkg/api/semantic/blockpool/v1"
 	schedulerv1 "github.com/semantic-kv/semantic/pkg/api/semantic/scheduler/v1"
 	"github.com/semantic-kv/semantic/pkg/kvspec"
-	"github.com/semantic-kv/semantic/pkg/poolwire"
 	"github.com/semantic-kv/semantic/pkg/server"
 	"github.com/semantic-kv/semantic/services/blockpool/node"
+	"github.com/semantic-kv/semantic/services/blockpool/node/nodetest"
 )
 
 // plantRecord commits a record for agent on the scheduler's embedded pool
@@ -144,33 +141,8 @@ func contains(s, sub string) bool { return indexString(s, sub) >= 0 }
 // (idempotent, also at cleanup).
 func startPoolNode(t *testing.T, id string) (addr string, stop func()) {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	n, err := node.Open(node.Config{DataDir: filepath.Join(t.TempDir(), id), NodeID: id, CapacityBlocks: 512, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, hs, err := server.New(server.Options{Logger: log, Extra: poolwire.ServerOptions()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.Register(srv)
-	server.MarkServing(srv, hs)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = srv.Serve(ln); close(done) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			srv.Stop()
-			<-done
-			_ = n.Close()
-		})
-	}
-	t.Cleanup(stop)
-	return ln.Addr().String(), stop
+	n := nodetest.Serve(t, node.Config{DataDir: filepath.Join(t.TempDir(), id), NodeID: id, CapacityBlocks: 512}, server.Options{})
+	return n.Addr, n.Stop
 }
 
 // Defect 6b (issue 13): append never continues without the agent's stored

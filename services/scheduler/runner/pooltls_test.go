@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,38 +11,16 @@ import (
 	schedulerv1 "github.com/semantic-kv/semantic/pkg/api/semantic/scheduler/v1"
 	"github.com/semantic-kv/semantic/pkg/mtls"
 	"github.com/semantic-kv/semantic/pkg/mtls/mtlstest"
-	"github.com/semantic-kv/semantic/pkg/poolwire"
 	"github.com/semantic-kv/semantic/pkg/server"
 	"github.com/semantic-kv/semantic/services/blockpool/node"
+	"github.com/semantic-kv/semantic/services/blockpool/node/nodetest"
 )
 
 // startTLSPoolNode serves a block-pool node on loopback over mutual TLS.
 func startTLSPoolNode(t *testing.T, certFile, keyFile, clientCAFile string) string {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	n, err := node.Open(node.Config{DataDir: filepath.Join(t.TempDir(), "pool"), NodeID: "tls-pool", CapacityBlocks: 512, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, hs, err := server.New(server.Options{Logger: log, Extra: poolwire.ServerOptions(),
-		TLSCertFile: certFile, TLSKeyFile: keyFile, TLSClientCAFile: clientCAFile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.Register(srv)
-	server.MarkServing(srv, hs)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = srv.Serve(ln); close(done) }()
-	t.Cleanup(func() {
-		srv.Stop()
-		<-done
-		_ = n.Close()
-	})
-	return ln.Addr().String()
+	return nodetest.Serve(t, node.Config{NodeID: "tls-pool", CapacityBlocks: 512},
+		server.Options{TLSCertFile: certFile, TLSKeyFile: keyFile, TLSClientCAFile: clientCAFile}).Addr
 }
 
 // The --pool-tls-* flags dial the pool over mutual TLS with the scheduler's

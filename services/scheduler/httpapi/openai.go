@@ -170,6 +170,21 @@ func openAIContent(raw json.RawMessage, field string) (string, *apiError) {
 	return strings.Join(texts, joinParts), nil
 }
 
+// checkCommon checks what chat and completion requests share: the model,
+// the refused parameters, n, and the streaming flags it returns.
+func (h *Handler) checkCommon(model string, refused *openAIRefused, n *int64, stream *bool, opts *streamOptions) (streaming, includeUsage bool, e *apiError) {
+	if e := h.checkModel(model); e != nil {
+		return false, false, e
+	}
+	if e := refused.check(); e != nil {
+		return false, false, e
+	}
+	if e := checkN(n); e != nil {
+		return false, false, e
+	}
+	return streamFlags(stream, opts)
+}
+
 // streamFlags checks stream and stream_options.
 func streamFlags(stream *bool, opts *streamOptions) (streaming, includeUsage bool, e *apiError) {
 	streaming = stream != nil && *stream
@@ -191,16 +206,7 @@ func checkN(n *int64) *apiError {
 
 // chatToGenerate checks a chat request and translates it into the service's.
 func (h *Handler) chatToGenerate(r *http.Request, body *chatRequest) (*generateCall, *apiError) {
-	if e := h.checkModel(body.Model); e != nil {
-		return nil, e
-	}
-	if e := body.check(); e != nil {
-		return nil, e
-	}
-	if e := checkN(body.N); e != nil {
-		return nil, e
-	}
-	streaming, includeUsage, e := streamFlags(body.Stream, body.StreamOptions)
+	streaming, includeUsage, e := h.checkCommon(body.Model, &body.openAIRefused, body.N, body.Stream, body.StreamOptions)
 	if e != nil {
 		return nil, e
 	}
@@ -473,16 +479,7 @@ const completionMaxTokens = 16
 // prompt is a string, or token ids; an array holding one of these is taken
 // too, several (a batch) are refused.
 func (h *Handler) completionToGenerate(r *http.Request, body *completionRequest) (*generateCall, *apiError) {
-	if e := h.checkModel(body.Model); e != nil {
-		return nil, e
-	}
-	if e := body.check(); e != nil {
-		return nil, e
-	}
-	if e := checkN(body.N); e != nil {
-		return nil, e
-	}
-	streaming, includeUsage, e := streamFlags(body.Stream, body.StreamOptions)
+	streaming, includeUsage, e := h.checkCommon(body.Model, &body.openAIRefused, body.N, body.Stream, body.StreamOptions)
 	if e != nil {
 		return nil, e
 	}

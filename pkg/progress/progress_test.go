@@ -1,18 +1,18 @@
 package progress
 
 import (
-	"bytes"
 	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/semantic-kv/semantic/pkg/testproc"
 )
 
 func TestReportsAtMostEveryIntervalAndAtTheEnd(t *testing.T) {
-	var buf bytes.Buffer
-	var mu sync.Mutex
-	log := slog.New(slog.NewTextHandler(&lockedWriter{w: &buf, mu: &mu}, nil))
+	var buf testproc.SyncBuffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
 	r := New(log, "checking", 1000, "bytes")
 	r.every = time.Hour // nothing is due while the adds run
 	var wg sync.WaitGroup
@@ -32,9 +32,7 @@ func TestReportsAtMostEveryIntervalAndAtTheEnd(t *testing.T) {
 	r.Add(0) // a report with the count
 	r.Add(0) // within the interval again: nothing
 	r.Done("files", 3)
-	mu.Lock()
 	out := buf.String()
-	mu.Unlock()
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) != 2 || !strings.Contains(lines[0], "done=1000") || !strings.Contains(lines[0], "percent=100") {
 		t.Fatalf("reports:\n%s", out)
@@ -43,15 +41,4 @@ func TestReportsAtMostEveryIntervalAndAtTheEnd(t *testing.T) {
 		t.Fatalf("end report: %s", lines[1])
 	}
 	New(nil, "quiet", 1, "x").Add(1) // a nil logger reports nothing, never panics
-}
-
-type lockedWriter struct {
-	w  *bytes.Buffer
-	mu *sync.Mutex
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }

@@ -9,10 +9,7 @@ package embedded
 import (
 	"context"
 	"fmt"
-	"log/slog"
 
-	"go.opentelemetry.io/otel/metric"
-	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -33,10 +30,10 @@ type Pool struct {
 }
 
 // Start opens the node and registers it, with a health service that says
-// SERVING, on an in-process connection. The meter and tracer providers are
-// accepted for symmetry with a served node; in process there are no RPCs to
-// measure, and the node's own metrics use cfg.MeterProvider.
-func Start(cfg node.Config, _ *slog.Logger, _ metric.MeterProvider, _ trace.TracerProvider) (*Pool, error) {
+// SERVING, on an in-process connection. The node logs and measures itself
+// through cfg (Logger, MeterProvider); in process there are no RPCs to
+// trace.
+func Start(cfg node.Config) (*Pool, error) {
 	n, err := node.Open(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("embedded pool: %w", err)

@@ -219,7 +219,7 @@ func Start(ctx context.Context, cfg Config, deps Deps) (_ *Scheduler, err error)
 			DataDir: filepath.Join(deps.DataDir, "pool"), CapacityBlocks: cfg.PoolCapacityBlocks,
 			MemoryBudgetBytes: cfg.PoolMemoryBudget, DiskBudgetBytes: cfg.PoolDiskBudget,
 			Spec: &spec, Logger: log.With("component", "embedded-pool"), MeterProvider: deps.MeterProvider, Version: deps.Version,
-		}, log, deps.MeterProvider, deps.TracerProvider)
+		})
 		if err != nil {
 			return nil, err
 		}

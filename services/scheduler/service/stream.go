@@ -35,11 +35,12 @@ func (s *Server) newTokenStream(ctx context.Context, r *request, send func(*sche
 
 // token streams one generated token.
 func (t *tokenStream) token(tok int) {
+	now := time.Now()
 	if t.index == 0 {
-		t.ttft = time.Since(t.r.arrival)
+		t.ttft = now.Sub(t.r.arrival)
 		trace.SpanFromContext(t.ctx).AddEvent("first token")
 	}
-	t.timer.token(time.Now())
+	t.timer.token(now)
 	msg := &schedulerv1.GenerateResponse{TokenId: uint32(tok), Index: uint32(t.index)}
 	if tk := t.s.cfg.Model.Tokenizer; tk != nil {
 		msg.Text = t.text.push(tk.TokenBytes(tok))

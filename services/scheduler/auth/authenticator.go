@@ -186,10 +186,15 @@ func openMethod(fullMethod string) bool {
 // GRPC authenticates a gRPC call by its "authorization: Bearer <key>"
 // metadata and returns its context carrying the principal (app.Runtime's
 // Authenticate hook, and the interceptors below). Health and reflection are
-// served to anyone, as the open principal's equal: they read no agent.
+// served to anyone, with no principal at all: they read no agent, and a
+// call that reached the service without one would be refused there
+// (service.Config.RequirePrincipal), never run as an admin.
 func (a *Authenticator) GRPC(ctx context.Context, fullMethod string) (context.Context, error) {
-	if a.IsOpen() || openMethod(fullMethod) {
+	if a.IsOpen() {
 		return NewContext(ctx, Open), nil
+	}
+	if openMethod(fullMethod) {
+		return ctx, nil
 	}
 	var v string
 	if md, ok := metadata.FromIncomingContext(ctx); ok {

@@ -137,8 +137,7 @@ func (n *Node) watch(ctx context.Context) {
 				if changed {
 					log.Info("pool node health changed", "healthy", usable, "node_id", n.ID())
 				}
-				serving = usable
-				if !serving {
+				if !usable {
 					err = fmt.Errorf("status %s", resp.GetStatus())
 					break
 				}

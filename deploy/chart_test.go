@@ -18,6 +18,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/semantic-kv/semantic/pkg/testproc"
 )
 
 // root is the repository root (this package is deploy).
@@ -71,11 +73,8 @@ func binaries(t *testing.T) string {
 		}
 		flagSets = map[string]map[string]bool{}
 		for name, pkg := range map[string]string{"scheduler": "./services/scheduler", "blockpool": "./services/blockpool"} {
-			bin := filepath.Join(binDir, name)
-			build := exec.Command("go", "build", "-o", bin, pkg)
-			build.Dir, build.Env = root(t), append(os.Environ(), "CGO_ENABLED=0")
-			if out, err := build.CombinedOutput(); err != nil {
-				binErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+			var bin string
+			if bin, binErr = testproc.BuildBinary(binDir, pkg); binErr != nil {
 				return
 			}
 			help, _ := exec.Command(bin, "--help").CombinedOutput()

@@ -12,11 +12,12 @@ import (
 	"regexp"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/semantic-kv/semantic/pkg/testproc"
 )
 
 // metricName finds our metrics in a PromQL expression: every name of ours
@@ -113,42 +114,11 @@ func usedMetrics(t *testing.T) map[string][]string {
 func scrape(t *testing.T) map[string]bool {
 	t.Helper()
 	bin := filepath.Join(binaries(t), "scheduler")
-	cmd := exec.Command(bin, "--model", "builtin:tiny", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0",
-		"--http-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--log-format", "json")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() })
-	addrs := map[string]string{}
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		done := false
-		for sc.Scan() {
-			var l struct{ Msg, Addr string }
-			if json.Unmarshal(sc.Bytes(), &l) != nil || done {
-				continue
-			}
-			addrs[l.Msg] = l.Addr
-			if l.Msg == "serving" {
-				done = true
-				close(ready)
-			}
-		}
-	}()
-	select {
-	case <-ready:
-	case <-time.After(2 * time.Minute):
-		t.Fatal("the scheduler did not start")
-	}
-	httpAddr, metricsAddr := addrs["http api listening"], addrs["metrics endpoint listening"]
+	p := testproc.Start(t, exec.Command(bin, "--model", "builtin:tiny", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0",
+		"--http-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--log-format", "json"))
+	httpAddr, metricsAddr := p.HTTPAddr, p.MetricsAddr
 	if httpAddr == "" || metricsAddr == "" {
-		t.Fatalf("addresses not logged: %v", addrs)
+		t.Fatalf("addresses not logged:\n%s", p.Logs())
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

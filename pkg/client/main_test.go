@@ -1,7 +1,6 @@
 package client_test
 
 import (
-	"bufio"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -11,10 +10,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/semantic-kv/semantic/pkg/testproc"
 )
 
 // The examples and tests run against a real scheduler process (embedded
@@ -41,15 +39,9 @@ func run(m *testing.M) (int, error) {
 		return 0, err
 	}
 	defer os.RemoveAll(dir)
-	root, err := repoRoot()
+	bin, err := testproc.BuildBinary(dir, "./services/scheduler")
 	if err != nil {
 		return 0, err
-	}
-	bin := filepath.Join(dir, "scheduler")
-	build := exec.Command("go", "build", "-o", bin, "./services/scheduler")
-	build.Dir, build.Env = root, append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		return 0, fmt.Errorf("go build: %v\n%s", err, out)
 	}
 	// The keys file as docs/security.md describes it (written by hand: this
 	// module does not depend on the scheduler's).
@@ -81,44 +73,12 @@ func run(m *testing.M) (int, error) {
 	if err := os.WriteFile(keys, raw, 0o600); err != nil {
 		return 0, err
 	}
-	cmd := exec.Command(bin, "--model", "builtin:tiny", "--data-dir", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0",
-		"--http-listen", "", "--metrics-listen", "", "--log-format", "json", "--auth-keys", keys, "--require-auth")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stderr, err := cmd.StderrPipe()
+	p, err := testproc.Launch(exec.Command(bin, "--model", "builtin:tiny", "--data-dir", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0",
+		"--http-listen", "", "--metrics-listen", "", "--log-format", "json", "--auth-keys", keys, "--require-auth"))
 	if err != nil {
 		return 0, err
 	}
-	if err := cmd.Start(); err != nil {
-		return 0, err
-	}
-	defer func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		_ = cmd.Wait()
-	}()
-	addr := make(chan string, 1)
-	var logs strings.Builder
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			logs.WriteString(sc.Text() + "\n")
-			var line struct{ Msg, Addr string }
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "serving" {
-				addr <- line.Addr
-			}
-		}
-	}()
-	select {
-	case server = <-addr:
-	case <-time.After(2 * time.Minute):
-		return 0, fmt.Errorf("the scheduler did not serve within 2 minutes")
-	}
+	defer p.Kill()
+	server = p.Addr
 	return m.Run(), nil
-}
-
-func repoRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOWORK").Output()
-	if err != nil || strings.TrimSpace(string(out)) == "" {
-		return "", fmt.Errorf("go env GOWORK: %v (the tests run inside the repository's workspace)", err)
-	}
-	return filepath.Dir(strings.TrimSpace(string(out))), nil
 }

@@ -9,6 +9,8 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,14 +42,25 @@ const StartTimeout = 3 * time.Minute
 // returns once it serves. The process is killed when the test ends.
 func Start(t testing.TB, cmd *exec.Cmd) *Proc {
 	t.Helper()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stderr, err := cmd.StderrPipe()
+	p, err := Launch(cmd)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(p.Kill)
+	return p
+}
+
+// Launch is Start for code without a testing.TB (a TestMain): it returns an
+// error instead of failing a test, and the caller kills the process (Kill).
+func Launch(cmd *exec.Cmd) (*Proc, error) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
 	cmd.Stdout = cmd.Stderr
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	p := &Proc{Cmd: cmd, done: make(chan struct{})}
 	ready := make(chan struct{})
@@ -79,14 +92,13 @@ func Start(t testing.TB, cmd *exec.Cmd) *Proc {
 	}()
 	select {
 	case <-ready:
+		return p, nil
 	case <-p.done:
-		t.Fatalf("%s exited before serving:\n%s", cmd.Path, p.Logs())
+		return nil, fmt.Errorf("%s exited before serving:\n%s", cmd.Path, p.Logs())
 	case <-time.After(StartTimeout):
-		p.Signal(syscall.SIGKILL)
-		t.Fatalf("%s did not start:\n%s", cmd.Path, p.Logs())
+		p.Kill()
+		return nil, fmt.Errorf("%s did not start:\n%s", cmd.Path, p.Logs())
 	}
-	t.Cleanup(func() { p.Signal(syscall.SIGKILL); <-p.done })
-	return p
 }
 
 // Logs returns everything the process has logged so far.
@@ -134,17 +146,26 @@ func (p *Proc) Stop(t testing.TB, timeout time.Duration) {
 // working directory.
 func RepoRoot(t testing.TB) string {
 	t.Helper()
-	dir, err := os.Getwd()
+	dir, err := FindRepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return dir
+}
+
+// FindRepoRoot is RepoRoot without a testing.TB.
+func FindRepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
 	for {
 		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
-			return dir
+			return dir, nil
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			t.Fatal("go.work not found above the test directory")
+			return "", errors.New("go.work not found above the test directory")
 		}
 		dir = parent
 	}
@@ -154,14 +175,27 @@ func RepoRoot(t testing.TB) string {
 // root, like "./services/blockpool") as a static binary into dir.
 func Build(t testing.TB, dir, pkg string) string {
 	t.Helper()
-	bin := filepath.Join(dir, filepath.Base(pkg))
-	cmd := exec.Command("go", "build", "-o", bin, pkg)
-	cmd.Dir = RepoRoot(t)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	bin, err := BuildBinary(dir, pkg)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return bin
+}
+
+// BuildBinary is Build without a testing.TB.
+func BuildBinary(dir, pkg string) (string, error) {
+	root, err := FindRepoRoot()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-o", bin, pkg)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+	}
+	return bin, nil
 }
 
 // SyncBuffer is a bytes.Buffer safe for concurrent writers: a test's log

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -24,6 +23,8 @@ import (
 // scheduler process (embedded pool, builtin:tiny, API keys required).
 var (
 	setupOnce sync.Once
+	setupErr  error
+	binDir    string
 	cliBin    string
 	sched     *testproc.Proc
 	userKey   string
@@ -34,34 +35,48 @@ var (
 func setup(t *testing.T) {
 	t.Helper()
 	setupOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "semantic-cli-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		cliBin = testproc.Build(t, dir, "./services/scheduler/cmd/semantic")
-		schedBin := testproc.Build(t, dir, "./services/scheduler")
-		poolBin = testproc.Build(t, dir, "./services/blockpool")
-		f := &auth.File{}
-		for _, k := range []struct {
-			dst          *string
-			name, tenant string
-			role         auth.Role
-		}{{&userKey, "cli", "acme", auth.RoleUser}, {&adminKey, "ops", "ops", auth.RoleAdmin}} {
-			*k.dst, _ = auth.NewKey()
-			f.Keys = append(f.Keys, auth.Key{Name: k.name, Tenant: k.tenant, Role: k.role, SHA256: auth.HashKey(*k.dst)})
-		}
-		keys := filepath.Join(dir, "keys.json")
-		if err := f.Write(keys); err != nil {
-			t.Fatal(err)
-		}
-		// Started under a long-lived testing.TB: the cleanup of the first
-		// test would otherwise kill it; TestMain removes it.
-		sched = testproc.Start(procTB, exec.Command(schedBin, "--model", "builtin:tiny", "--data-dir", filepath.Join(dir, "data"),
-			"--listen", "127.0.0.1:0", "--http-listen", "", "--metrics-listen", "", "--log-format", "json", "--auth-keys", keys))
+		setupErr = startServer()
 	})
-	if sched == nil {
-		t.Fatal("setting up the scheduler failed in an earlier test")
+	if setupErr != nil {
+		t.Fatal(setupErr)
 	}
+}
+
+// startServer builds the binaries and starts the scheduler shared by the
+// tests (TestMain kills it).
+func startServer() error {
+	dir, err := os.MkdirTemp("", "semantic-cli-")
+	if err != nil {
+		return err
+	}
+	binDir = dir
+	var schedBin string
+	for _, b := range []struct {
+		dst *string
+		pkg string
+	}{{&cliBin, "./services/scheduler/cmd/semantic"}, {&schedBin, "./services/scheduler"}, {&poolBin, "./services/blockpool"}} {
+		if *b.dst, err = testproc.BuildBinary(dir, b.pkg); err != nil {
+			return err
+		}
+	}
+	f := &auth.File{}
+	for _, k := range []struct {
+		dst          *string
+		name, tenant string
+		role         auth.Role
+	}{{&userKey, "cli", "acme", auth.RoleUser}, {&adminKey, "ops", "ops", auth.RoleAdmin}} {
+		if *k.dst, err = auth.NewKey(); err != nil {
+			return err
+		}
+		f.Keys = append(f.Keys, auth.Key{Name: k.name, Tenant: k.tenant, Role: k.role, SHA256: auth.HashKey(*k.dst)})
+	}
+	keys := filepath.Join(dir, "keys.json")
+	if err := f.Write(keys); err != nil {
+		return err
+	}
+	sched, err = testproc.Launch(exec.Command(schedBin, "--model", "builtin:tiny", "--data-dir", filepath.Join(dir, "data"),
+		"--listen", "127.0.0.1:0", "--http-listen", "", "--metrics-listen", "", "--log-format", "json", "--auth-keys", keys))
+	return err
 }
 
 // cli runs the binary with the scheduler's address and key in its
@@ -240,30 +255,13 @@ func TestChatInATerminal(t *testing.T) {
 	}
 }
 
-// procTB keeps the shared scheduler alive across tests (testproc.Start ties
-// a process to a test's cleanup).
-var procTB = &longTB{}
-
-type longTB struct {
-	testing.TB
-	mu       sync.Mutex
-	cleanups []func()
-}
-
-func (l *longTB) Helper()          {}
-func (l *longTB) Cleanup(f func()) { l.mu.Lock(); l.cleanups = append(l.cleanups, f); l.mu.Unlock() }
-func (l *longTB) Fatalf(f string, a ...any) {
-	panic("semantic CLI tests: " + strings.TrimSpace(fmt.Sprintf(f, a...)))
-}
-func (l *longTB) Fatal(a ...any) { panic("semantic CLI tests: " + fmt.Sprint(a...)) }
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	for i := len(procTB.cleanups) - 1; i >= 0; i-- {
-		procTB.cleanups[i]()
+	if sched != nil {
+		sched.Kill()
 	}
-	if cliBin != "" {
-		os.RemoveAll(filepath.Dir(cliBin))
+	if binDir != "" {
+		os.RemoveAll(binDir)
 	}
 	os.Exit(code)
 }

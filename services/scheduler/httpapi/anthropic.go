@@ -71,31 +71,7 @@ func (m *messagesRequest) check() *apiError {
 // array of text blocks joined by newlines. Other block types (image,
 // document, tool_use, tool_result, thinking) are refused.
 func anthropicText(raw json.RawMessage, field string) (string, *apiError) {
-	if !present(raw) {
-		return "", badRequest(field, "is required")
-	}
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return s, nil
-	}
-	var blocks []struct {
-		Type string  `json:"type"`
-		Text *string `json:"text"`
-	}
-	if json.Unmarshal(raw, &blocks) != nil {
-		return "", badRequest(field, "must be a string or an array of content blocks")
-	}
-	texts := make([]string, len(blocks))
-	for j, b := range blocks {
-		if b.Type != "text" {
-			return "", unsupported(fmt.Sprintf("%s[%d].type", field, j), fmt.Sprintf("content blocks of type %q (only text)", b.Type))
-		}
-		if b.Text == nil {
-			return "", badRequest(fmt.Sprintf("%s[%d].text", field, j), "is required")
-		}
-		texts[j] = *b.Text
-	}
-	return strings.Join(texts, joinParts), nil
+	return textContent(raw, field, "content blocks", "content blocks")
 }
 
 // messagesToGenerate checks a Messages request and translates it: the

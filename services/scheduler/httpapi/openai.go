@@ -143,6 +143,13 @@ const joinParts = "\n"
 // joined by newlines. Other part types (image_url, input_audio, file) are
 // refused.
 func openAIContent(raw json.RawMessage, field string) (string, *apiError) {
+	return textContent(raw, field, "content parts", "content")
+}
+
+// textContent reads what both APIs accept as text: a string, or an array of
+// {"type": "text", "text": ...} items joined by newlines (items names them in
+// the error for a malformed array, what in the refusal of another type).
+func textContent(raw json.RawMessage, field, items, what string) (string, *apiError) {
 	if !present(raw) {
 		return "", badRequest(field, "is required")
 	}
@@ -155,12 +162,12 @@ func openAIContent(raw json.RawMessage, field string) (string, *apiError) {
 		Text *string `json:"text"`
 	}
 	if json.Unmarshal(raw, &parts) != nil {
-		return "", badRequest(field, "must be a string or an array of content parts")
+		return "", badRequest(field, "must be a string or an array of %s", items)
 	}
 	texts := make([]string, len(parts))
 	for j, p := range parts {
 		if p.Type != "text" {
-			return "", unsupported(fmt.Sprintf("%s[%d].type", field, j), fmt.Sprintf("content of type %q (only text)", p.Type))
+			return "", unsupported(fmt.Sprintf("%s[%d].type", field, j), fmt.Sprintf("%s of type %q (only text)", what, p.Type))
 		}
 		if p.Text == nil {
 			return "", badRequest(fmt.Sprintf("%s[%d].text", field, j), "is required")

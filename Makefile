@@ -131,6 +131,10 @@ bench: ## all benchmarks (see docs/performance.md)
 bench-e2e: ## end-to-end: TTFT cold vs warm, batched decode (docs/performance.md)
 	$(GO) run ./services/scheduler/cmd/semantic-bench $(BENCH_ARGS)
 
+.PHONY: bench-peers
+bench-peers: ## semantic vs ollama vs llama2.c run.c on the same files, same threads (docs/performance.md; PEERS_ARGS="--reps 3 ...")
+	python3 scripts/bench-peers.py $(PEERS_ARGS)
+
 .PHONY: clean
 clean:
 	rm -rf bin

@@ -6,7 +6,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/semantic-kv/semantic/pkg/kvspec"
 	"github.com/semantic-kv/semantic/pkg/model"
 )
 
@@ -125,84 +124,6 @@ func BenchmarkPrefill(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "tokens/s")
-		})
-	}
-}
-
-// BenchmarkF16Agreement measures what float16 block storage does to greedy
-// decoding on builtin:small: prompts are prefilled, their blocks encoded as
-// float16 and decoded into a fresh sequence, and generation resumes from
-// there; tokens are compared with the float32 (exact) resume. Run with
-// -benchtime=1x; it reports the fraction of identical generated tokens and
-// of prompts whose whole continuation is identical.
-func BenchmarkF16Agreement(b *testing.B) {
-	m := loadSmall(b)
-	const prompts, gen = 16, 32
-	for i := 0; i < b.N; i++ {
-		e := newEngine(b, m, 16, 0)
-		spec := e.Spec()
-		r := &model.SplitMix64{State: 77}
-		same, total, whole := 0, 0, 0
-		for p := 0; p < prompts; p++ {
-			text := make([]byte, 64+intn(r, 192))
-			for j := range text {
-				text[j] = byte(' ' + intn(r, 95))
-			}
-			prompt := m.Tokenizer.Encode(string(text), true)
-			s := newSeq(e, len(prompt)+gen)
-			if _, err := e.Step([]StepInput{{Seq: s, Tokens: prompt[:len(prompt)-1]}}); err != nil {
-				b.Fatal(err)
-			}
-			resume := func(dtype kvspec.DType) []int {
-				w := &Sequence{Len: s.Len}
-				for _, blk := range s.Blocks {
-					payload, err := EncodeBlock(spec, blk, dtype)
-					if err != nil {
-						b.Fatal(err)
-					}
-					d, err := DecodeBlock(spec, payload, dtype)
-					if err != nil {
-						b.Fatal(err)
-					}
-					w.Blocks = append(w.Blocks, d)
-				}
-				toks, _ := greedy(b, e, w, prompt[len(prompt)-1:], gen)
-				return toks
-			}
-			ref, half := resume(kvspec.DTypeFloat32), resume(kvspec.DTypeFloat16)
-			eq := true
-			for j := range ref {
-				if ref[j] == half[j] {
-					same++
-				} else {
-					eq = false
-				}
-				total++
-			}
-			if eq {
-				whole++
-			}
-		}
-		b.ReportMetric(float64(same)/float64(total), "same-token-frac")
-		b.ReportMetric(float64(whole)/prompts, "identical-prompt-frac")
-	}
-}
-
-// BenchmarkSample: one draw at temperature 1 over a 32k vocabulary, with no
-// cut (ids walked in order) and with top-p 0.95 (ids sorted by logit first),
-// in the same run.
-func BenchmarkSample(b *testing.B) {
-	r := &model.SplitMix64{State: 9}
-	logits := randSlice(r, 32000)
-	for _, c := range []struct {
-		name string
-		p    SamplingParams
-	}{{"all", SamplingParams{Temperature: 1}}, {"top-p", SamplingParams{Temperature: 1, TopP: 0.95}}} {
-		b.Run(c.name, func(b *testing.B) {
-			s := NewSampler(c.p)
-			for i := 0; i < b.N; i++ {
-				s.Sample(logits)
-			}
 		})
 	}
 }

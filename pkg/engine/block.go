@@ -39,31 +39,34 @@ func (b *Block) Bytes() []byte {
 	return out
 }
 
-// payloadSize is the byte size of a block of spec's geometry stored as dtype.
-func payloadSize(spec kvspec.Spec, dtype kvspec.DType) (int, error) {
+// payloadSize is the byte size of a block of spec's geometry stored as
+// dtype, and the number of float32 elements of its page.
+func payloadSize(spec kvspec.Spec, dtype kvspec.DType) (bytes, floats int, err error) {
 	s := spec
 	s.DType = dtype
 	if err := s.Validate(); err != nil {
-		return 0, fmt.Errorf("%w: %w", ErrBlockGeometry, err)
+		return 0, 0, fmt.Errorf("%w: %w", ErrBlockGeometry, err)
 	}
-	return s.BlockBytes(), nil
+	return s.BlockBytes(), 2 * s.Layers * s.TokensPerBlock * s.RowElems(), nil
 }
 
 // EncodeBlock serialises b (float32 pages of spec's geometry; spec.DType is
 // ignored) as a payload of dtype. Float16 rounds to nearest even; values past
-// the half range become ±Inf.
+// the half range become ±Inf. Q8_0 and Q4_0 quantize each 32 consecutive
+// elements (a row is a whole number of groups, so no group spans two rows)
+// with pkg/quant's ggml rules. A page the engine wrote with RoundKV for dtype
+// encodes without loss: DecodeBlock gives it back bit for bit.
 func EncodeBlock(spec kvspec.Spec, b *Block, dtype kvspec.DType) ([]byte, error) {
-	n, err := payloadSize(spec, dtype)
+	n, floats, err := payloadSize(spec, dtype)
 	if err != nil {
 		return nil, err
 	}
-	elems := n / dtype.Size()
-	if b == nil || len(b.Data) != elems {
+	if b == nil || len(b.Data) != floats {
 		got := -1
 		if b != nil {
 			got = len(b.Data)
 		}
-		return nil, fmt.Errorf("%w: block has %d floats, spec needs %d", ErrBlockGeometry, got, elems)
+		return nil, fmt.Errorf("%w: block has %d floats, spec needs %d", ErrBlockGeometry, got, floats)
 	}
 	out := make([]byte, n)
 	switch dtype {
@@ -79,22 +82,31 @@ func EncodeBlock(spec kvspec.Spec, b *Block, dtype kvspec.DType) ([]byte, error)
 		for i, v := range b.Data {
 			binary.LittleEndian.PutUint16(out[2*i:], quant.F32ToF16(v))
 		}
+	case kvspec.DTypeQ8_0:
+		quant.QuantizeQ8_0(out, b.Data)
+	case kvspec.DTypeQ4_0:
+		quant.QuantizeQ4_0(out, b.Data)
+	default:
+		// Validate accepted a type this codec does not know: a new DType
+		// was added to kvspec without a case here.
+		return nil, fmt.Errorf("%w: no codec for element type %v", ErrBlockGeometry, dtype)
 	}
 	return out, nil
 }
 
 // DecodeBlock parses a payload of dtype into a new float32 page, checking its
-// size against spec's geometry (spec.DType is ignored).
+// size against spec's geometry (spec.DType is ignored). A payload of the
+// wrong size is an error; any bytes of the right size decode (a quantized
+// block with a NaN or Inf scale gives NaN/Inf elements, as float16 ones do).
 func DecodeBlock(spec kvspec.Spec, payload []byte, dtype kvspec.DType) (*Block, error) {
-	n, err := payloadSize(spec, dtype)
+	n, floats, err := payloadSize(spec, dtype)
 	if err != nil {
 		return nil, err
 	}
 	if len(payload) != n {
 		return nil, fmt.Errorf("%w: payload of %d bytes, spec %v as %v needs %d", ErrBlockGeometry, len(payload), spec, dtype, n)
 	}
-	elems := n / dtype.Size()
-	b := &Block{Data: make([]float32, elems)}
+	b := &Block{Data: make([]float32, floats)}
 	switch dtype {
 	case kvspec.DTypeFloat32:
 		if littleEndian {
@@ -108,6 +120,14 @@ func DecodeBlock(spec kvspec.Spec, payload []byte, dtype kvspec.DType) (*Block, 
 		for i := range b.Data {
 			b.Data[i] = quant.F16ToF32(binary.LittleEndian.Uint16(payload[2*i:]))
 		}
+	case kvspec.DTypeQ8_0:
+		quant.DequantizeQ8_0(b.Data, payload)
+		zeroScaleGroups(b.Data, payload, quant.Q8_0BlockBytes)
+	case kvspec.DTypeQ4_0:
+		quant.DequantizeQ4_0(b.Data, payload)
+		zeroScaleGroups(b.Data, payload, quant.Q4_0BlockBytes)
+	default:
+		return nil, fmt.Errorf("%w: no codec for element type %v", ErrBlockGeometry, dtype)
 	}
 	return b, nil
 }
@@ -117,7 +137,7 @@ func DecodeBlock(spec kvspec.Spec, payload []byte, dtype kvspec.DType) (*Block, 
 // buffers are), and a decoded copy otherwise. The caller must keep the
 // payload alive and unchanged while the block is in use.
 func BlockView(spec kvspec.Spec, payload []byte) (*Block, error) {
-	n, err := payloadSize(spec, kvspec.DTypeFloat32)
+	n, _, err := payloadSize(spec, kvspec.DTypeFloat32)
 	if err != nil {
 		return nil, err
 	}
@@ -137,11 +157,10 @@ func BlockView(spec kvspec.Spec, payload []byte) (*Block, error) {
 // spec or n is outside [0, TokensPerBlock]; callers may ignore it when the
 // arguments are known good.
 func CopyPrefix(dst, src *Block, spec kvspec.Spec, n int) error {
-	size, err := payloadSize(spec, kvspec.DTypeFloat32)
+	_, floats, err := payloadSize(spec, kvspec.DTypeFloat32)
 	if err != nil {
 		return err
 	}
-	floats := size / 4
 	if dst == nil || src == nil || len(dst.Data) != floats || len(src.Data) != floats {
 		return fmt.Errorf("%w: CopyPrefix blocks must have %d floats", ErrBlockGeometry, floats)
 	}

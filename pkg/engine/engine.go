@@ -55,6 +55,12 @@ const DefaultTokensPerBlock = 16
 type Options struct {
 	Workers        int // goroutines per parallel region; 0 = GOMAXPROCS
 	TokensPerBlock int // positions per KV page; 0 = DefaultTokensPerBlock
+	// KVDType is the element type the pages are stored in outside the
+	// engine (the pool's blocks); 0 = float32. The pages stay float32, but
+	// every K and V row is rounded through this type as it is written
+	// (RoundKV), so a page survives EncodeBlock/DecodeBlock of this type
+	// bit for bit and a warm request computes exactly what the cold one did.
+	KVDType kvspec.DType
 }
 
 // Engine runs forward passes for one model. It is not safe for concurrent
@@ -64,6 +70,7 @@ type Engine struct {
 	m       *model.Model
 	cfg     model.Config
 	spec    kvspec.Spec
+	kvDType kvspec.DType // stored element type: RoundKV at every K/V write
 	workers int
 	tpb     int
 	hd, kv  int
@@ -138,13 +145,20 @@ func New(m *model.Model, opts Options) (*Engine, error) {
 	if tpb == 0 {
 		tpb = DefaultTokensPerBlock
 	}
-	spec := m.CacheSpec(tpb, kvspec.DTypeFloat32)
-	spec.ModelTag = CacheTag(m.Tag)
+	kvd := opts.KVDType
+	if kvd == kvspec.DTypeUnspecified {
+		kvd = kvspec.DTypeFloat32
+	}
+	spec := m.CacheSpec(tpb, kvd)
+	spec.ModelTag = CacheTag(m.Tag, kvd)
+	// Validating with the stored type refuses q8_0/q4_0 for a model whose
+	// K row (kv_heads*head_dim) is not a whole number of 32-groups.
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
+	spec.DType = kvspec.DTypeFloat32
 	e := &Engine{
-		m: m, cfg: c, spec: spec, workers: w, tpb: tpb,
+		m: m, cfg: c, spec: spec, kvDType: kvd, workers: w, tpb: tpb,
 		hd: c.HeadDim(), kv: c.KVDim(), group: c.Heads / c.KVHeads,
 		dimP: pad8(c.Dim), qP: pad8(c.QDim()), kvP: pad8(c.KVDim()), hidP: pad8(c.HiddenDim), vocabP: pad8(c.Vocab),
 		blockFloats: spec.BlockBytes() / 4, pool: newWorkerPool(w),
@@ -220,19 +234,31 @@ func (e *Engine) Model() *model.Model { return e.m }
 const ArithmeticVersion = 2
 
 // CacheTag is the model tag stamped on this engine's KV blocks: the weights'
-// tag, the arithmetic version and the kernel family (AVX2 and pure-Go kernels
-// round differently), so no block is ever resumed by an engine that would
-// not have computed exactly the same bits.
-func CacheTag(modelTag string) string {
+// tag, the arithmetic version, the kernel family (AVX2 and pure-Go kernels
+// round differently) and, for a stored type other than float32, "-r" and
+// the type K and V are rounded to at write (RoundKV), so no block is ever
+// resumed by an engine that would not have computed exactly the same bits.
+// (Float16 blocks written before rounding at write existed carry no "-r"
+// and are never resumed; float32 blocks keep their tag.)
+func CacheTag(modelTag string, stored kvspec.DType) string {
 	family := "go"
 	if useAsm {
 		family = "avx2"
 	}
-	return fmt.Sprintf("%s/e%d-%s", modelTag, ArithmeticVersion, family)
+	tag := fmt.Sprintf("%s/e%d-%s", modelTag, ArithmeticVersion, family)
+	if stored != kvspec.DTypeFloat32 {
+		tag += "-r" + stored.String()
+	}
+	return tag
 }
 
 // Spec is the float32 spec of the pages the engine attends over.
 func (e *Engine) Spec() kvspec.Spec { return e.spec }
+
+// KVDType is the element type the engine rounds K and V to as it writes
+// them (Options.KVDType; float32 when that was left zero): the type the
+// pages must be stored in for warm == cold to hold.
+func (e *Engine) KVDType() kvspec.DType { return e.kvDType }
 
 // Workers is the number of goroutines a step uses.
 func (e *Engine) Workers() int { return e.workers }
@@ -539,6 +565,11 @@ func (e *Engine) ropeAndStore(L *engineLayer, s *Sequence, layer, pos int, qkv [
 	vo := ((2*layer+1)*e.tpb + slot) * e.kv
 	copy(blk[ko:ko+e.kv], k)
 	copy(blk[vo:vo+e.kv], v)
+	// Attention reads K and V from the page, so rounding the page's copy
+	// makes this request attend over exactly what a later warm one will
+	// decode from the pool.
+	RoundKV(e.kvDType, blk[ko:ko+e.kv])
+	RoundKV(e.kvDType, blk[vo:vo+e.kv])
 }
 
 // attnJob is one unit of attention work: query rows [r0, r1) of one

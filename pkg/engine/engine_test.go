@@ -286,7 +286,7 @@ func TestBlockCodec(t *testing.T) {
 	m := tinyModel(t)
 	e := newEngine(t, m, 4, 1)
 	spec := e.Spec()
-	if spec.DType != kvspec.DTypeFloat32 || spec.ModelTag != CacheTag(m.Tag) || !strings.HasPrefix(spec.ModelTag, m.Tag+"/e") || spec.BlockBytes() != 4*len(e.NewBlock().Data) {
+	if spec.DType != kvspec.DTypeFloat32 || spec.ModelTag != CacheTag(m.Tag, kvspec.DTypeFloat32) || !strings.HasPrefix(spec.ModelTag, m.Tag+"/e") || spec.BlockBytes() != 4*len(e.NewBlock().Data) {
 		t.Fatalf("spec %v", spec)
 	}
 	s := newSeq(e, 8)

@@ -12,13 +12,19 @@
 //	    V[layer]: TokensPerBlock x KVHeads x HeadDim elements
 //
 // Elements are little-endian IEEE-754 float32 (DTypeFloat32) or float16
-// (DTypeFloat16). Rows of positions past a partial block's token count are
-// zero.
+// (DTypeFloat16), or ggml's Q8_0 or Q4_0 blocks (DTypeQ8_0, DTypeQ4_0): each
+// run of 32 consecutive elements of one position's K (or V) row becomes one
+// block of a float16 scale and 32 quants, so a row of KVHeads*HeadDim
+// elements (a multiple of 32 for these types) is RowBytes bytes and a section
+// is TokensPerBlock such rows. Rows of positions past a partial block's token
+// count are zero (for the quantized types: the encoding of a zero row).
 package kvspec
 
 import (
 	"errors"
 	"fmt"
+
+	"github.com/semantic-kv/semantic/pkg/quant"
 )
 
 // DType is the element type of a block payload.
@@ -31,41 +37,84 @@ const (
 	DTypeFloat32 DType = 1
 	// DTypeFloat16 stores every K and V element as 2 bytes (IEEE half).
 	DTypeFloat16 DType = 2
+	// DTypeQ8_0 stores each 32 elements as ggml's Q8_0 block: a float16
+	// scale and 32 int8 quants (34 bytes, 8.5 bits an element).
+	DTypeQ8_0 DType = 3
+	// DTypeQ4_0 stores each 32 elements as ggml's Q4_0 block: a float16
+	// scale and 32 4-bit quants (18 bytes, 4.5 bits an element).
+	DTypeQ4_0 DType = 4
 )
 
-// Size is the number of bytes of one element.
-func (d DType) Size() int {
-	switch d {
-	case DTypeFloat32:
-		return 4
-	case DTypeFloat16:
-		return 2
-	default:
-		return 0
-	}
+// dtypeInfo is the one table of element types: names, and the bytes of a
+// group of elements (one element for the float types, quant.BlockSize for
+// the block-quantized ones).
+var dtypeInfo = [...]struct {
+	name, alias string
+	group       int // elements per group; a row must be a whole number of groups
+	groupBytes  int
+}{
+	DTypeFloat32: {"float32", "f32", 1, 4},
+	DTypeFloat16: {"float16", "f16", 1, 2},
+	DTypeQ8_0:    {"q8_0", "", quant.BlockSize, quant.Q8_0BlockBytes},
+	DTypeQ4_0:    {"q4_0", "", quant.BlockSize, quant.Q4_0BlockBytes},
 }
 
-// ParseDType parses an element type's name: "float32" (or "f32") or
-// "float16" (or "f16"), the names String gives.
-func ParseDType(name string) (DType, error) {
-	switch name {
-	case "float32", "f32":
-		return DTypeFloat32, nil
-	case "float16", "f16":
-		return DTypeFloat16, nil
+// Valid reports whether d is one of the element types above.
+func (d DType) Valid() bool { return d != DTypeUnspecified && int(d) < len(dtypeInfo) }
+
+// GroupElems is the number of consecutive elements stored together: 1 for
+// float32 and float16, 32 for q8_0 and q4_0 (one scale per group). A row's
+// length must be a multiple of it. It is 0 for an invalid type.
+func (d DType) GroupElems() int {
+	if !d.Valid() {
+		return 0
 	}
-	return DTypeUnspecified, fmt.Errorf("want float32 or float16, got %q", name)
+	return dtypeInfo[d].group
+}
+
+// RowBytes is the number of bytes that n consecutive elements take, n a
+// multiple of GroupElems. It is 0 for an invalid type or an n that is not a
+// whole number of groups, so that a bad spec never gets a plausible size.
+func (d DType) RowBytes(n int) int {
+	if !d.Valid() || n < 0 || n%dtypeInfo[d].group != 0 {
+		return 0
+	}
+	return n / dtypeInfo[d].group * dtypeInfo[d].groupBytes
+}
+
+// ParseDType parses an element type's name: "float32" (or "f32"), "float16"
+// (or "f16"), "q8_0" or "q4_0", the names String gives.
+func ParseDType(name string) (DType, error) {
+	for d := DTypeFloat32; d.Valid(); d++ {
+		if i := dtypeInfo[d]; name == i.name || (i.alias != "" && name == i.alias) {
+			return d, nil
+		}
+	}
+	return DTypeUnspecified, fmt.Errorf("want %s, got %q", DTypeNames(), name)
+}
+
+// DTypeNames lists the valid names ("float32, float16, q8_0 or q4_0") for
+// error messages and flag help texts.
+func DTypeNames() string {
+	s := ""
+	for d := DTypeFloat32; d.Valid(); d++ {
+		switch {
+		case d == DTypeFloat32:
+		case (d + 1).Valid():
+			s += ", "
+		default:
+			s += " or "
+		}
+		s += dtypeInfo[d].name
+	}
+	return s
 }
 
 func (d DType) String() string {
-	switch d {
-	case DTypeFloat32:
-		return "float32"
-	case DTypeFloat16:
-		return "float16"
-	default:
-		return fmt.Sprintf("dtype(%d)", uint8(d))
+	if d.Valid() {
+		return dtypeInfo[d].name
 	}
+	return fmt.Sprintf("dtype(%d)", uint8(d))
 }
 
 // Limits that keep a spec's block size within what one gRPC message stream
@@ -131,8 +180,11 @@ func (s Spec) Validate() error {
 	if err := check("tokens_per_block", s.TokensPerBlock, MaxTokensPerBlock); err != nil {
 		return err
 	}
-	if s.DType.Size() == 0 {
-		return &FieldError{Field: "dtype", Reason: "must be float32 or float16"}
+	if !s.DType.Valid() {
+		return &FieldError{Field: "dtype", Reason: "must be " + DTypeNames()}
+	}
+	if g := s.DType.GroupElems(); s.RowElems()%g != 0 {
+		return &FieldError{Field: "dtype", Reason: fmt.Sprintf("%s needs kv_heads*head_dim to be a multiple of %d, got %d", s.DType, g, s.RowElems())}
 	}
 	if s.ModelTag == "" || len(s.ModelTag) > MaxModelTagLen {
 		return &FieldError{Field: "model_tag", Reason: fmt.Sprintf("must be 1..%d bytes", MaxModelTagLen)}
@@ -146,8 +198,11 @@ func (s Spec) Validate() error {
 // RowElems is the number of elements of one position's K (or V) in one layer.
 func (s Spec) RowElems() int { return s.KVHeads * s.HeadDim }
 
+// RowBytes is the size of one position's K (or V) row of one layer.
+func (s Spec) RowBytes() int { return s.DType.RowBytes(s.RowElems()) }
+
 // SectionBytes is the size of one layer's K (or V) section of a block.
-func (s Spec) SectionBytes() int { return s.TokensPerBlock * s.RowElems() * s.DType.Size() }
+func (s Spec) SectionBytes() int { return s.TokensPerBlock * s.RowBytes() }
 
 // BlockBytes is the exact payload size of every block of this spec.
 func (s Spec) BlockBytes() int { return 2 * s.Layers * s.SectionBytes() }

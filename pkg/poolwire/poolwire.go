@@ -64,6 +64,8 @@ var dtypes = []struct {
 }{
 	{kvspec.DTypeFloat32, blockpoolv1.ElementType_ELEMENT_TYPE_FLOAT32},
 	{kvspec.DTypeFloat16, blockpoolv1.ElementType_ELEMENT_TYPE_FLOAT16},
+	{kvspec.DTypeQ8_0, blockpoolv1.ElementType_ELEMENT_TYPE_Q8_0},
+	{kvspec.DTypeQ4_0, blockpoolv1.ElementType_ELEMENT_TYPE_Q4_0},
 }
 
 func dtypeFromProto(e blockpoolv1.ElementType) kvspec.DType {

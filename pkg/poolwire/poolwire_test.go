@@ -10,7 +10,7 @@ import (
 
 // A spec survives the trip through its wire form, every element type included.
 func TestSpecRoundTrip(t *testing.T) {
-	for _, d := range []kvspec.DType{kvspec.DTypeFloat32, kvspec.DTypeFloat16} {
+	for _, d := range []kvspec.DType{kvspec.DTypeFloat32, kvspec.DTypeFloat16, kvspec.DTypeQ8_0, kvspec.DTypeQ4_0} {
 		s := kvspec.Spec{Layers: 2, KVHeads: 4, HeadDim: 8, TokensPerBlock: 16, DType: d, ModelTag: "m"}
 		c := SpecToProto(&s)
 		if c.BlockBytes != uint64(s.BlockBytes()) || c.Dtype == blockpoolv1.ElementType_ELEMENT_TYPE_UNSPECIFIED {
@@ -35,6 +35,8 @@ func FuzzSpecFromProto(f *testing.F) {
 	for _, c := range []*blockpoolv1.CacheSpec{
 		{Layers: 1, KvHeads: 1, HeadDim: 1, TokensPerBlock: 1, Dtype: 2, ModelTag: "m"},
 		{Layers: 1 << 30, Dtype: 7},
+		{Layers: 1, KvHeads: 2, HeadDim: 16, TokensPerBlock: 3, Dtype: 3, ModelTag: "m"},
+		{Layers: 1, KvHeads: 1, HeadDim: 16, TokensPerBlock: 3, Dtype: 4, ModelTag: "m"},
 	} {
 		b, _ := proto.Marshal(c)
 		f.Add(b)

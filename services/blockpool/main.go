@@ -57,7 +57,7 @@ func main() {
 			fs.IntVar(&heads, "spec-kv-heads", 0, "cache spec: KV heads per layer")
 			fs.IntVar(&dim, "spec-head-dim", 0, "cache spec: elements per head")
 			fs.IntVar(&tpb, "spec-tokens-per-block", 0, "cache spec: token positions per block")
-			fs.StringVar(&dtype, "spec-dtype", "float16", "cache spec: element type, float16 or float32")
+			fs.StringVar(&dtype, "spec-dtype", "float16", "cache spec: element type, "+kvspec.DTypeNames())
 			fs.StringVar(&modelTag, "spec-model-tag", "", "cache spec: model tag")
 		},
 		// Transport tuning and the copy-avoiding codec for block payloads.

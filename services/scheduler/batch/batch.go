@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -327,6 +328,7 @@ func (l *Loop) step(running []*Seq) []*Seq {
 		}
 		return kept
 	}
+	toks := l.sampleStep(plans, logits)
 	finished := map[*Seq]bool{}
 	for i, p := range plans {
 		s := p.s
@@ -351,8 +353,7 @@ func (l *Loop) step(running []*Seq) []*Seq {
 		if !p.sample {
 			continue
 		}
-		tok := s.Sampler.Sample(logits[i])
-		if f := l.accept(s, tok); f != FinishNone {
+		if f := l.accept(s, toks[i]); f != FinishNone {
 			s.finishing = f
 			if f == FinishEOS {
 				// EOS is not part of the context: nothing left to compute.
@@ -369,6 +370,70 @@ func (l *Loop) step(running []*Seq) []*Seq {
 	}
 	clear(running[len(kept):])
 	return kept
+}
+
+// draws reports whether plan p takes a token from this step's logits: its
+// input ends a prompt or is a decode, and its sequence is not finishing
+// (whose last token only needed its KV). Nothing in the step changes this
+// before the token is accepted: a sequence's finishing is only set after its
+// own draw.
+func (p plan) draws() bool { return p.sample && p.s.finishing == FinishNone }
+
+// sampleStep draws the step's tokens, toks[i] for each plan that draws (-1
+// for the others). Each sequence has its own Sampler and the logits are
+// only read, so the draws of different sequences are independent: with
+// more than one sampling (temperature > 0) sequence they run on up to
+// GOMAXPROCS goroutines, which all end before it returns. Greedy draws (an
+// argmax) stay on the loop goroutine. The tokens are accepted afterwards in
+// plan order, so events and callbacks keep their order.
+func (l *Loop) sampleStep(plans []plan, logits [][]float32) []int {
+	toks := make([]int, len(plans))
+	var par []int
+	for i, p := range plans {
+		toks[i] = -1
+		switch {
+		case !p.draws():
+		case p.s.Sampler.Params().Temperature > 0:
+			par = append(par, i)
+		default:
+			toks[i] = p.s.Sampler.Sample(logits[i])
+		}
+	}
+	parallelFor(len(par), runtime.GOMAXPROCS(0), func(j int) {
+		i := par[j]
+		toks[i] = plans[i].s.Sampler.Sample(logits[i])
+	})
+	return toks
+}
+
+// parallelFor calls f(0..n-1) on at most workers goroutines (the caller's
+// among them) and returns when every call has returned. Each goroutine
+// takes the next index until none is left, so a slow draw does not hold
+// up a fixed share of the others.
+func parallelFor(n, workers int, f func(int)) {
+	workers = min(workers, n)
+	if workers <= 1 {
+		for i := 0; i < n; i++ {
+			f(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	work := func() {
+		for {
+			i := int(next.Add(1)) - 1
+			if i >= n {
+				return
+			}
+			f(i)
+		}
+	}
+	var wg sync.WaitGroup
+	for w := 1; w < workers; w++ {
+		wg.Go(work)
+	}
+	work()
+	wg.Wait()
 }
 
 // accept records a sampled token and says whether the sequence ends.

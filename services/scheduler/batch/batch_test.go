@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -315,6 +317,96 @@ func TestBadInputFailsOnlyItsSequence(t *testing.T) {
 		}
 		if !reflect.DeepEqual(toks, alone[i]) {
 			t.Fatalf("bystander %d: batched %v, alone %v", i, toks, alone[i])
+		}
+	}
+}
+
+// Sampled sequences drawn concurrently in one step give the tokens they give
+// alone: each Sampler is the sequence's own, and the tokens are accepted in
+// plan order. Greedy and sampling sequences are mixed in one batch.
+func TestSampledBatchedEqualsAlone(t *testing.T) {
+	e := newEngine(t)
+	r := rand.New(rand.NewPCG(3, 4))
+	const n = 8
+	params := func(i int) engine.SamplingParams {
+		switch i % 4 {
+		case 0:
+			return engine.SamplingParams{} // greedy
+		case 1:
+			return engine.SamplingParams{Temperature: 1, Seed: uint64(i)}
+		case 2:
+			return engine.SamplingParams{Temperature: 0.8, TopK: 20, Seed: uint64(i)}
+		default:
+			return engine.SamplingParams{Temperature: 1.2, TopP: 0.9, Seed: uint64(i)}
+		}
+	}
+	prompts := make([][]int, n)
+	for i := range prompts {
+		prompts[i] = randomPrompt(r, 3+r.IntN(20), e.Model().Config.Vocab)
+	}
+	run := func(maxBatch int) [][]int {
+		l := New(Config{Engine: e, MaxBatch: maxBatch, StepTokens: 64})
+		defer l.Close()
+		seqs := make([]*Seq, n)
+		for i, p := range prompts {
+			seqs[i] = newSeq(context.Background(), e, p, 16)
+			seqs[i].Sampler = engine.NewSampler(params(i))
+			if err := l.Submit(seqs[i]); err != nil {
+				t.Fatal(err)
+			}
+			if maxBatch == 1 {
+				// one at a time: every draw is alone in its step
+				if _, _, err := collect(t, seqs[i]); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		out := make([][]int, n)
+		for i, s := range seqs {
+			if maxBatch != 1 {
+				if _, _, err := collect(t, s); err != nil {
+					t.Fatal(err)
+				}
+			}
+			out[i] = s.Generated
+		}
+		return out
+	}
+	alone, batched := run(1), run(n)
+	for i := range alone {
+		if len(alone[i]) != 16 || !reflect.DeepEqual(alone[i], batched[i]) {
+			t.Fatalf("sequence %d (%+v): batched %v, alone %v", i, params(i), batched[i], alone[i])
+		}
+	}
+}
+
+// parallelFor calls every index once, never on more goroutines than asked.
+func TestParallelForBounded(t *testing.T) {
+	for _, c := range []struct{ n, workers int }{{0, 4}, {1, 4}, {5, 1}, {7, 2}, {50, 3}, {3, 16}} {
+		var mu sync.Mutex
+		calls := make([]int, c.n)
+		var active, peak atomic.Int64
+		parallelFor(c.n, c.workers, func(i int) {
+			a := active.Add(1)
+			defer active.Add(-1)
+			for {
+				p := peak.Load()
+				if a <= p || peak.CompareAndSwap(p, a) {
+					break
+				}
+			}
+			time.Sleep(time.Millisecond) // let the others overlap
+			mu.Lock()
+			calls[i]++
+			mu.Unlock()
+		})
+		for i, k := range calls {
+			if k != 1 {
+				t.Fatalf("n=%d workers=%d: index %d called %d times", c.n, c.workers, i, k)
+			}
+		}
+		if p := peak.Load(); p > int64(max(c.workers, 1)) {
+			t.Fatalf("n=%d workers=%d: %d calls at once", c.n, c.workers, p)
 		}
 	}
 }

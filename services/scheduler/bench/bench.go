@@ -15,6 +15,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -279,39 +280,51 @@ func TTFT(ctx context.Context, h *Harness, lengths []int, reps int, logf func(st
 
 // ThroughputRow is aggregate decode throughput at one concurrency.
 type ThroughputRow struct {
-	Concurrency               int
-	Batched, OneByOne         float64 // generated tokens per second
+	Concurrency int
+	// Generated tokens per second of wall time, from the first request sent
+	// to the last stream ended (prompt prefill included), all at once and
+	// (unless skipped) the same requests one at a time.
+	Batched, OneByOne         float64
 	BatchedWall, OneByOneWall time.Duration
+	// Decode is the median over the concurrent requests of each one's
+	// tokens after the first per second after its first token: the rate a
+	// single stream sees, prefill excluded (what engines report as their
+	// "eval" rate).
+	Decode float64
 }
 
-// Throughput runs n agents generating maxTokens each, all at once, and the
-// same n requests one at a time, for each n.
-func Throughput(ctx context.Context, h *Harness, ns []int, promptLen, maxTokens int, logf func(string, ...any)) ([]ThroughputRow, error) {
+// ThroughputOptions choose the throughput table's requests.
+type ThroughputOptions struct {
+	Concurrencies []int
+	PromptLen     int // tokens of each request's random prompt
+	MaxTokens     int // tokens each request generates
+	Temperature   float32
+	// SkipOneByOne leaves out the one-at-a-time run (OneByOne stays 0).
+	SkipOneByOne bool
+}
+
+// Throughput runs n agents generating MaxTokens each, all at once, and the
+// same n requests one at a time, for each n of o.Concurrencies.
+func Throughput(ctx context.Context, h *Harness, o ThroughputOptions, logf func(string, ...any)) ([]ThroughputRow, error) {
 	r := rand.New(rand.NewPCG(7, 77))
 	var rows []ThroughputRow
-	logf("throughput: %d concurrencies, %d tokens per request, one at a time then all at once", len(ns), maxTokens)
-	for k, n := range ns {
+	logf("throughput: %d concurrencies, %d tokens per request, temperature %g", len(o.Concurrencies), o.MaxTokens, o.Temperature)
+	for k, n := range o.Concurrencies {
 		prompts := make([][]uint32, n)
 		for i := range prompts {
-			prompts[i] = Context(r, promptLen)
+			prompts[i] = Context(r, o.PromptLen)
 		}
-		run := func(tag string, concurrent bool) (time.Duration, int, error) {
+		run := func(tag string, concurrent bool) (time.Duration, []Turn, error) {
 			start := time.Now()
-			var mu sync.Mutex
-			var total int
-			var firstErr error
+			turns := make([]Turn, n)
+			errs := make([]error, n)
 			var wg sync.WaitGroup
 			for i := 0; i < n; i++ {
 				one := func(i int) {
-					t, err := Generate(ctx, h.Client, &schedulerv1.GenerateRequest{
-						AgentId: fmt.Sprintf("tp-%s-%d-%d", tag, n, i), PromptTokenIds: prompts[i], MaxTokens: uint32(maxTokens),
-						CacheSalt: fmt.Sprintf("tp-%s-%d-%d", tag, n, i)})
-					mu.Lock()
-					defer mu.Unlock()
-					total += t.Count
-					if err != nil && firstErr == nil {
-						firstErr = err
-					}
+					id := fmt.Sprintf("tp-%s-%d-%d", tag, n, i)
+					turns[i], errs[i] = Generate(ctx, h.Client, &schedulerv1.GenerateRequest{
+						AgentId: id, CacheSalt: id, PromptTokenIds: prompts[i], MaxTokens: uint32(o.MaxTokens),
+						Temperature: o.Temperature, Seed: uint64(i + 1)})
 				}
 				if concurrent {
 					wg.Add(1)
@@ -321,20 +334,48 @@ func Throughput(ctx context.Context, h *Harness, ns []int, promptLen, maxTokens 
 				}
 			}
 			wg.Wait()
-			return time.Since(start), total, firstErr
+			return time.Since(start), turns, errors.Join(errs...)
 		}
-		seqWall, seqTok, err := run("seq", false)
+		row := ThroughputRow{Concurrency: n}
+		if !o.SkipOneByOne {
+			wall, turns, err := run("seq", false)
+			if err != nil {
+				return nil, err
+			}
+			row.OneByOne, row.OneByOneWall = float64(generated(turns))/wall.Seconds(), wall
+		}
+		wall, turns, err := run("bat", true)
 		if err != nil {
 			return nil, err
 		}
-		batWall, batTok, err := run("bat", true)
-		if err != nil {
-			return nil, err
-		}
-		row := ThroughputRow{Concurrency: n, Batched: float64(batTok) / batWall.Seconds(), OneByOne: float64(seqTok) / seqWall.Seconds(),
-			BatchedWall: batWall, OneByOneWall: seqWall}
-		logf("  [%d/%d] n=%d batched %.1f tok/s, one by one %.1f tok/s", k+1, len(ns), n, row.Batched, row.OneByOne)
+		row.Batched, row.BatchedWall = float64(generated(turns))/wall.Seconds(), wall
+		row.Decode = medianDecode(turns)
+		logf("  [%d/%d] n=%d batched %.1f tok/s (%.1f tok/s per stream), one by one %.1f tok/s", k+1, len(o.Concurrencies), n, row.Batched, row.Decode, row.OneByOne)
 		rows = append(rows, row)
 	}
 	return rows, nil
+}
+
+func generated(turns []Turn) int {
+	total := 0
+	for _, t := range turns {
+		total += t.Count
+	}
+	return total
+}
+
+// medianDecode is the median of each turn's decode rate: tokens after the
+// first over the time after the first.
+func medianDecode(turns []Turn) float64 {
+	var rates []float64
+	for _, t := range turns {
+		if d := t.Total - t.TTFT; t.Count > 1 && d > 0 {
+			rates = append(rates, float64(t.Count-1)/d.Seconds())
+		}
+	}
+	if len(rates) == 0 {
+		return 0
+	}
+	slices.Sort(rates)
+	return rates[len(rates)/2]
 }

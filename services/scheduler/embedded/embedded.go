@@ -3,7 +3,9 @@
 // a remote node: the pool's own handlers (validation included) called in
 // process over pkg/inproc, with no transport and no serialization. It is the
 // single-process default that `make run` starts: the same code paths as a
-// cluster, minus the network.
+// cluster, minus the network. The service reaches it as it reaches any node,
+// through the poolnode seam whose implementation is poolclient's, here over
+// Conn instead of a dialed connection.
 package embedded
 
 import (

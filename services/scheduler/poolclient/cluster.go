@@ -1,6 +1,8 @@
 // Package poolclient is the scheduler's side of the block-pool contract: the
 // set of pool nodes, each agent's home node by rendezvous hashing over the
-// healthy ones, node health, lease keep-alives, and block transfer.
+// healthy ones, node health, lease keep-alives, and block transfer. It is
+// the remote implementation of the service's pool seam (poolnode, through
+// Cluster.PoolNodes), for remote nodes and the embedded one alike.
 package poolclient
 
 import (
@@ -21,6 +23,7 @@ import (
 
 	"github.com/semantic-kv/semantic/pkg/kvspec"
 	"github.com/semantic-kv/semantic/pkg/poolwire"
+	"github.com/semantic-kv/semantic/services/scheduler/poolnode"
 )
 
 // Config describes the pool nodes to use.
@@ -45,12 +48,13 @@ type Config struct {
 	Logger       *slog.Logger
 }
 
-// ErrNoHealthyNode is returned when no pool node can take a request.
-var ErrNoHealthyNode = errors.New("no healthy block-pool node")
+// ErrNoHealthyNode is returned when no pool node can take a request (the
+// seam's error: poolnode.ErrNoHealthyNode).
+var ErrNoHealthyNode = poolnode.ErrNoHealthyNode
 
 // ErrDataLoss is what a block transfer that came back damaged (short, or
-// data before its header) wraps.
-var ErrDataLoss = errors.New("block transfer damaged")
+// data before its header) wraps (poolnode.ErrDataLoss).
+var ErrDataLoss = poolnode.ErrDataLoss
 
 // Cluster is the scheduler's view of the pool nodes.
 type Cluster struct {
@@ -307,13 +311,4 @@ func rendezvousScore(agentID, key string) uint64 {
 	x *= 0xc4ceb9fe1a85ec53
 	x ^= x >> 33
 	return x
-}
-
-// HashesToBytes converts block hashes for the wire.
-func HashesToBytes(hs []kvspec.Hash) [][]byte {
-	out := make([][]byte, len(hs))
-	for i := range hs {
-		out[i] = hs[i][:]
-	}
-	return out
 }

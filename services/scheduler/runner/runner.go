@@ -84,7 +84,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Model, "model", "builtin:small", "model: builtin:small, builtin:tiny, gguf:PATH (or PATH.gguf), or llama2c:PATH[,tokenizer=PATH]")
 	fs.StringVar(&c.Pool, "pool", "", "pool nodes: comma-separated host:port or dns:///name:port; empty runs an embedded pool in --data-dir")
 	fs.IntVar(&c.BlockTokens, "block-tokens", 32, "token positions per KV block")
-	fs.StringVar(&c.KVDType, "kv-dtype", "float32", "element type of stored KV blocks: float32 or float16")
+	fs.StringVar(&c.KVDType, "kv-dtype", "float32", "element type of stored KV blocks: "+kvspec.DTypeNames()+" (the engine rounds K and V to it as it writes them, so warm == cold)")
 	fs.IntVar(&c.MaxBatch, "max-batch", 32, "most sequences in one engine step")
 	fs.IntVar(&c.StepTokens, "step-tokens", 256, "token budget of one engine step (decode tokens first, then prefill chunks)")
 	fs.IntVar(&c.MaxQueue, "max-queue", 256, "most requests admitted at once (waiting or running); more get RESOURCE_EXHAUSTED")
@@ -94,7 +94,11 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Workers, "workers", 0, "engine worker goroutines (0: one per core)")
 	fs.StringVar(&c.HolderID, "holder-id", "", "name of this scheduler on its leases (default: host name and pid)")
 	fs.IntVar(&c.PoolCapacityBlocks, "pool-capacity-blocks", 4096, "embedded pool: capacity in blocks")
-	fs.Int64Var(&c.PoolMemoryBudget, "pool-memory-budget", 1<<30, "embedded pool: bytes of block payloads kept in memory")
+	// The embedded pool shares this process with the hot cache, which already
+	// holds every block this scheduler computed or read: a large memory tier
+	// would only keep a second copy. Its blocks are in files (read through
+	// the OS page cache) whatever this budget is.
+	fs.Int64Var(&c.PoolMemoryBudget, "pool-memory-budget", 64<<20, "embedded pool: bytes of block payloads also kept in memory (the hot cache holds this process's blocks already)")
 	fs.Int64Var(&c.PoolDiskBudget, "pool-disk-budget", 16<<30, "embedded pool: bytes of block files on disk")
 	fs.StringVar(&c.HTTPListen, "http-listen", ":8080", "OpenAI- and Anthropic-compatible HTTP API listen address (empty disables it)")
 	fs.Int64Var(&c.HTTPMaxBodyBytes, "http-max-body-bytes", httpapi.DefaultMaxBodyBytes, "largest HTTP API request body, in bytes")
@@ -195,15 +199,21 @@ func Start(ctx context.Context, cfg Config, deps Deps) (_ *Scheduler, err error)
 		"params", s.Model.NumParams(), "weight_types", strings.Join(mi.WeightTypes, ","), "context", s.Model.Config.SeqLen,
 		"vocab", s.Model.Config.Vocab, "tokenizer", mi.Tokenizer, "chat_template", mi.ChatTemplate, "tag", s.Model.Tag,
 		"took", time.Since(start).Round(time.Millisecond))
-	if s.Engine, err = engine.New(s.Model, engine.Options{Workers: cfg.Workers, TokensPerBlock: cfg.BlockTokens}); err != nil {
-		return nil, err
-	}
 	dtype, err := parseDType(cfg.KVDType)
 	if err != nil {
 		return nil, err
 	}
+	// The engine rounds every K and V it writes through the stored type, so
+	// the pages it attends over are exactly what the pool gives back.
+	if s.Engine, err = engine.New(s.Model, engine.Options{Workers: cfg.Workers, TokensPerBlock: cfg.BlockTokens, KVDType: dtype}); err != nil {
+		// q8_0/q4_0 need K rows that are whole 32-groups: name the flag.
+		if fe := (*kvspec.FieldError)(nil); errors.As(err, &fe) && fe.Field == "dtype" {
+			return nil, fmt.Errorf("--kv-dtype %s: %w", dtype, err)
+		}
+		return nil, err
+	}
 	spec := s.Engine.Spec()
-	spec.DType = dtype
+	spec.DType = s.Engine.KVDType()
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
@@ -245,7 +255,7 @@ func Start(ctx context.Context, cfg Config, deps Deps) (_ *Scheduler, err error)
 	cancel()
 	s.Loop = batch.New(batch.Config{Engine: s.Engine, MaxBatch: cfg.MaxBatch, StepTokens: cfg.StepTokens, Logger: log})
 	scfg := service.Config{
-		Model: s.Model, Engine: s.Engine, Loop: s.Loop, Pool: s.Pool, Spec: spec, HolderID: holder,
+		Model: s.Model, Engine: s.Engine, Loop: s.Loop, Pool: s.Pool.PoolNodes(), Spec: spec, HolderID: holder,
 		MaxQueue: cfg.MaxQueue, MaxAgentQueue: cfg.MaxAgentQueue, HotCacheBytes: cfg.HotCacheBytes, Logger: log, MeterProvider: deps.MeterProvider,
 		TracerProvider: deps.TracerProvider, RequirePrincipal: !s.Auth.IsOpen(),
 	}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -568,11 +569,32 @@ func TestAdmissionQueueFull(t *testing.T) {
 }
 
 // With float16 blocks the pool stores half the bytes; a warm turn computes
-// the same tokens whether its blocks come from the hot cache or the pool.
+// the same tokens whether its blocks come from the hot cache or the pool, and
+// the same as a cold run (the engine rounds K and V to float16 as it writes
+// them).
 func TestFloat16BlocksSameFromEveryTier(t *testing.T) {
+	storedBlocksSameFromEveryTier(t, "float16", blockpoolv1.ElementType_ELEMENT_TYPE_FLOAT16)
+}
+
+// The same with q8_0 blocks (34 bytes per 32 elements).
+func TestQ8_0BlocksSameFromEveryTier(t *testing.T) {
+	storedBlocksSameFromEveryTier(t, "q8_0", blockpoolv1.ElementType_ELEMENT_TYPE_Q8_0)
+}
+
+// An unknown --kv-dtype is refused at start, naming the flag and the types.
+func TestBadKVDType(t *testing.T) {
+	cfg := testConfig()
+	cfg.KVDType = "q4_1"
+	_, err := Start(context.Background(), cfg, Deps{DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err == nil || !strings.Contains(err.Error(), "--kv-dtype") || !strings.Contains(err.Error(), "q8_0") {
+		t.Fatalf("--kv-dtype q4_1: %v", err)
+	}
+}
+
+func storedBlocksSameFromEveryTier(t *testing.T, dtype string, wire blockpoolv1.ElementType) {
 	dir := t.TempDir()
 	cfg := testConfig()
-	cfg.KVDType = "float16"
+	cfg.KVDType = dtype
 	ts := startScheduler(t, dir, cfg)
 	r := rand.New(rand.NewPCG(11, 12))
 	// 64 tokens: exactly 8 full blocks, which both warm turns below reuse.
@@ -585,10 +607,10 @@ func TestFloat16BlocksSameFromEveryTier(t *testing.T) {
 	next := concat(p, tail)
 	hot := mustGenerate(t, ts.client, &schedulerv1.GenerateRequest{AgentId: "half", PromptTokenIds: next, MaxTokens: 8})
 	if hot.usage.GetCachedTokens() != 64 || hot.usage.GetHotCachedTokens() != 64 {
-		t.Fatalf("float16 warm turn from the hot cache: %+v", hot.usage)
+		t.Fatalf("%s warm turn from the hot cache: %+v", dtype, hot.usage)
 	}
 	info, err := ts.pool.GetPoolInfo(context.Background(), &blockpoolv1.GetPoolInfoRequest{})
-	if err != nil || info.GetSpec().GetDtype() != blockpoolv1.ElementType_ELEMENT_TYPE_FLOAT16 {
+	if err != nil || info.GetSpec().GetDtype() != wire {
 		t.Fatalf("pool spec: %v %v", info.GetSpec(), err)
 	}
 	ts.close()
@@ -596,10 +618,22 @@ func TestFloat16BlocksSameFromEveryTier(t *testing.T) {
 	ts = startScheduler(t, dir, cfg)
 	fromPool := mustGenerate(t, ts.client, &schedulerv1.GenerateRequest{AgentId: "half-2", PromptTokenIds: next, MaxTokens: 8})
 	if fromPool.usage.GetCachedTokens() != 64 || fromPool.usage.GetHotCachedTokens() != 0 {
-		t.Fatalf("float16 warm turn from the pool: %+v", fromPool.usage)
+		t.Fatalf("%s warm turn from the pool: %+v", dtype, fromPool.usage)
 	}
 	if !reflect.DeepEqual(fromPool.tokens, hot.tokens) {
-		t.Fatalf("float16 warm from pool %v != warm from hot cache %v", fromPool.tokens, hot.tokens)
+		t.Fatalf("%s warm from pool %v != warm from hot cache %v", dtype, fromPool.tokens, hot.tokens)
+	}
+	checkPoolQuiet(t, ts.pool)
+	ts.close()
+
+	// Cold: a fresh scheduler and pool compute the whole prompt.
+	ts = startScheduler(t, t.TempDir(), cfg)
+	cold := mustGenerate(t, ts.client, &schedulerv1.GenerateRequest{AgentId: "cold", PromptTokenIds: next, MaxTokens: 8})
+	if cold.usage.GetCachedTokens() != 0 {
+		t.Fatalf("%s cold turn: %+v", dtype, cold.usage)
+	}
+	if !reflect.DeepEqual(cold.tokens, hot.tokens) {
+		t.Fatalf("%s cold %v != warm %v", dtype, cold.tokens, hot.tokens)
 	}
 	checkPoolQuiet(t, ts.pool)
 }

@@ -8,7 +8,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/semantic-kv/semantic/services/scheduler/batch"
-	"github.com/semantic-kv/semantic/services/scheduler/poolclient"
+	"github.com/semantic-kv/semantic/services/scheduler/poolnode"
 )
 
 // toStatus is the one place where the scheduler's domain errors become gRPC
@@ -16,8 +16,8 @@ import (
 //
 //	a gRPC status                 -> itself (the service's own refusals, and
 //	                                 a pool node's answers, passed on)
-//	poolclient.ErrNoHealthyNode   -> UNAVAILABLE
-//	poolclient.ErrDataLoss        -> DATA_LOSS (a block transfer came back damaged)
+//	poolnode.ErrNoHealthyNode   -> UNAVAILABLE
+//	poolnode.ErrDataLoss        -> DATA_LOSS (a block transfer came back damaged)
 //	batch.ErrClosed               -> UNAVAILABLE (shutting down: retry elsewhere)
 //	batch.ErrEngine               -> INTERNAL
 //	context errors                -> CANCELLED / DEADLINE_EXCEEDED
@@ -32,9 +32,9 @@ func toStatus(err error) error {
 	switch {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return status.FromContextError(err).Err()
-	case errors.Is(err, poolclient.ErrNoHealthyNode), errors.Is(err, batch.ErrClosed):
+	case errors.Is(err, poolnode.ErrNoHealthyNode), errors.Is(err, batch.ErrClosed):
 		return status.Error(codes.Unavailable, err.Error())
-	case errors.Is(err, poolclient.ErrDataLoss):
+	case errors.Is(err, poolnode.ErrDataLoss):
 		return status.Error(codes.DataLoss, err.Error())
 	}
 	return status.Error(codes.Internal, err.Error())

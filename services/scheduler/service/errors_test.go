@@ -11,7 +11,7 @@ import (
 
 	"github.com/semantic-kv/semantic/pkg/rpcstatus"
 	"github.com/semantic-kv/semantic/services/scheduler/batch"
-	"github.com/semantic-kv/semantic/services/scheduler/poolclient"
+	"github.com/semantic-kv/semantic/services/scheduler/poolnode"
 )
 
 // The one mapping of domain errors to statuses, wrapped or not; statuses
@@ -25,9 +25,9 @@ func TestToStatus(t *testing.T) {
 		{nil, codes.OK},
 		{refusal, codes.InvalidArgument},
 		{status.Error(codes.ResourceExhausted, "pool says no"), codes.ResourceExhausted},
-		{poolclient.ErrNoHealthyNode, codes.Unavailable},
-		{fmt.Errorf("lookup: %w", poolclient.ErrNoHealthyNode), codes.Unavailable},
-		{fmt.Errorf("%w: short block", poolclient.ErrDataLoss), codes.DataLoss},
+		{poolnode.ErrNoHealthyNode, codes.Unavailable},
+		{fmt.Errorf("lookup: %w", poolnode.ErrNoHealthyNode), codes.Unavailable},
+		{fmt.Errorf("%w: short block", poolnode.ErrDataLoss), codes.DataLoss},
 		{batch.ErrClosed, codes.Unavailable},
 		{fmt.Errorf("%w: boom", batch.ErrEngine), codes.Internal},
 		{context.Canceled, codes.Canceled},

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	otelcodes "go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
@@ -23,7 +22,7 @@ import (
 	"github.com/semantic-kv/semantic/pkg/rpcstatus"
 	"github.com/semantic-kv/semantic/services/scheduler/auth"
 	"github.com/semantic-kv/semantic/services/scheduler/batch"
-	"github.com/semantic-kv/semantic/services/scheduler/poolclient"
+	"github.com/semantic-kv/semantic/services/scheduler/poolnode"
 )
 
 // Limits on Generate requests. MaxStops and MaxStopBytes are exported for
@@ -35,8 +34,18 @@ const (
 	maxPromptID  = 1 << 31
 )
 
-// request is one Generate call on its way through the scheduler.
+// request is one Generate call on its way through the scheduler: what was
+// asked, and what it holds on its pool node to compute it.
 type request struct {
+	admitted
+	holding
+}
+
+// admitted is a request as validated and placed: who asks, for which agent,
+// what the model computes over, and how far. Run and validate fill it, the
+// lookup settles its context (append, realign); after that it does not
+// change.
+type admitted struct {
 	req     *schedulerv1.GenerateRequest
 	arrival time.Time
 	who     auth.Principal
@@ -46,10 +55,16 @@ type request struct {
 	context []int  // what the model computes over: stored context + prompt for append
 	maxTok  int
 	maxPos  int
-	node    *poolclient.Node
+}
+
+// holding is what a request holds on its pool node: the node, the agent's
+// record version it read there, its lease, and the sequence's pages as load
+// built them. The block writer adds the hashes of the blocks it computes.
+type holding struct {
+	node    poolnode.Node
 	version uint64 // agent record version read by the lookup
 
-	lease   *poolclient.Lease
+	lease   poolnode.Lease
 	seq     *engine.Sequence
 	cached  int // positions reused
 	hot     int // of which from the hot cache
@@ -79,7 +94,7 @@ func (s *Server) Generate(req *schedulerv1.GenerateRequest, stream schedulerv1.S
 // The request runs as the auth.Principal its transport put in ctx: the
 // agent is its tenant's (tenant.go), and its tenant's quota applies.
 func (s *Server) Run(ctx context.Context, req *schedulerv1.GenerateRequest, send func(*schedulerv1.GenerateResponse) error) (err error) {
-	r := &request{req: req, arrival: time.Now()}
+	r := &request{admitted: admitted{req: req, arrival: time.Now()}}
 	// The transport's own send error is returned as it is; every other
 	// error leaves as a status (toStatus, the service's one mapping).
 	var sendErr error
@@ -107,7 +122,7 @@ func (s *Server) Run(ctx context.Context, req *schedulerv1.GenerateRequest, send
 	if r.who, err = s.principal(ctx); err != nil {
 		return err
 	}
-	if err := s.validate(r); err != nil {
+	if err := s.validate(&r.admitted); err != nil {
 		return err
 	}
 	r.key = poolwire.AgentKey(r.who.Tenant, req.GetAgentId())
@@ -146,10 +161,10 @@ func (s *Server) Run(ctx context.Context, req *schedulerv1.GenerateRequest, send
 	released := false
 	release := func(commit bool) {
 		released = true
-		if _, rerr := r.lease.Release(commit); rerr != nil {
-			s.log.Warn("releasing lease", "agent", r.key, "lease", r.lease.GetLeaseId(), "commit", commit, "err", rerr)
+		if rerr := r.lease.Release(commit); rerr != nil {
+			s.log.Warn("releasing lease", "agent", r.key, "lease", r.lease.ID(), "commit", commit, "err", rerr)
 		}
-		s.leasedBlocks.Add(-int64(len(r.lease.GetBlocks())))
+		s.leasedBlocks.Add(-int64(len(r.lease.Blocks())))
 	}
 	// A panic below is turned into INTERNAL by the server's interceptor; this
 	// makes sure it does not also strand the lease until its TTL runs out.
@@ -176,7 +191,7 @@ const (
 )
 
 // validate checks the request and tokenizes the prompt.
-func (s *Server) validate(r *request) error {
+func (s *Server) validate(r *admitted) error {
 	req := r.req
 	if err := rpcstatus.CheckAgentID("agent_id", req.GetAgentId()); err != nil {
 		return err
@@ -298,8 +313,8 @@ func (s *Server) prepare(ctx context.Context, r *request) error {
 		}
 		return s.prepareOn(ctx, r)
 	}
-	var lastErr error = poolclient.ErrNoHealthyNode
-	for _, n := range s.cfg.Pool.Order(r.key) {
+	var lastErr error = poolnode.ErrNoHealthyNode
+	for _, n := range s.pool.Order(r.key) {
 		if !n.Healthy() {
 			continue
 		}
@@ -311,7 +326,7 @@ func (s *Server) prepare(ctx context.Context, r *request) error {
 		if status.Code(err) != codes.Unavailable || ctx.Err() != nil {
 			return err
 		}
-		s.log.Warn("pool node failed; trying the next", "pool", n.Addr, "agent", r.key, "err", err)
+		s.log.Warn("pool node failed; trying the next", "pool", n.Address(), "agent", r.key, "err", err)
 		lastErr = err
 	}
 	return lastErr
@@ -337,7 +352,7 @@ func (s *Server) prepareOn(ctx context.Context, r *request) error {
 	// At least the last prompt token is computed: its logits give the first
 	// generated token.
 	matched := min(int(lk.GetMatchedTokens()), len(r.context)-1)
-	var pin [][]byte
+	var pin []kvspec.Hash
 	var uses []int
 	// Every reused block must be what this request would have computed and
 	// hashed, salt included: the node matches the agent's own record by its
@@ -360,7 +375,10 @@ func (s *Server) prepareOn(ctx context.Context, r *request) error {
 		// A block of the context's own chain is good whether used in full
 		// or in part; a partly used one may also be the agent record's
 		// tail (or a block where the record and the context part ways).
-		if i >= len(want) || string(b.GetHash()) != string(want[i][:]) {
+		var h kvspec.Hash
+		if i < len(want) && string(b.GetHash()) == string(want[i][:]) {
+			h = want[i]
+		} else {
 			if use == tpb {
 				break
 			}
@@ -370,18 +388,47 @@ func (s *Server) prepareOn(ctx context.Context, r *request) error {
 			if i >= len(recHashes) || string(b.GetHash()) != string(recHashes[i][:]) {
 				break
 			}
+			h = recHashes[i]
 		}
-		pin = append(pin, b.GetHash())
+		pin = append(pin, h)
 		uses = append(uses, use)
 		if use < tpb {
 			break
 		}
 	}
+	nBlocks := spec.BlocksFor(r.maxPos)
+	err = s.leaseAndLoad(ctx, r, pin, uses, nBlocks)
+	// A full hit that could not be read (evicted, corrupt, node trouble)
+	// leaves the lease, sized for every full hit to be used in place, short
+	// of fresh pages: lease again for the prefix that did load, so that the
+	// request runs colder instead of failing. Each retry pins strictly fewer
+	// blocks (the unreadable one and those after it are dropped), and with
+	// nothing pinned nothing is read, so this ends.
+	var short *shortLeaseError
+	for errors.As(err, &short) {
+		s.log.Warn("cached block unreadable; leasing again for the shorter prefix", "agent", r.key, "usable_blocks", short.usable, "pinned", len(pin))
+		pin, uses = pin[:short.usable], uses[:short.usable]
+		err = s.leaseAndLoad(ctx, r, pin, uses, nBlocks)
+	}
+	return err
+}
+
+// shortLeaseError is load's report that a full hit did not load, leaving
+// the lease a fresh page short: only the first usable pinned blocks loaded.
+type shortLeaseError struct{ usable, fresh, need int }
+
+func (e *shortLeaseError) Error() string {
+	return fmt.Sprintf("lease has %d fresh blocks, need %d (%d cached blocks usable)", e.fresh, e.need, e.usable)
+}
+
+// leaseAndLoad leases the pinned hits plus fresh blocks for nBlocks pages on
+// the agent's node and loads them (load). On failure the lease is released
+// and r holds none.
+func (s *Server) leaseAndLoad(ctx context.Context, r *request, pin []kvspec.Hash, uses []int, nBlocks int) error {
 	kFull := 0
-	for kFull < len(uses) && uses[kFull] == tpb {
+	for kFull < len(uses) && uses[kFull] == s.cfg.Spec.TokensPerBlock {
 		kFull++
 	}
-	nBlocks := spec.BlocksFor(r.maxPos)
 	count := len(pin) + nBlocks - kFull
 	if capacity := r.node.CapacityBlocks(); capacity > 0 && count > capacity {
 		// More blocks than the node has at all: for the caller that is the
@@ -389,24 +436,24 @@ func (s *Server) prepareOn(ctx context.Context, r *request) error {
 		// refuse the count as INVALID_ARGUMENT.)
 		return rpcstatus.Exhausted(PoolBlocksSubject, "request needs %d blocks for %d positions; pool node %s has %d", count, r.maxPos, r.node.Name(), capacity)
 	}
-	lctx, span := s.tracer.Start(ctx, "lease", trace.WithAttributes(attribute.Int("blocks", count), attribute.Int("pinned", len(pin))))
-	lease, err := r.node.Lease(lctx, &blockpoolv1.LeaseRequest{
-		Holder: s.cfg.HolderID, AgentId: r.key, Count: uint32(count),
-		BlockHashes: pin, ModelTag: spec.ModelTag,
+	lease, err := r.node.Lease(ctx, poolnode.LeaseRequest{
+		Holder: s.cfg.HolderID, AgentKey: r.key, Count: count, Pin: pin, ModelTag: s.cfg.Spec.ModelTag,
 	})
-	endSpan(span, err)
 	if err != nil {
 		return err
 	}
 	r.lease = lease
-	s.leasedBlocks.Add(int64(len(lease.GetBlocks())))
-	lctx, span = s.tracer.Start(ctx, "load", trace.WithAttributes(attribute.Int("hits", int(lease.GetHits()))))
-	err = s.load(lctx, r, pin, uses, nBlocks)
+	s.leasedBlocks.Add(int64(len(lease.Blocks())))
+	// The load phase's span is the service's own (hot cache, pool reads,
+	// copy on write); the pool calls inside it are measured by the node's
+	// decorator (poolnode.Instrument).
+	lctx, span := s.tracer.Start(ctx, "load", trace.WithAttributes(attribute.Int("hits", lease.Hits())))
+	err = s.load(lctx, r.key, &r.holding, pin, uses, nBlocks)
 	span.SetAttributes(attribute.Int("cached_tokens", r.cached), attribute.Int("hot_cached_tokens", r.hot))
-	endSpan(span, err)
+	poolnode.EndSpan(span, err)
 	if err != nil {
-		s.leasedBlocks.Add(-int64(len(lease.GetBlocks())))
-		if _, rerr := lease.Release(false); rerr != nil {
+		s.leasedBlocks.Add(-int64(len(lease.Blocks())))
+		if rerr := lease.Release(false); rerr != nil {
 			s.log.Warn("releasing lease after failed load", "err", rerr)
 		}
 		r.lease = nil
@@ -424,22 +471,22 @@ func (s *Server) prepareOn(ctx context.Context, r *request) error {
 // a node that is down before the record was found, or a node that fails the
 // lookup fails the request (UNAVAILABLE, or the node's error) with a message
 // saying so, since going on could drop the agent's conversation.
-func (s *Server) findStored(ctx context.Context, key, agent string) (*poolclient.Node, *blockpoolv1.AgentRecord, error) {
-	order := s.cfg.Pool.Order(key)
+func (s *Server) findStored(ctx context.Context, key, agent string) (poolnode.Node, *blockpoolv1.AgentRecord, error) {
+	order := s.pool.Order(key)
 	if len(order) == 0 {
-		return nil, nil, poolclient.ErrNoHealthyNode
+		return nil, nil, poolnode.ErrNoHealthyNode
 	}
-	for _, n := range order {
+	for i, n := range order {
 		if !n.Healthy() {
-			if n == order[0] {
+			if i == 0 {
 				return nil, nil, status.Errorf(codes.Unavailable, "append needs agent %q's home pool node %s, which is down; resend the whole context instead", agent, n.Name())
 			}
 			return nil, nil, status.Errorf(codes.Unavailable, "append: agent %q is not on its home pool node %s and candidate node %s is down, so its stored context cannot be found; retry, or resend the whole context instead", agent, order[0].Name(), n.Name())
 		}
-		resp, err := n.Client.GetAgent(ctx, &blockpoolv1.GetAgentRequest{AgentId: key})
+		rec, err := n.GetAgent(ctx, key)
 		switch status.Code(err) {
 		case codes.OK:
-			return n, resp.GetAgent(), nil
+			return n, rec, nil
 		case codes.NotFound:
 			continue
 		}
@@ -453,7 +500,7 @@ func (s *Server) findStored(ctx context.Context, key, agent string) (*poolclient
 // than the model's context (a damaged or foreign record). The request fails
 // alone, with FAILED_PRECONDITION naming the agent's record; a nil record
 // passes.
-func (s *Server) checkStored(agent string, n *poolclient.Node, rec *blockpoolv1.AgentRecord) error {
+func (s *Server) checkStored(agent string, n poolnode.Node, rec *blockpoolv1.AgentRecord) error {
 	if rec == nil {
 		return nil
 	}
@@ -464,7 +511,7 @@ func (s *Server) checkStored(agent string, n *poolclient.Node, rec *blockpoolv1.
 }
 
 // checkTokens refuses stored token ids the engine cannot run (see checkStored).
-func (s *Server) checkTokens(agent string, n *poolclient.Node, ids []uint32) error {
+func (s *Server) checkTokens(agent string, n poolnode.Node, ids []uint32) error {
 	m := s.cfg.Model.Config
 	if len(ids) > m.SeqLen {
 		return status.Errorf(codes.FailedPrecondition, "agent %q's record on pool node %s is damaged: %d tokens, more than the model's context of %d", agent, n.Name(), len(ids), m.SeqLen)
@@ -522,24 +569,19 @@ func (s *Server) lookup(ctx context.Context, r *request) (*blockpoolv1.LookupAge
 }
 
 func (s *Server) lookupOnce(ctx context.Context, r *request, tokens []int, realigned bool) (*blockpoolv1.LookupAgentResponse, error) {
-	lctx, span := s.tracer.Start(ctx, "lookup", trace.WithAttributes(attribute.String("pool", r.node.Name()),
-		attribute.Int("context_tokens", len(tokens)), attribute.Bool("realigned", realigned)))
-	lk, err := r.node.Client.LookupAgent(lctx, &blockpoolv1.LookupAgentRequest{
-		AgentId: r.key, TokenIds: toUint32s(tokens), ModelTag: s.cfg.Spec.ModelTag, CacheSalt: r.salt,
+	return r.node.Lookup(ctx, poolnode.LookupRequest{
+		AgentKey: r.key, Tokens: toUint32s(tokens), ModelTag: s.cfg.Spec.ModelTag, Salt: r.salt, Realigned: realigned,
 	})
-	span.SetAttributes(attribute.Int("matched_tokens", int(lk.GetMatchedTokens())))
-	endSpan(span, err)
-	return lk, err
 }
 
 // fromText reports whether the request's context was tokenized from text
 // here (and so may be realigned with the agent's stored ids).
-func (r *request) fromText() bool {
+func (r *admitted) fromText() bool {
 	return len(r.req.GetMessages()) > 0 || r.req.GetPrompt() != "" && !r.req.GetAppend()
 }
 
 // contextField is the request field that gave the context.
-func (r *request) contextField() string {
+func (r *admitted) contextField() string {
 	switch {
 	case len(r.req.GetMessages()) > 0:
 		return "messages"
@@ -554,23 +596,22 @@ func (r *request) contextField() string {
 // fresh page (copy on write); fresh pages for the rest. A hit that cannot be
 // read (evicted, corrupt, node trouble) shortens the reused prefix: the
 // request runs colder, never wrong.
-func (s *Server) load(ctx context.Context, r *request, pin [][]byte, uses []int, nBlocks int) error {
+func (s *Server) load(ctx context.Context, agentKey string, r *holding, pin []kvspec.Hash, uses []int, nBlocks int) error {
 	eng := s.cfg.Engine
 	spec := s.cfg.Spec
 	tpb := spec.TokensPerBlock
-	lb := r.lease.GetBlocks()
-	hits := int(r.lease.GetHits())
+	lb := r.lease.Blocks()
+	hits := r.lease.Hits()
 	pages := make([]*engine.Block, hits)
 	fromHot := make([]bool, hits)
 	var want []uint32
 	var wantIdx []int
 	for i := 0; i < hits; i++ {
-		h, err := kvspec.HashFromBytes(lb[i].GetHash())
-		if err != nil || string(lb[i].GetHash()) != string(pin[i]) {
+		if string(lb[i].GetHash()) != string(pin[i][:]) {
 			hits = i
 			break
 		}
-		if b, ok := s.hot.Get(h); ok {
+		if b, ok := s.hot.Get(pin[i]); ok {
 			pages[i], fromHot[i] = b, true
 			continue
 		}
@@ -596,7 +637,6 @@ func (s *Server) load(ctx context.Context, r *request, pin [][]byte, uses []int,
 			if err != nil {
 				return status.Errorf(codes.DataLoss, "block %d: %v", h.GetBlockId(), err)
 			}
-			s.m.readBytes.Add(ctx, int64(len(payload)))
 			i := wantIdx[k]
 			pages[i] = b
 			if hh, err := kvspec.HashFromBytes(h.GetHash()); err == nil {
@@ -609,7 +649,7 @@ func (s *Server) load(ctx context.Context, r *request, pin [][]byte, uses []int,
 			if ctx.Err() != nil {
 				return status.FromContextError(ctx.Err()).Err()
 			}
-			s.log.Warn("reading cached blocks; continuing with a shorter prefix", "agent", r.key, "err", err)
+			s.log.Warn("reading cached blocks; continuing with a shorter prefix", "agent", agentKey, "err", err)
 		}
 	}
 	// The reused prefix ends at the first hit that did not load.
@@ -628,8 +668,11 @@ func (s *Server) load(ctx context.Context, r *request, pin [][]byte, uses []int,
 	seq := &engine.Sequence{Blocks: make([]*engine.Block, 0, nBlocks)}
 	seq.Blocks = append(seq.Blocks, pages[:r.kShared]...)
 	r.fresh = lb[hits:]
+	// The lease was sized for every full hit to be used in place: one that
+	// did not load leaves it a fresh block short, and the caller leases
+	// again for the prefix that did (leaseAndLoad's caller).
 	if need := nBlocks - r.kShared; len(r.fresh) < need {
-		return status.Errorf(codes.Internal, "lease has %d fresh blocks, need %d", len(r.fresh), need)
+		return &shortLeaseError{usable: usable, fresh: len(r.fresh), need: need}
 	}
 	for len(seq.Blocks) < nBlocks {
 		seq.Blocks = append(seq.Blocks, eng.NewBlock())
@@ -649,10 +692,7 @@ func (s *Server) load(ctx context.Context, r *request, pin [][]byte, uses []int,
 	seq.Len = r.cached
 	r.seq = seq
 	r.hashes = make([]kvspec.Hash, 0, nBlocks)
-	for i := 0; i < r.kShared; i++ {
-		h, _ := kvspec.HashFromBytes(pin[i])
-		r.hashes = append(r.hashes, h)
-	}
+	r.hashes = append(r.hashes, pin[:r.kShared]...)
 	return nil
 }
 
@@ -680,12 +720,12 @@ func (s *Server) run(ctx context.Context, r *request, send func(*schedulerv1.Gen
 		sm := newStopMatcher(r.req.GetStop())
 		seq.Stop = func(tok int) bool { return sm.push(m.Tokenizer.TokenBytes(tok)) >= 0 }
 	}
-	w := s.newBlockWriter(ctx, r, seq)
+	w := s.newBlockWriter(ctx, r.salt, &r.holding, seq)
 	defer w.stop()
 	if err := s.cfg.Loop.Submit(seq); err != nil {
 		return nil, false, err
 	}
-	out := s.newTokenStream(ctx, r, send, cancelSeq)
+	out := s.newTokenStream(ctx, &r.admitted, send, cancelSeq)
 	var finish batch.Finish
 	var runErr error
 	for ev := range seq.Events {
@@ -748,15 +788,6 @@ func (s *Server) account(r *request, seq *batch.Seq, ttft time.Duration, anyToke
 		s.m.ttft.Record(bg, ttft.Seconds())
 	}
 	return usage
-}
-
-// endSpan records err on span (if any) and ends it.
-func endSpan(span trace.Span, err error) {
-	if err != nil {
-		span.RecordError(err)
-		span.SetStatus(otelcodes.Error, status.Convert(err).Message())
-	}
-	span.End()
 }
 
 func finishReason(f batch.Finish) schedulerv1.FinishReason {

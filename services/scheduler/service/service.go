@@ -32,7 +32,7 @@ import (
 	"github.com/semantic-kv/semantic/services/scheduler/auth"
 	"github.com/semantic-kv/semantic/services/scheduler/batch"
 	"github.com/semantic-kv/semantic/services/scheduler/hotcache"
-	"github.com/semantic-kv/semantic/services/scheduler/poolclient"
+	"github.com/semantic-kv/semantic/services/scheduler/poolnode"
 )
 
 // Config wires the service.
@@ -40,7 +40,10 @@ type Config struct {
 	Model  *model.Model
 	Engine *engine.Engine
 	Loop   *batch.Loop
-	Pool   *poolclient.Cluster
+	// Pool is the pool nodes (poolclient.Cluster.PoolNodes; a
+	// poolnodetest.Fake in unit tests). New decorates it with the pool
+	// calls' spans and metrics (poolnode.Instrument).
+	Pool poolnode.Set
 	// Spec is the pool spec: the engine's geometry with the storage dtype.
 	Spec kvspec.Spec
 	// HolderID names this scheduler on its leases.
@@ -59,7 +62,10 @@ type Config struct {
 	Logger        *slog.Logger
 	MeterProvider metric.MeterProvider
 	// TracerProvider receives a span per request phase (lookup, lease,
-	// load, commit) under the gRPC server span; nil: no tracing.
+	// load, commit) under the gRPC server span; nil: no tracing. The pool
+	// calls' spans and metrics (lookup, lease, commit, bytes read and
+	// written, commit conflicts) come from poolnode.Instrument, the load
+	// phase's and the request's own from the service.
 	TracerProvider trace.TracerProvider
 	// Prometheus, when set, gets the vLLM-compatible metrics (vllm.go).
 	Prometheus prometheus.Registerer
@@ -76,6 +82,7 @@ type Server struct {
 
 	cfg     Config
 	log     *slog.Logger
+	pool    poolnode.Set // cfg.Pool, instrumented
 	admit   chan struct{}
 	agents  *agentLocks // by pool agent id
 	tenants tenantRequests
@@ -105,10 +112,7 @@ type metrics struct {
 	cachedToks   metric.Int64Counter
 	hotToks      metric.Int64Counter
 	genToks      metric.Int64Counter
-	commitRaces  metric.Int64Counter
 	unsavedTurns metric.Int64Counter
-	writeBytes   metric.Int64Counter
-	readBytes    metric.Int64Counter
 }
 
 // New builds the service.
@@ -135,9 +139,12 @@ func New(cfg Config) (*Server, error) {
 	if tp == nil {
 		tp = tracenoop.NewTracerProvider()
 	}
-	s.tracer = tp.Tracer("semantic.scheduler")
-	m := mp.Meter("semantic.scheduler")
+	s.tracer = tp.Tracer(poolnode.InstrumentationName)
+	m := mp.Meter(poolnode.InstrumentationName)
 	var err error
+	if s.pool, err = poolnode.Instrument(cfg.Pool, tp, mp); err != nil {
+		return nil, err
+	}
 	reg := func(name, unit, desc string) metric.Int64Counter {
 		c, e := m.Int64Counter(name, metric.WithUnit(unit), metric.WithDescription(desc))
 		if e != nil {
@@ -150,16 +157,13 @@ func New(cfg Config) (*Server, error) {
 	s.m.cachedToks = reg("semantic.scheduler.cached_tokens", "{token}", "prompt tokens served from the cache instead of prefilled")
 	s.m.hotToks = reg("semantic.scheduler.hot_cached_tokens", "{token}", "cached tokens served from the local hot cache")
 	s.m.genToks = reg("semantic.scheduler.generated_tokens", "{token}", "tokens generated")
-	s.m.commitRaces = reg("semantic.scheduler.commit_conflicts", "{commit}", "agent commits that lost an optimistic-concurrency race")
 	s.m.unsavedTurns = reg("semantic.scheduler.unsaved_turns", "{turn}", "turns that ended OK but were not saved as the agent's record, by reason")
-	s.m.writeBytes = reg("semantic.scheduler.pool_write_bytes", "By", "block bytes written to pool nodes")
-	s.m.readBytes = reg("semantic.scheduler.pool_read_bytes", "By", "block bytes read from pool nodes")
+	if err != nil {
+		return nil, err
+	}
 	if s.m.ttft, err = m.Float64Histogram("semantic.scheduler.time_to_first_token", metric.WithUnit("s"),
 		metric.WithDescription("time from arrival to first token"),
 		metric.WithExplicitBucketBoundaries(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)); err != nil {
-		return nil, err
-	}
-	if err != nil {
 		return nil, err
 	}
 	if cfg.Prometheus != nil {
@@ -205,10 +209,10 @@ func (s *Server) GetStats(ctx context.Context, _ *schedulerv1.GetStatsRequest) (
 	if p := s.promptToks.Load(); p > 0 {
 		resp.PrefixHitRate = float64(s.cachedToks.Load()) / float64(p)
 	}
-	for _, n := range s.cfg.Pool.Nodes() {
+	for _, n := range s.pool.Nodes() {
 		ns := &schedulerv1.PoolNodeStatus{NodeId: n.ID(), Healthy: n.Healthy()}
 		if who.Role == auth.RoleAdmin {
-			ns.Address = n.Addr
+			ns.Address = n.Address()
 		}
 		resp.PoolNodes = append(resp.PoolNodes, ns)
 	}
@@ -255,7 +259,7 @@ func (s *Server) ListAgents(ctx context.Context, req *schedulerv1.ListAgentsRequ
 	}
 	byKey := map[string]*schedulerv1.AgentInfo{}
 	more := false
-	for _, n := range s.cfg.Pool.Nodes() {
+	for _, n := range s.pool.Nodes() {
 		if !n.Healthy() {
 			continue
 		}
@@ -289,7 +293,7 @@ func (s *Server) ListAgents(ctx context.Context, req *schedulerv1.ListAgentsRequ
 // whether the node may have more. The node filters by tenant; the empty
 // tenant's agents (stored without a tenant prefix) are picked out here,
 // since the node's empty filter means every tenant.
-func listNode(ctx context.Context, n *poolclient.Node, tenant string, all bool, after string, size int) (map[string]*schedulerv1.AgentInfo, bool, error) {
+func listNode(ctx context.Context, n poolnode.Node, tenant string, all bool, after string, size int) (map[string]*schedulerv1.AgentInfo, bool, error) {
 	req := &blockpoolv1.ListAgentsRequest{PageSize: uint32(size), Tenant: tenant}
 	if all {
 		req.Tenant = ""
@@ -301,7 +305,7 @@ func listNode(ctx context.Context, n *poolclient.Node, tenant string, all bool, 
 	}
 	out := map[string]*schedulerv1.AgentInfo{}
 	for {
-		resp, err := n.Client.ListAgents(ctx, req)
+		resp, err := n.ListAgents(ctx, req)
 		if err != nil {
 			return nil, false, err
 		}
@@ -367,24 +371,24 @@ func (s *Server) modelInfo() *schedulerv1.ModelInfo {
 // findAgent returns the record of the agent whose pool id is key from the
 // first healthy node in its rendezvous order that has one; agent is its id
 // as the caller knows it.
-func (s *Server) findAgent(ctx context.Context, key, agent string) (*blockpoolv1.AgentRecord, *poolclient.Node, error) {
+func (s *Server) findAgent(ctx context.Context, key, agent string) (*blockpoolv1.AgentRecord, poolnode.Node, error) {
 	healthy := false
-	for _, n := range s.cfg.Pool.Order(key) {
+	for _, n := range s.pool.Order(key) {
 		if !n.Healthy() {
 			continue
 		}
 		healthy = true
-		resp, err := n.Client.GetAgent(ctx, &blockpoolv1.GetAgentRequest{AgentId: key})
+		rec, err := n.GetAgent(ctx, key)
 		if status.Code(err) == codes.NotFound {
 			continue
 		}
 		if err != nil {
 			return nil, nil, err
 		}
-		return resp.GetAgent(), n, nil
+		return rec, n, nil
 	}
 	if !healthy {
-		return nil, nil, poolclient.ErrNoHealthyNode
+		return nil, nil, poolnode.ErrNoHealthyNode
 	}
 	return nil, nil, status.Errorf(codes.NotFound, "agent %q has no cached context", agent)
 }
@@ -407,12 +411,12 @@ func (s *Server) DeleteAgent(ctx context.Context, req *schedulerv1.DeleteAgentRe
 	}
 	defer unlock()
 	deleted, healthy := false, false
-	for _, n := range s.cfg.Pool.Nodes() {
+	for _, n := range s.pool.Nodes() {
 		if !n.Healthy() {
 			continue
 		}
 		healthy = true
-		_, err := n.Client.DeleteAgent(ctx, &blockpoolv1.DeleteAgentRequest{AgentId: key})
+		err := n.DeleteAgent(ctx, key)
 		switch status.Code(err) {
 		case codes.OK:
 			deleted = true
@@ -422,7 +426,7 @@ func (s *Server) DeleteAgent(ctx context.Context, req *schedulerv1.DeleteAgentRe
 		}
 	}
 	if !healthy {
-		return nil, poolclient.ErrNoHealthyNode
+		return nil, poolnode.ErrNoHealthyNode
 	}
 	return &schedulerv1.DeleteAgentResponse{Deleted: deleted}, nil
 }
@@ -436,12 +440,12 @@ func (s *Server) LeasedBlocks() int { return int(s.leasedBlocks.Load()) }
 // Ready is nil when the service can take a request: some pool node is
 // healthy. Otherwise it is the UNAVAILABLE status a request would get.
 func (s *Server) Ready() error {
-	for _, n := range s.cfg.Pool.Nodes() {
+	for _, n := range s.pool.Nodes() {
 		if n.Healthy() {
 			return nil
 		}
 	}
-	return toStatus(poolclient.ErrNoHealthyNode)
+	return toStatus(poolnode.ErrNoHealthyNode)
 }
 
 // AgentRequests is the number of requests running or waiting for the agent

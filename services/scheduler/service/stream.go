@@ -16,7 +16,7 @@ import (
 // and is kept as the request's outcome.
 type tokenStream struct {
 	ctx       context.Context
-	r         *request
+	r         *admitted
 	s         *Server
 	send      func(*schedulerv1.GenerateResponse) error
 	cancelSeq context.CancelFunc
@@ -28,7 +28,7 @@ type tokenStream struct {
 	sendErr error
 }
 
-func (s *Server) newTokenStream(ctx context.Context, r *request, send func(*schedulerv1.GenerateResponse) error, cancelSeq context.CancelFunc) *tokenStream {
+func (s *Server) newTokenStream(ctx context.Context, r *admitted, send func(*schedulerv1.GenerateResponse) error, cancelSeq context.CancelFunc) *tokenStream {
 	return &tokenStream{ctx: ctx, r: r, s: s, send: send, cancelSeq: cancelSeq,
 		text: newTextStream(r.req.GetStop()), timer: s.vllm.timer(r.arrival)}
 }

@@ -51,7 +51,7 @@ func fuzzTargets(t testing.TB) []*Server {
 // render at all).
 func checkValidate(t *testing.T, s *Server, req *schedulerv1.GenerateRequest) {
 	t.Helper()
-	r := &request{req: req}
+	r := &admitted{req: req}
 	err := s.validate(r)
 	if err != nil {
 		st, ok := status.FromError(err)

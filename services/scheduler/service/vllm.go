@@ -65,7 +65,7 @@ func (s *Server) registerVLLM(reg prometheus.Registerer) (*vllmMetrics, error) {
 // lives in the pool.
 func (s *Server) kvUsage() float64 {
 	capacity := 0
-	for _, n := range s.cfg.Pool.Nodes() {
+	for _, n := range s.pool.Nodes() {
 		if n.Healthy() {
 			capacity += n.CapacityBlocks()
 		}

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -14,7 +12,7 @@ import (
 	"github.com/semantic-kv/semantic/pkg/engine"
 	"github.com/semantic-kv/semantic/pkg/kvspec"
 	"github.com/semantic-kv/semantic/services/scheduler/batch"
-	"github.com/semantic-kv/semantic/services/scheduler/poolclient"
+	"github.com/semantic-kv/semantic/services/scheduler/poolnode"
 )
 
 // written is a block handed to the writer.
@@ -32,7 +30,8 @@ type written struct {
 // the loop is done with the sequence; blocks are emitted in order.
 type blockWriter struct {
 	s      *Server
-	r      *request
+	salt   string
+	r      *holding
 	seq    *batch.Seq
 	queue  chan written
 	errc   chan error
@@ -42,9 +41,9 @@ type blockWriter struct {
 
 // newBlockWriter starts the writer and hooks it to the sequence's full
 // blocks (those past the ones shared in place, already in the pool).
-func (s *Server) newBlockWriter(ctx context.Context, r *request, seq *batch.Seq) *blockWriter {
+func (s *Server) newBlockWriter(ctx context.Context, salt string, r *holding, seq *batch.Seq) *blockWriter {
 	wctx, cancel := context.WithCancel(ctx)
-	w := &blockWriter{s: s, r: r, seq: seq, queue: make(chan written, len(r.seq.Blocks)+1), errc: make(chan error, 1), cancel: cancel}
+	w := &blockWriter{s: s, salt: salt, r: r, seq: seq, queue: make(chan written, len(r.seq.Blocks)+1), errc: make(chan error, 1), cancel: cancel}
 	seq.BlockFull = func(b int) {
 		if b >= r.kShared {
 			w.emit(b, s.cfg.Spec.TokensPerBlock)
@@ -74,7 +73,7 @@ func (w *blockWriter) emit(b, n int) {
 	for i := range toks {
 		toks[i] = w.tokenAt(b*spec.TokensPerBlock + i)
 	}
-	h := kvspec.ChainHash(parent, toks, spec.ModelTag, w.r.salt)
+	h := kvspec.ChainHash(parent, toks, spec.ModelTag, w.salt)
 	w.r.hashes = append(w.r.hashes, h)
 	w.queue <- written{index: b, hash: h, parent: parent, tokens: n}
 }
@@ -97,9 +96,9 @@ func (w *blockWriter) stop() {
 
 // writeBack writes each block it is handed through the lease, over one
 // PutBlocks stream, and adds it to the hot cache.
-func (s *Server) writeBack(ctx context.Context, r *request, in <-chan written) error {
+func (s *Server) writeBack(ctx context.Context, r *holding, in <-chan written) error {
 	spec := s.cfg.Spec
-	var w *poolclient.Writer
+	var w poolnode.Writer
 	var err error
 	for blk := range in {
 		if err != nil {
@@ -118,8 +117,11 @@ func (s *Server) writeBack(ctx context.Context, r *request, in <-chan written) e
 			if payload, err = engine.EncodeBlock(spec, page, spec.DType); err != nil {
 				continue
 			}
-			// The hot cache holds what the pool holds (float16-rounded), so a
-			// warm request computes the same tokens whichever tier served it.
+			// The hot cache holds what the pool holds (decoded from the stored
+			// type), so a warm request computes the same tokens whichever tier
+			// served it. The engine rounded K and V to this type as it wrote
+			// the page (engine.RoundKV), so the decode reproduces the page bit
+			// for bit and both equal what the cold request attended over.
 			if cached, err = engine.DecodeBlock(spec, payload, spec.DType); err != nil {
 				continue
 			}
@@ -134,14 +136,13 @@ func (s *Server) writeBack(ctx context.Context, r *request, in <-chan written) e
 		if err = w.Write(hdr, payload); err != nil {
 			continue
 		}
-		s.m.writeBytes.Add(ctx, int64(len(payload)))
 		s.hot.Put(blk.hash, cached)
 	}
 	if err != nil {
 		return err
 	}
 	if w != nil {
-		_, err = w.Close()
+		err = w.Close()
 	}
 	return err
 }
@@ -177,22 +178,14 @@ func (s *Server) commit(ctx context.Context, r *request, seq *batch.Seq, total i
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	cctx, span := s.tracer.Start(cctx, "commit", trace.WithAttributes(attribute.Int("tokens", total)))
-	defer span.End()
 	// The tenant's quota bounds its records on the node (which drops the
-	// tenant's own idle agents to keep to it); the holder proves the lease
-	// is ours.
-	_, err := r.node.Client.CommitAgent(cctx, &blockpoolv1.CommitAgentRequest{
-		LeaseId: r.lease.GetLeaseId(), Epoch: r.lease.GetEpoch(), Holder: s.cfg.HolderID, AgentId: r.key,
-		ModelTag: s.cfg.Spec.ModelTag, BlockHashes: poolclient.HashesToBytes(r.hashes[:nb]), TokenIds: tokens,
-		ExpectedVersion: r.version, CacheSalt: r.salt,
-		TenantMaxAgents: r.who.Quota.MaxAgents, TenantMaxAgentBytes: r.who.Quota.MaxAgentBytes,
+	// tenant's own idle agents to keep to it); the lease (its holder) proves
+	// that the written blocks are ours.
+	err := r.lease.Commit(cctx, poolnode.CommitRequest{
+		AgentKey: r.key, ModelTag: s.cfg.Spec.ModelTag, Salt: r.salt, Hashes: r.hashes[:nb], Tokens: tokens,
+		ExpectedVersion: r.version, TenantMaxAgents: r.who.Quota.MaxAgents, TenantMaxAgentBytes: r.who.Quota.MaxAgentBytes,
 	})
-	if err != nil {
-		span.RecordError(err)
-	}
 	if status.Code(err) == codes.Aborted {
-		s.m.commitRaces.Add(ctx, 1)
 		s.log.Warn("agent's record changed during the request (committed elsewhere or deleted); this turn is not saved",
 			"agent", r.key, "err", err)
 		return true, &turnUnsaved{reason: UnsavedConflict, detail: status.Convert(err).Message()} // the blocks are still good cache content

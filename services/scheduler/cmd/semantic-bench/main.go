@@ -28,6 +28,9 @@ func main() {
 	reps := fs.Int("reps", 3, "measurements per TTFT cell (the median is reported)")
 	batches := fs.String("batches", "1,4,16,32", "concurrencies for the throughput table (empty skips it)")
 	decodeTokens := fs.Int("decode-tokens", 64, "tokens each request generates in the throughput table")
+	promptTokens := fs.Int("prompt-tokens", 64, "tokens of each request's random prompt in the throughput table")
+	temperature := fs.Float64("temperature", 0, "sampling temperature of the throughput table's requests (0: greedy)")
+	skipOneByOne := fs.Bool("skip-one-by-one", false, "throughput table: run the requests only all at once, not also one at a time")
 	skipTTFT := fs.Bool("skip-ttft", false, "skip the TTFT table")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	_ = fs.Parse(os.Args[1:])
@@ -78,14 +81,19 @@ func main() {
 		fmt.Println()
 	}
 	if *batches != "" {
-		rows, err := bench.Throughput(ctx, h, ints(*batches), 64, *decodeTokens, logf)
+		rows, err := bench.Throughput(ctx, h, bench.ThroughputOptions{Concurrencies: ints(*batches), PromptLen: *promptTokens,
+			MaxTokens: *decodeTokens, Temperature: float32(*temperature), SkipOneByOne: *skipOneByOne}, logf)
 		if err != nil {
 			fatal(err)
 		}
-		fmt.Println("| concurrent requests | batched decode tok/s | one at a time tok/s | ratio |")
-		fmt.Println("|---:|---:|---:|---:|")
+		fmt.Println("| concurrent requests | batched tok/s | one at a time tok/s | ratio | decode tok/s per stream |")
+		fmt.Println("|---:|---:|---:|---:|---:|")
 		for _, r := range rows {
-			fmt.Printf("| %d | %.1f | %.1f | %.2fx |\n", r.Concurrency, r.Batched, r.OneByOne, r.Batched/r.OneByOne)
+			ratio := "-"
+			if r.OneByOne > 0 {
+				ratio = fmt.Sprintf("%.2fx", r.Batched/r.OneByOne)
+			}
+			fmt.Printf("| %d | %.1f | %.1f | %s | %.1f |\n", r.Concurrency, r.Batched, r.OneByOne, ratio, r.Decode)
 		}
 	}
 }

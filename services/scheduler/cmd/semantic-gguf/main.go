@@ -5,6 +5,12 @@
 //
 //	semantic-gguf quantize --type Q8_0 IN OUT      IN: gguf:PATH, PATH.gguf or llama2c:PATH
 //	semantic-gguf random --shape 42M --type Q4_0 OUT
+//	semantic-gguf random --shape 42M --format llama2c OUT.bin   (also writes OUT.bin.tokenizer)
+//
+// A random model's weights depend only on --shape and --seed, so the GGUF
+// file of any --type and the llama2.c checkpoint of the same shape and seed
+// hold the same model: llama2.c's run.c reads the checkpoint (float32 only)
+// and its tokenizer file, other engines read the GGUF file.
 //
 // TYPE is one matrix type (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) or
 // Q4_K_M, llama.cpp's mix of Q4_K and Q6_K (model.MixType). Matrices whose
@@ -15,6 +21,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -22,14 +29,6 @@ import (
 	"github.com/semantic-kv/semantic/pkg/model"
 	"github.com/semantic-kv/semantic/pkg/tokenizer"
 )
-
-// shapes are llama2.c's model shapes (the tinyllamas checkpoints), with a
-// context long enough for 2K-token prefill benchmarks and Llama 2's vocabulary size.
-var shapes = map[string]model.Config{
-	"15M":  {Dim: 288, HiddenDim: 768, Layers: 6, Heads: 6, KVHeads: 6, Vocab: 32000, SeqLen: 4096, NormEps: 1e-5, RopeTheta: 10000},
-	"42M":  {Dim: 512, HiddenDim: 1376, Layers: 8, Heads: 8, KVHeads: 8, Vocab: 32000, SeqLen: 4096, NormEps: 1e-5, RopeTheta: 10000},
-	"110M": {Dim: 768, HiddenDim: 2048, Layers: 12, Heads: 12, KVHeads: 12, Vocab: 32000, SeqLen: 4096, NormEps: 1e-5, RopeTheta: 10000},
-}
 
 func main() {
 	if len(os.Args) < 2 {
@@ -39,6 +38,7 @@ func main() {
 	typ := fs.String("type", "F32", "matrix type: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, or the mix Q4_K_M")
 	shape := fs.String("shape", "42M", "random: model shape (15M, 42M, 110M)")
 	seed := fs.Uint64("seed", 42, "random: weight seed")
+	format := fs.String("format", "gguf", "random: file format, gguf or llama2c (float32 checkpoint plus OUT.tokenizer in llama2.c's tokenizer.bin format)")
 	_ = fs.Parse(os.Args[2:])
 	opts, err := parseType(*typ)
 	if err != nil {
@@ -54,7 +54,7 @@ func main() {
 		if fs.NArg() != 1 {
 			usage()
 		}
-		c, ok := shapes[*shape]
+		c, ok := model.RandomShapes[*shape]
 		if !ok {
 			exit(fmt.Errorf("unknown shape %q (15M, 42M, 110M)", *shape))
 		}
@@ -62,7 +62,18 @@ func main() {
 		if err != nil {
 			exit(err)
 		}
-		opts.Untied, opts.Metadata = true, syntheticVocab(c.Vocab)
+		vocab := model.SyntheticVocab(c.Vocab)
+		switch *format {
+		case "gguf":
+		case "llama2c":
+			if *typ != "F32" {
+				exit(fmt.Errorf("--format llama2c holds float32 weights only, not --type %s", *typ))
+			}
+			exit(writeLlama2c(m, vocab, fs.Arg(0)))
+		default:
+			exit(fmt.Errorf("--format: want gguf or llama2c, got %q", *format))
+		}
+		opts.Untied, opts.Metadata = true, vocab
 		w, err := model.WriteGGUF(m, opts)
 		if err != nil {
 			exit(err)
@@ -71,6 +82,27 @@ func main() {
 	default:
 		usage()
 	}
+}
+
+// writeLlama2c writes m as a llama2.c checkpoint at out and vocab's pieces
+// and scores as llama2.c's tokenizer.bin at out + ".tokenizer".
+func writeLlama2c(m *model.Model, vocab map[string]any, out string) error {
+	write := func(path string, fn func(io.Writer) error) error {
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		if err := fn(f); err != nil {
+			f.Close()
+			return err
+		}
+		return f.Close()
+	}
+	if err := write(out, func(w io.Writer) error { return model.WriteLlama2c(w, m) }); err != nil {
+		return err
+	}
+	pieces, scores := vocab["tokenizer.ggml.tokens"].([]string), vocab["tokenizer.ggml.scores"].([]float32)
+	return write(out+".tokenizer", func(w io.Writer) error { return tokenizer.WriteLlama2c(w, pieces, scores) })
 }
 
 // quantize converts a float32 model to the type or mix of opts, keeping a
@@ -119,59 +151,8 @@ func parseType(s string) (model.GGUFOptions, error) {
 	return model.GGUFOptions{}, fmt.Errorf("unknown type %q (supported: %v and the mix %s)", s, model.SupportedTypes, model.MixQ4_K_M)
 }
 
-// syntheticVocab is a SentencePiece vocabulary of n pieces in GGUF's
-// tokenizer keys: the llama specials, the 256 byte pieces, then generated
-// word pieces with descending scores. It lets other engines (which refuse a
-// file without a tokenizer) load the benchmark files.
-func syntheticVocab(n int) map[string]any {
-	tokens := []string{"<unk>", "<s>", "</s>"}
-	types := []int32{tokenizer.TokenUnknown, tokenizer.TokenControl, tokenizer.TokenControl}
-	for b := 0; b < 256; b++ {
-		tokens = append(tokens, fmt.Sprintf("<0x%02X>", b))
-		types = append(types, tokenizer.TokenByte)
-	}
-	seen := map[string]bool{}
-	letters := "etaoinshrdlcumwfgypbvkjxqz"
-	r := model.SplitMix64{State: 7}
-	for _, c := range letters {
-		for _, p := range []string{string(c), "▁" + string(c)} {
-			seen[p] = true
-			tokens = append(tokens, p)
-		}
-	}
-	for len(tokens) < n {
-		k := 2 + int(r.Next()%6)
-		var sb strings.Builder
-		if r.Next()%2 == 0 {
-			sb.WriteString("▁")
-		}
-		for i := 0; i < k; i++ {
-			// The square favours the frequent letters at the front.
-			x := r.Next() % 26
-			sb.WriteByte(letters[x*x/26])
-		}
-		if p := sb.String(); !seen[p] {
-			seen[p] = true
-			tokens = append(tokens, p)
-		}
-	}
-	tokens = tokens[:n]
-	for len(types) < n {
-		types = append(types, tokenizer.TokenNormal)
-	}
-	scores := make([]float32, n)
-	for i := range scores {
-		scores[i] = -float32(i)
-	}
-	return map[string]any{
-		"tokenizer.ggml.model": "llama", "tokenizer.ggml.tokens": tokens, "tokenizer.ggml.scores": scores,
-		"tokenizer.ggml.token_type": types, "tokenizer.ggml.bos_token_id": uint32(1), "tokenizer.ggml.eos_token_id": uint32(2),
-		"tokenizer.ggml.unknown_token_id": uint32(0),
-	}
-}
-
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage:\n  semantic-gguf quantize --type TYPE IN OUT\n  semantic-gguf random --shape 15M|42M|110M --type TYPE [--seed N] OUT")
+	fmt.Fprintln(os.Stderr, "usage:\n  semantic-gguf quantize --type TYPE IN OUT\n  semantic-gguf random --shape 15M|42M|110M [--type TYPE | --format llama2c] [--seed N] OUT")
 	os.Exit(2)
 }
 

@@ -33,13 +33,13 @@ func TestQuantizeKeepsVocabulary(t *testing.T) {
 // TestSyntheticVocabularyLoads: the random benchmark files' vocabulary is a
 // valid SentencePiece vocabulary of the requested size.
 func TestSyntheticVocabularyLoads(t *testing.T) {
-	c := shapes["15M"]
+	c := model.RandomShapes["15M"]
 	c.Layers, c.Vocab = 1, 4096
 	m, err := model.Random("r", c, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := model.WriteGGUF(m, model.GGUFOptions{Type: gguf.TensorQ4_0, Untied: true, Metadata: syntheticVocab(c.Vocab)})
+	w, err := model.WriteGGUF(m, model.GGUFOptions{Type: gguf.TensorQ4_0, Untied: true, Metadata: model.SyntheticVocab(c.Vocab)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,14 +106,14 @@ func TestQuantizeQ4_K_M(t *testing.T) {
 // written with the mix (here 110M's dimensions, 2 layers, a small
 // vocabulary, to keep the test quick) and load with Q4_K and Q6_K weights.
 func TestRandomQ4_K_M(t *testing.T) {
-	c := shapes["110M"]
+	c := model.RandomShapes["110M"]
 	c.Layers, c.Vocab = 2, 1024
 	m, err := model.Random("r", c, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	opts, _ := parseType("Q4_K_M")
-	opts.Untied, opts.Metadata = true, syntheticVocab(c.Vocab)
+	opts.Untied, opts.Metadata = true, model.SyntheticVocab(c.Vocab)
 	w, err := model.WriteGGUF(m, opts)
 	if err != nil {
 		t.Fatal(err)

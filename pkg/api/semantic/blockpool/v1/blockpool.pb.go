@@ -38,6 +38,15 @@ const (
 	ElementType_ELEMENT_TYPE_FLOAT32 ElementType = 1
 	// ELEMENT_TYPE_FLOAT16 stores each K and V element as 2 little-endian bytes (IEEE half).
 	ElementType_ELEMENT_TYPE_FLOAT16 ElementType = 2
+	// ELEMENT_TYPE_Q8_0 stores each 32 consecutive elements of one position's K (or V) row as ggml's
+	// Q8_0 block: a little-endian float16 scale d and 32 int8 quants q, element i = d*q[i] (34 bytes).
+	// kv_heads*head_dim must be a multiple of 32.
+	ElementType_ELEMENT_TYPE_Q8_0 ElementType = 3
+	// ELEMENT_TYPE_Q4_0 stores each 32 consecutive elements of one position's K (or V) row as ggml's
+	// Q4_0 block: a little-endian float16 scale d and 16 bytes of 4-bit quants, element j < 16 =
+	// d*((qs[j]&0xF)-8) and element j+16 = d*((qs[j]>>4)-8) (18 bytes). kv_heads*head_dim must be a
+	// multiple of 32.
+	ElementType_ELEMENT_TYPE_Q4_0 ElementType = 4
 )
 
 // Enum value maps for ElementType.
@@ -46,11 +55,15 @@ var (
 		0: "ELEMENT_TYPE_UNSPECIFIED",
 		1: "ELEMENT_TYPE_FLOAT32",
 		2: "ELEMENT_TYPE_FLOAT16",
+		3: "ELEMENT_TYPE_Q8_0",
+		4: "ELEMENT_TYPE_Q4_0",
 	}
 	ElementType_value = map[string]int32{
 		"ELEMENT_TYPE_UNSPECIFIED": 0,
 		"ELEMENT_TYPE_FLOAT32":     1,
 		"ELEMENT_TYPE_FLOAT16":     2,
+		"ELEMENT_TYPE_Q8_0":        3,
+		"ELEMENT_TYPE_Q4_0":        4,
 	}
 )
 
@@ -2614,11 +2627,13 @@ const file_semantic_blockpool_v1_blockpool_proto_rawDesc = "" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12)\n" +
 	"\x10expected_version\x18\x02 \x01(\x04R\x0fexpectedVersion\">\n" +
 	"\x13DeleteAgentResponse\x12'\n" +
-	"\x0freleased_blocks\x18\x01 \x01(\rR\x0ereleasedBlocks*_\n" +
+	"\x0freleased_blocks\x18\x01 \x01(\rR\x0ereleasedBlocks*\x8d\x01\n" +
 	"\vElementType\x12\x1c\n" +
 	"\x18ELEMENT_TYPE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14ELEMENT_TYPE_FLOAT32\x10\x01\x12\x18\n" +
-	"\x14ELEMENT_TYPE_FLOAT16\x10\x02*`\n" +
+	"\x14ELEMENT_TYPE_FLOAT16\x10\x02\x12\x15\n" +
+	"\x11ELEMENT_TYPE_Q8_0\x10\x03\x12\x15\n" +
+	"\x11ELEMENT_TYPE_Q4_0\x10\x04*`\n" +
 	"\vLeaseStatus\x12\x1c\n" +
 	"\x18LEASE_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13LEASE_STATUS_ACTIVE\x10\x01\x12\x1a\n" +

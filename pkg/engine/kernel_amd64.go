@@ -14,6 +14,9 @@ func kern2x4(k int, x *float32, ldx int, w *float32, ldw int, c *float32, ldc in
 func kern1x4(k int, x *float32, ldx int, w *float32, ldw int, c *float32, ldc int)
 
 //go:noescape
+func kern1x8(k int, x *float32, w *float32, ldw int, c *float32)
+
+//go:noescape
 func dot8(k int, x *float32, y *float32) float32
 
 //go:noescape
@@ -32,6 +35,15 @@ func asmTile(rows, k int, x []float32, ldx int, w []float32, ldw int, c []float3
 	default:
 		kern1x4(k, &x[0], ldx, &w[0], ldw, &c[0], ldc)
 	}
+}
+
+// asmRow8 computes c[0..7] = dot(x, W row j) for the 8 rows of w (stride
+// ldw), k a multiple of 8.
+func asmRow8(k int, x, w []float32, ldw int, c []float32) {
+	_ = x[k-1]
+	_ = w[7*ldw+k-1]
+	_ = c[7]
+	kern1x8(k, &x[0], &w[0], ldw, &c[0])
 }
 
 func asmDot(k int, x, y []float32) float32 { return dot8(k, &x[0], &y[0]) }

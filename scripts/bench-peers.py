@@ -188,11 +188,18 @@ def runc(binary, ckpt, threads, reps, steps):
 
 
 class Ollama:
-    def __init__(self, binary, d, parallel):
-        self.binary, self.dir = binary, d
-        env = {**os.environ, "OLLAMA_HOST": OLLAMA_HOST, "OLLAMA_MODELS": os.path.join(d, "ollama"), "OLLAMA_NUM_PARALLEL": str(parallel)}
-        self.log = open(os.path.join(d, "ollama.log"), "w")
-        self.p = subprocess.Popen([binary, "serve"], env=env, stdout=self.log, stderr=self.log, start_new_session=True)
+    """An ollama server, started per phase: with OLLAMA_NUM_PARALLEL=1 for the
+    prefill, decode and peak-RSS figures (ollama sizes its KV cache as num_ctx x
+    parallel sequences, so a server started for 16 would hold 16 contexts' KV),
+    then with OLLAMA_NUM_PARALLEL=N for the concurrent figures."""
+
+    def __init__(self, binary, d):
+        self.binary, self.dir, self.p = binary, d, None
+
+    def start(self, parallel):
+        env = {**os.environ, "OLLAMA_HOST": OLLAMA_HOST, "OLLAMA_MODELS": os.path.join(self.dir, "ollama"), "OLLAMA_NUM_PARALLEL": str(parallel)}
+        self.log = open(os.path.join(self.dir, "ollama.log"), "a")
+        self.p = subprocess.Popen([self.binary, "serve"], env=env, stdout=self.log, stderr=self.log, start_new_session=True)
         for _ in range(60):
             try:
                 urllib.request.urlopen(f"http://{OLLAMA_HOST}/api/version", timeout=1)
@@ -201,35 +208,42 @@ class Ollama:
                 time.sleep(0.5)
         raise RuntimeError("ollama serve did not start; see " + self.log.name)
 
+    def stop(self):
+        if self.p:
+            os.killpg(self.p.pid, signal.SIGTERM)
+            self.p.wait()
+            self.p = None
+            self.log.close()
+
     def bench(self, gguf, threads, reps, conc, decode):
         name = os.path.basename(gguf).removesuffix(".gguf").lower().replace("_", "-")
         mf = os.path.join(self.dir, "Modelfile")
         with open(mf, "w") as f:
             f.write(f"FROM {gguf}\nTEMPLATE {{{{ .Prompt }}}}\n")
-        run([self.binary, "create", name, "-f", mf], env={"OLLAMA_HOST": OLLAMA_HOST})
-        out = json.loads(run([sys.executable, os.path.join(ROOT, "scripts", "ollama-bench.py"), "--model", name, "--lengths", "512,2048",
-                              "--decode", str(decode), "--threads", str(threads), "--reps", str(reps)]).stdout)
-        rss = self.runner_rss()
-        conc_out = json.loads(run([sys.executable, os.path.join(ROOT, "scripts", "ollama-bench.py"), "--model", name, "--lengths", "",
-                                   "--decode", str(decode), "--threads", str(threads), "--reps", str(reps),
-                                   "--concurrency", ",".join(map(str, conc))]).stdout) if conc else {}
+        script = os.path.join(ROOT, "scripts", "ollama-bench.py")
+        common = ["--model", name, "--decode", str(decode), "--threads", str(threads), "--reps", str(reps)]
+        self.start(1)
+        try:
+            run([self.binary, "create", name, "-f", mf], env={"OLLAMA_HOST": OLLAMA_HOST})
+            out = json.loads(run([sys.executable, script, "--lengths", "512,2048"] + common).stdout)
+            rss = self.runner_rss()
+        finally:
+            self.stop()
         r = {"prefill 512": stats(out["prefill_512_samples"]), "prefill 2048": stats(out["prefill_2048_samples"]),
              "decode t=1": stats(out["decode_samples"]), "peak RSS MB": stats([rss])}
-        for n in conc:
-            r[f"{n} concurrent, t=1"] = stats(conc_out[f"concurrent_{n}_samples"])
-        # Unload, so the next model's runner starts fresh (its peak RSS is its own).
-        urllib.request.urlopen(urllib.request.Request(f"http://{OLLAMA_HOST}/api/generate", json.dumps({"model": name, "keep_alive": 0}).encode(),
-                                                      {"Content-Type": "application/json"}), timeout=60).read()
-        time.sleep(1)
+        if conc:
+            self.start(max(conc))
+            try:
+                out = json.loads(run([sys.executable, script, "--lengths", "", "--concurrency", ",".join(map(str, conc))] + common).stdout)
+            finally:
+                self.stop()
+            for n in conc:
+                r[f"{n} concurrent, t=1"] = stats(out[f"concurrent_{n}_samples"])
         return r
 
     def runner_rss(self):
         pids = subprocess.run(["pgrep", "-f", "ollama runner"], capture_output=True, text=True).stdout.split()
         return max((peak_mb(int(p)) or 0 for p in pids), default=None)
-
-    def close(self):
-        os.killpg(self.p.pid, signal.SIGTERM)
-        self.p.wait()
 
 
 FIGURES = ["prefill 512", "prefill 2048", "decode t=1", "decode greedy"]
@@ -256,32 +270,28 @@ def main():
     notes = [n for n in [runc_note, ollama_note] if n]
     for n in notes:
         log(n)
-    ollama = Ollama(ollama_bin, d, max(conc + [1])) if ollama_bin else None
+    ollama = Ollama(ollama_bin, d) if ollama_bin else None
     figures = FIGURES + [f"{n} concurrent, t=1" for n in conc] + [f"{n} concurrent, greedy" for n in conc] + ["peak RSS MB"]
     gen = os.path.join(ROOT, "bin", "semantic-gguf")
     rows = []
-    try:
-        for shape in a.shapes.split(","):
-            ckpt = os.path.join(d, f"r{shape}.bin")
-            if not os.path.exists(ckpt + ".tokenizer"):
-                run([gen, "random", "--shape", shape, "--format", "llama2c", ckpt])
-            for typ in a.types.split(","):
-                gguf = os.path.join(d, f"r{shape}-{typ}.gguf")
-                if not os.path.exists(gguf):
-                    run([gen, "random", "--shape", shape, "--type", typ, gguf])
-                # Float32: semantic and run.c read the same llama2.c file.
-                sem_model = f"llama2c:{ckpt},tokenizer={ckpt}.tokenizer" if typ == "F32" else f"gguf:{gguf}"
-                res = {"semantic": semantic(sem_model, a.threads, a.reps, conc, a.decode)}
-                if ollama:
-                    res["ollama"] = ollama.bench(gguf, a.threads, a.reps, conc, a.decode)
-                if runc_bin and typ == "F32":
-                    res["run.c"] = runc(runc_bin, ckpt, a.threads, a.reps, a.decode + 1)
-                size = os.path.getsize(ckpt if typ == "F32" else gguf) / 2**20
-                rows.append((f"{shape} {typ} ({size:.0f} MB)", res))
-                log(json.dumps(rows[-1]))
-    finally:
-        if ollama:
-            ollama.close()
+    for shape in a.shapes.split(","):
+        ckpt = os.path.join(d, f"r{shape}.bin")
+        if not os.path.exists(ckpt + ".tokenizer"):
+            run([gen, "random", "--shape", shape, "--format", "llama2c", ckpt])
+        for typ in a.types.split(","):
+            gguf = os.path.join(d, f"r{shape}-{typ}.gguf")
+            if not os.path.exists(gguf):
+                run([gen, "random", "--shape", shape, "--type", typ, gguf])
+            # Float32: semantic and run.c read the same llama2.c file.
+            sem_model = f"llama2c:{ckpt},tokenizer={ckpt}.tokenizer" if typ == "F32" else f"gguf:{gguf}"
+            res = {"semantic": semantic(sem_model, a.threads, a.reps, conc, a.decode)}
+            if ollama:
+                res["ollama"] = ollama.bench(gguf, a.threads, a.reps, conc, a.decode)
+            if runc_bin and typ == "F32":
+                res["run.c"] = runc(runc_bin, ckpt, a.threads, a.reps, a.decode + 1)
+            size = os.path.getsize(ckpt if typ == "F32" else gguf) / 2**20
+            rows.append((f"{shape} {typ} ({size:.0f} MB)", res))
+            log(json.dumps(rows[-1]))
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     print(f"`make bench-peers` {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {a.threads} threads each, {os.cpu_count()} cores ({cpu}), "
           f"medians of {a.reps} with min–max, {a.decode} tokens per decode request.\n")

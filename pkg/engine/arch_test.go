@@ -95,7 +95,7 @@ func TestArchitecturesMatchReference(t *testing.T) {
 // reference logit of the position; it fails the test unless a warm run (the
 // first warmAt positions' pages copied, the rest in one step) gives the
 // cold logits bit for bit.
-func checkAgainstReference(t *testing.T, m *model.Model, prompt []int, warmAt int) float64 {
+func checkAgainstReference(t *testing.T, m *model.Model, prompt []uint32, warmAt int) float64 {
 	t.Helper()
 	ref := refForward(m, prompt)
 	e := newEngine(t, m, 16, 2)
@@ -103,7 +103,7 @@ func checkAgainstReference(t *testing.T, m *model.Model, prompt []int, warmAt in
 	var worst float64
 	var last []float32
 	for i, tok := range prompt {
-		lg, err := e.Step([]StepInput{{Seq: cold, Tokens: []int{tok}}})
+		lg, err := e.Step([]StepInput{{Seq: cold, Tokens: []uint32{tok}}})
 		if err != nil {
 			t.Fatal(err)
 		}

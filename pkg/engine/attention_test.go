@@ -57,7 +57,7 @@ func TestLongPromptInvariance(t *testing.T) {
 			ref := newSeq(e, n)
 			perPos := make([][]float32, n)
 			for i, tok := range prompt {
-				out, err := e.Step([]StepInput{{Seq: ref, Tokens: []int{tok}}})
+				out, err := e.Step([]StepInput{{Seq: ref, Tokens: []uint32{tok}}})
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -88,7 +88,7 @@ func BenchmarkDecode(b *testing.B) {
 							copy(s.Blocks[j].Data, first.Blocks[j].Data)
 						}
 					}
-					in = append(in, StepInput{Seq: s, Tokens: []int{int(r.Next() % 256)}})
+					in = append(in, StepInput{Seq: s, Tokens: []uint32{uint32(r.Next() % 256)}})
 				}
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {

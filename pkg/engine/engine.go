@@ -23,7 +23,7 @@ import (
 
 // Errors of Step and the block codec; test with errors.Is.
 var (
-	// ErrBadToken: a token id outside [0, vocab).
+	// ErrBadToken: a token id not below the vocabulary size.
 	ErrBadToken = errors.New("token id out of vocabulary")
 	// ErrContextLength: a sequence would grow past the model's context.
 	ErrContextLength = errors.New("context length exceeded")
@@ -282,9 +282,12 @@ type Sequence struct {
 }
 
 // StepInput appends Tokens to Seq at positions Seq.Len, Seq.Len+1, ....
+// Token ids are uint32, the type of the wire and of the whole scheduler
+// (request, batch loop, sampler), so no token slice is converted on the way
+// from a request to the engine.
 type StepInput struct {
 	Seq    *Sequence
-	Tokens []int
+	Tokens []uint32
 }
 
 func (e *Engine) validate(batch []StepInput) error {
@@ -302,7 +305,9 @@ func (e *Engine) validate(batch []StepInput) error {
 			return &InputError{Input: i, Err: fmt.Errorf("%w: input %d: no tokens", ErrBadInput, i)}
 		}
 		for _, t := range in.Tokens {
-			if t < 0 || t >= e.cfg.Vocab {
+			// Compared as uint64: int(t) would wrap negative past 2^31 where
+			// int is 32 bits, and Vocab (positive) always fits.
+			if uint64(t) >= uint64(e.cfg.Vocab) {
 				return &InputError{Input: i, Err: fmt.Errorf("%w: input %d: token %d not in [0,%d)", ErrBadToken, i, t, e.cfg.Vocab)}
 			}
 		}
@@ -460,7 +465,7 @@ func (e *Engine) Step(batch []StepInput) ([][]float32, error) {
 		for t, tok := range in.Tokens {
 			b.pos[r] = in.Seq.Len + t
 			b.seq[r] = i
-			e.m.Embedding.Row(b.x[r*e.dimP:], tok)
+			e.m.Embedding.Row(b.x[r*e.dimP:], int(tok)) // tok < Vocab (validate)
 			r++
 		}
 		last[i] = r - 1

@@ -11,10 +11,10 @@ import (
 	"github.com/semantic-kv/semantic/pkg/model"
 )
 
-func randTokens(r *model.SplitMix64, n, vocab int) []int {
-	t := make([]int, n)
+func randTokens(r *model.SplitMix64, n, vocab int) []uint32 {
+	t := make([]uint32, n)
 	for i := range t {
-		t[i] = int(r.Next() % uint64(vocab))
+		t[i] = uint32(r.Next() % uint64(vocab))
 	}
 	return t
 }
@@ -34,7 +34,7 @@ func sameBits(a, b []float32) bool {
 func intn(r *model.SplitMix64, n int) int { return int(r.Next() % uint64(n)) }
 
 // prefillChunks feeds toks in random chunks, returning the last logits.
-func prefillChunks(t *testing.T, e *Engine, s *Sequence, toks []int, r *model.SplitMix64) []float32 {
+func prefillChunks(t *testing.T, e *Engine, s *Sequence, toks []uint32, r *model.SplitMix64) []float32 {
 	t.Helper()
 	var lg [][]float32
 	var err error
@@ -69,11 +69,11 @@ func TestCacheEquivalence(t *testing.T) {
 			e1 := newEngine(t, m, tpb, workers)
 			s1 := newSeq(e1, 200)
 			lg := prefillChunks(t, e1, s1, p1, r)
-			hist := append([]int(nil), p1...)
+			hist := append([]uint32(nil), p1...)
 			for i := 0; i < decode; i++ {
 				next := Argmax(lg)
 				hist = append(hist, next)
-				out, err := e1.Step([]StepInput{{Seq: s1, Tokens: []int{next}}})
+				out, err := e1.Step([]StepInput{{Seq: s1, Tokens: []uint32{next}}})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -83,7 +83,7 @@ func TestCacheEquivalence(t *testing.T) {
 				t.Fatalf("len %d, history %d", s1.Len, len(hist))
 			}
 			// Request 2 = history + a new turn.
-			p2 := append(append([]int(nil), hist...), randTokens(r, 1+intn(r, 8), m.Config.Vocab)...)
+			p2 := append(append([]uint32(nil), hist...), randTokens(r, 1+intn(r, 8), m.Config.Vocab)...)
 			split := 1 + intn(r, s1.Len)
 
 			// Warm: pool round trip of the prefix blocks.
@@ -136,12 +136,12 @@ func TestBatchedEqualsSolo(t *testing.T) {
 		m := tinyModel(t)
 		r := &model.SplitMix64{State: 99}
 		const nseq, gen = 5, 5
-		prompts := make([][]int, nseq)
+		prompts := make([][]uint32, nseq)
 		for i := range prompts {
 			prompts[i] = randTokens(r, 1+intn(r, 30), m.Config.Vocab)
 		}
 		solo := make([][][]float32, nseq)
-		soloTok := make([][]int, nseq)
+		soloTok := make([][]uint32, nseq)
 		for i, p := range prompts {
 			e := newEngine(t, m, 8, 1)
 			soloTok[i], solo[i] = greedy(t, e, newSeq(e, 64), p, gen)
@@ -149,7 +149,7 @@ func TestBatchedEqualsSolo(t *testing.T) {
 		for _, workers := range []int{1, 2, 3} {
 			e := newEngine(t, m, 8, workers)
 			seqs := make([]*Sequence, nseq)
-			next := make([][]int, nseq)
+			next := make([][]uint32, nseq)
 			done := make([]int, nseq)
 			for i := range seqs {
 				seqs[i] = newSeq(e, 64)
@@ -179,7 +179,7 @@ func TestBatchedEqualsSolo(t *testing.T) {
 					if tok != soloTok[i][done[i]] {
 						t.Fatalf("token mismatch")
 					}
-					next[i] = []int{tok}
+					next[i] = []uint32{tok}
 					done[i]++
 				}
 			}
@@ -198,7 +198,7 @@ func TestChunkedPrefillEqualsTokenByToken(t *testing.T) {
 		ref := newSeq(e, 48)
 		var perPos [][]float32
 		for _, tok := range prompt {
-			out, err := e.Step([]StepInput{{Seq: ref, Tokens: []int{tok}}})
+			out, err := e.Step([]StepInput{{Seq: ref, Tokens: []uint32{tok}}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -233,7 +233,7 @@ func TestStepErrors(t *testing.T) {
 	m := tinyModel(t)
 	e := newEngine(t, m, 4, 2)
 	good := newSeq(e, 8)
-	if _, err := e.Step([]StepInput{{Seq: good, Tokens: []int{1, 2, 3}}}); err != nil {
+	if _, err := e.Step([]StepInput{{Seq: good, Tokens: []uint32{1, 2, 3}}}); err != nil {
 		t.Fatal(err)
 	}
 	snapshot := func() [][]float32 {
@@ -254,16 +254,17 @@ func TestStepErrors(t *testing.T) {
 		batch []StepInput
 		want  error
 	}{
-		{"token too big", []StepInput{{good, []int{1}}, {newSeq(e, 4), []int{m.Config.Vocab}}}, ErrBadToken},
-		{"negative token", []StepInput{{good, []int{-1}}}, ErrBadToken},
-		{"context", []StepInput{{good, []int{1}}, {long, []int{1, 2}}}, ErrContextLength},
-		{"too few blocks", []StepInput{{good, []int{1}}, {&Sequence{}, []int{1}}}, ErrBlockGeometry},
-		{"wrong block size", []StepInput{{good, []int{1}}, {small, []int{1}}}, ErrBlockGeometry},
-		{"nil block", []StepInput{{good, []int{1}}, {&Sequence{Blocks: []*Block{nil}}, []int{1}}}, ErrBlockGeometry},
-		{"nil seq", []StepInput{{good, []int{1}}, {nil, []int{1}}}, ErrBadInput},
-		{"no tokens", []StepInput{{good, []int{1}}, {newSeq(e, 4), nil}}, ErrBadInput},
-		{"duplicate", []StepInput{{good, []int{1}}, {good, []int{1}}}, ErrBadInput},
-		{"shared written block", []StepInput{{good, []int{1}}, {shared, []int{1}}}, ErrBadInput},
+		{"token too big", []StepInput{{good, []uint32{1}}, {newSeq(e, 4), []uint32{uint32(m.Config.Vocab)}}}, ErrBadToken},
+		// The largest id: would wrap negative as a 32-bit int.
+		{"largest id", []StepInput{{good, []uint32{math.MaxUint32}}}, ErrBadToken},
+		{"context", []StepInput{{good, []uint32{1}}, {long, []uint32{1, 2}}}, ErrContextLength},
+		{"too few blocks", []StepInput{{good, []uint32{1}}, {&Sequence{}, []uint32{1}}}, ErrBlockGeometry},
+		{"wrong block size", []StepInput{{good, []uint32{1}}, {small, []uint32{1}}}, ErrBlockGeometry},
+		{"nil block", []StepInput{{good, []uint32{1}}, {&Sequence{Blocks: []*Block{nil}}, []uint32{1}}}, ErrBlockGeometry},
+		{"nil seq", []StepInput{{good, []uint32{1}}, {nil, []uint32{1}}}, ErrBadInput},
+		{"no tokens", []StepInput{{good, []uint32{1}}, {newSeq(e, 4), nil}}, ErrBadInput},
+		{"duplicate", []StepInput{{good, []uint32{1}}, {good, []uint32{1}}}, ErrBadInput},
+		{"shared written block", []StepInput{{good, []uint32{1}}, {shared, []uint32{1}}}, ErrBadInput},
 	}
 	for _, c := range cases {
 		out, err := e.Step(c.batch)
@@ -290,7 +291,7 @@ func TestBlockCodec(t *testing.T) {
 		t.Fatalf("spec %v", spec)
 	}
 	s := newSeq(e, 8)
-	if _, err := e.Step([]StepInput{{Seq: s, Tokens: []int{1, 5, 9, 13, 200, 7}}}); err != nil {
+	if _, err := e.Step([]StepInput{{Seq: s, Tokens: []uint32{1, 5, 9, 13, 200, 7}}}); err != nil {
 		t.Fatal(err)
 	}
 	b := s.Blocks[1]
@@ -381,9 +382,9 @@ func TestSampler(t *testing.T) {
 	if got := NewSampler(SamplingParams{}).Sample(logits); got != 1 {
 		t.Fatalf("greedy: %d", got)
 	}
-	draw := func(p SamplingParams, n int) []int {
+	draw := func(p SamplingParams, n int) []uint32 {
 		s := NewSampler(p)
-		var out []int
+		var out []uint32
 		for i := 0; i < n; i++ {
 			out = append(out, s.Sample(logits))
 		}
@@ -404,7 +405,7 @@ func TestSampler(t *testing.T) {
 		}
 	}
 	// Top-p 0.5: ids 1 and 2 alone carry ~0.6 of the mass.
-	seen := map[int]bool{}
+	seen := map[uint32]bool{}
 	for _, tok := range draw(SamplingParams{Temperature: 1, TopP: 0.5, Seed: 1}, 500) {
 		seen[tok] = true
 	}
@@ -412,7 +413,7 @@ func TestSampler(t *testing.T) {
 		t.Fatalf("top-p drew %v", seen)
 	}
 	// High temperature reaches everything.
-	seen = map[int]bool{}
+	seen = map[uint32]bool{}
 	for _, tok := range draw(SamplingParams{Temperature: 100, Seed: 3}, 2000) {
 		seen[tok] = true
 	}
@@ -433,5 +434,11 @@ func TestSampler(t *testing.T) {
 	}
 	if got := NewSampler(SamplingParams{Temperature: 1}).Sample([]float32{float32(math.NaN()), 1}); got != 1 {
 		t.Fatalf("NaN logit drawn: %d", got)
+	}
+	// Nothing to draw from: 0, greedy or not (a token id has no "none").
+	for _, p := range []SamplingParams{{}, {Temperature: 1}, {Temperature: 1, TopK: 2}, {Temperature: 1, TopP: 0.5}} {
+		if got := NewSampler(p).Sample(nil); got != 0 {
+			t.Fatalf("%+v: empty logits drew %d", p, got)
+		}
 	}
 }

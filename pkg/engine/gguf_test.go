@@ -173,13 +173,13 @@ func TestStories260KQuantizedAgreement(t *testing.T) {
 	// The float reference: 512 greedy tokens after BOS.
 	ef := newEngine(t, src, 16, 2)
 	const n = 512
-	want, _ := greedy(t, ef, newSeq(ef, n+1), []int{src.BOS}, n)
+	want, _ := greedy(t, ef, newSeq(ef, n+1), []uint32{uint32(src.BOS)}, n)
 	for _, typ := range []gguf.TensorType{gguf.TensorQ8_0, gguf.TensorQ4_0} {
 		q := writeLoad(t, src, typ, false)
 		e := newEngine(t, q, 16, 2)
 		s := newSeq(e, n+1)
 		same := 0
-		toks := []int{src.BOS}
+		toks := []uint32{uint32(src.BOS)}
 		for i := 0; i < n; i++ {
 			lg, err := e.Step([]StepInput{{Seq: s, Tokens: toks}})
 			if err != nil {
@@ -188,7 +188,7 @@ func TestStories260KQuantizedAgreement(t *testing.T) {
 			if Argmax(lg[0]) == want[i] {
 				same++
 			}
-			toks = []int{want[i]} // teacher forcing with the float model's token
+			toks = []uint32{want[i]} // teacher forcing with the float model's token
 		}
 		agree := float64(same) / n
 		t.Logf("%v (weight types %v): greedy agreement with float32 %d/%d = %.1f%%", typ, q.Info.WeightTypes, same, n, 100*agree)
@@ -211,7 +211,7 @@ func TestKQuantGreedyAgreement(t *testing.T) {
 	src.BOS = 1
 	ef := newEngine(t, src, 16, 2)
 	const n = 256
-	want, _ := greedy(t, ef, newSeq(ef, n+1), []int{src.BOS}, n)
+	want, _ := greedy(t, ef, newSeq(ef, n+1), []uint32{uint32(src.BOS)}, n)
 	agreement := map[string]float64{}
 	for _, c := range []struct {
 		name string
@@ -228,7 +228,7 @@ func TestKQuantGreedyAgreement(t *testing.T) {
 		e := newEngine(t, q, 16, 2)
 		s := newSeq(e, n+1)
 		same := 0
-		toks := []int{src.BOS}
+		toks := []uint32{uint32(src.BOS)}
 		for i := 0; i < n; i++ {
 			lg, err := e.Step([]StepInput{{Seq: s, Tokens: toks}})
 			if err != nil {
@@ -237,7 +237,7 @@ func TestKQuantGreedyAgreement(t *testing.T) {
 			if Argmax(lg[0]) == want[i] {
 				same++
 			}
-			toks = []int{want[i]}
+			toks = []uint32{want[i]}
 		}
 		agreement[c.name] = float64(same) / n
 		t.Logf("%s (weight types %v): greedy agreement with float32 %d/%d = %.1f%%", c.name, q.Info.WeightTypes, same, n, 100*agreement[c.name])

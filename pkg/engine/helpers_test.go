@@ -16,6 +16,15 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // modelsFile finds a real model file (see package testmodels).
 func modelsFile(t testing.TB, name string) string { return testmodels.File(t, name) }
 
+// tokenIDs converts the tokenizer's ids (int) to the engine's token type.
+func tokenIDs(ids []int) []uint32 {
+	out := make([]uint32, len(ids))
+	for i, id := range ids {
+		out[i] = uint32(id)
+	}
+	return out
+}
+
 var tinyModel = func() func(testing.TB) *model.Model {
 	var m *model.Model
 	return func(t testing.TB) *model.Model {
@@ -49,9 +58,9 @@ func newSeq(e *Engine, n int) *Sequence {
 
 // greedy prefills prompt in one step then decodes n tokens one at a time,
 // returning the generated ids and every step's logits.
-func greedy(t testing.TB, e *Engine, s *Sequence, prompt []int, n int) ([]int, [][]float32) {
+func greedy(t testing.TB, e *Engine, s *Sequence, prompt []uint32, n int) ([]uint32, [][]float32) {
 	t.Helper()
-	var out []int
+	var out []uint32
 	var all [][]float32
 	toks := prompt
 	for i := 0; i < n; i++ {
@@ -62,7 +71,7 @@ func greedy(t testing.TB, e *Engine, s *Sequence, prompt []int, n int) ([]int, [
 		all = append(all, lg[0])
 		next := Argmax(lg[0])
 		out = append(out, next)
-		toks = []int{next}
+		toks = []uint32{next}
 	}
 	return out, all
 }

@@ -8,8 +8,8 @@ func asmTile(rows, k int, x []float32, ldx int, w []float32, ldw int, c []float3
 	panic("unreachable")
 }
 func asmRow8(k int, x, w []float32, ldw int, c []float32) { panic("unreachable") }
-func asmDot(k int, x, y []float32) float32     { panic("unreachable") }
-func asmAxpy(k int, a float32, x, y []float32) { panic("unreachable") }
+func asmDot(k int, x, y []float32) float32                { panic("unreachable") }
+func asmAxpy(k int, a float32, x, y []float32)            { panic("unreachable") }
 
 func asmScores(n, hd int, q, k []float32, stride int, scale float32, out []float32) {
 	panic("unreachable")

@@ -54,14 +54,14 @@ func BenchmarkKVDTypeAgreement(b *testing.B) {
 	} {
 		b.Run(bm.name, func(b *testing.B) {
 			m := bm.load(b)
-			run := func(dt kvspec.DType) [][]int {
+			run := func(dt kvspec.DType) [][]uint32 {
 				e, err := New(m, Options{TokensPerBlock: 16, KVDType: dt})
 				if err != nil {
 					b.Fatal(err)
 				}
-				var out [][]int
+				var out [][]uint32
 				for _, p := range bm.prompts {
-					prompt := m.Tokenizer.Encode(p, true)
+					prompt := tokenIDs(m.Tokenizer.Encode(p, true))
 					gen := min(maxGen, m.Config.SeqLen-len(prompt))
 					toks, _ := greedy(b, e, newSeq(e, len(prompt)+gen), prompt, gen)
 					out = append(out, toks)

@@ -209,7 +209,7 @@ func TestQuantizedBlockCodec(t *testing.T) {
 		}
 		spec := e.Spec()
 		s := newSeq(e, 8)
-		if _, err := e.Step([]StepInput{{Seq: s, Tokens: []int{1, 5, 9, 13, 200, 7}}}); err != nil {
+		if _, err := e.Step([]StepInput{{Seq: s, Tokens: []uint32{1, 5, 9, 13, 200, 7}}}); err != nil {
 			t.Fatal(err)
 		}
 		b := s.Blocks[1] // positions 4, 5 filled; 6, 7 zero

@@ -23,7 +23,7 @@ import (
 //     (rope_freqs.weight); linear scaling divides every position.
 //
 // It returns the logits after every token of toks.
-func refForward(m *model.Model, toks []int) [][]float64 {
+func refForward(m *model.Model, toks []uint32) [][]float64 {
 	c := m.Config
 	hd, group := c.HeadDim(), c.Heads/c.KVHeads
 	neox := c.Arch == model.ArchQwen2 || c.Arch == model.ArchQwen3

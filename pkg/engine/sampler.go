@@ -32,7 +32,7 @@ type SamplingParams struct {
 type Sampler struct {
 	p     SamplingParams
 	state uint64
-	idx   []int
+	idx   []uint32 // candidate ids (token ids: the engine's token type)
 	prob  []float64
 	pre   []float64 // top-p: the nucleus's probabilities, in order
 	keys  []uint64  // radix sort: descKey<<32 | id
@@ -57,15 +57,16 @@ func (s *Sampler) next() float64 {
 	return float64(z>>11) * (1.0 / (1 << 53))
 }
 
-// Argmax is the lowest index of the largest value (NaN never wins).
-func Argmax(logits []float32) int {
+// Argmax is the lowest index of the largest value (NaN never wins), as a
+// token id.
+func Argmax(logits []float32) uint32 {
 	best := 0
 	for i, v := range logits {
 		if v > logits[best] || (logits[best] != logits[best] && v == v) {
 			best = i
 		}
 	}
-	return best
+	return uint32(best)
 }
 
 // heapMaxK is the largest TopK selected with a bounded heap. A heap costs
@@ -74,10 +75,13 @@ func Argmax(logits []float32) int {
 // every id (four linear passes) is the safer bound.
 const heapMaxK = 1024
 
-// Sample draws one token id from logits (which it does not modify).
-func (s *Sampler) Sample(logits []float32) int {
+// Sample draws one token id from logits (which it does not modify). With
+// nothing to draw from (no logits, or every logit NaN) it returns 0: a
+// token id has no value outside the vocabulary to say "none", and the
+// engine's logits always hold one entry per id of a non-empty vocabulary.
+func (s *Sampler) Sample(logits []float32) uint32 {
 	if len(logits) == 0 {
-		return -1
+		return 0
 	}
 	if !(s.p.Temperature > 0) {
 		return Argmax(logits)
@@ -94,7 +98,7 @@ func (s *Sampler) Sample(logits []float32) int {
 	if k <= 0 {
 		return s.sampleTopP(logits)
 	}
-	var idx []int
+	var idx []uint32
 	if k <= heapMaxK {
 		idx = s.topK(logits, k)
 	} else {
@@ -111,7 +115,7 @@ func (s *Sampler) Sample(logits []float32) int {
 
 // drawSorted draws from idx (candidates most likely first, already cut to
 // top-k): softmax over them, the top-p cut, and the walk.
-func (s *Sampler) drawSorted(logits []float32, idx []int, cutP bool) int {
+func (s *Sampler) drawSorted(logits []float32, idx []uint32, cutP bool) uint32 {
 	t := float64(s.p.Temperature)
 	maxv := float64(logits[idx[0]])
 	if cap(s.prob) < len(idx) {
@@ -150,7 +154,7 @@ func scaled(v float32, maxv, t float64) float64 {
 
 // drawPrefix draws from the final candidates idx with probabilities prob
 // (most likely first), renormalised by their sum in that order.
-func (s *Sampler) drawPrefix(idx []int, prob []float64) int {
+func (s *Sampler) drawPrefix(idx []uint32, prob []float64) uint32 {
 	var sum float64
 	for _, p := range prob {
 		sum += p
@@ -180,7 +184,7 @@ func (s *Sampler) drawPrefix(idx []int, prob []float64) int {
 // every bucket, or a probability is not finite) the full sort decides.
 // After the cut everything is summed in candidate order as before, so the
 // token is the same.
-func (s *Sampler) sampleTopP(logits []float32) int {
+func (s *Sampler) sampleTopP(logits []float32) uint32 {
 	maxf, found := maxLogit(logits)
 	if !found {
 		return 0
@@ -265,7 +269,7 @@ func (s *Sampler) sampleTopP(logits []float32) int {
 }
 
 // sortedTopP is the top-p cut over every id in full order.
-func (s *Sampler) sortedTopP(logits []float32) int {
+func (s *Sampler) sortedTopP(logits []float32) uint32 {
 	idx := s.sortAll(logits)
 	if len(idx) == 0 {
 		return 0
@@ -275,7 +279,7 @@ func (s *Sampler) sortedTopP(logits []float32) int {
 
 // worse orders candidates: a is less likely than b (logit lower, or equal
 // and a later id). Neither is NaN.
-func worse(logits []float32, a, b int) bool {
+func worse(logits []float32, a, b uint32) bool {
 	la, lb := logits[a], logits[b]
 	if la != lb {
 		return la < lb
@@ -286,14 +290,14 @@ func worse(logits []float32, a, b int) bool {
 // topK returns the k most likely non-NaN ids, most likely first, with a
 // heap of size k whose root is the least likely kept id: the same list as
 // a full sort cut to k, since the order is total (ties broken by id).
-func (s *Sampler) topK(logits []float32, k int) []int {
+func (s *Sampler) topK(logits []float32, k int) []uint32 {
 	h := s.idx[:0]
 	for i, v := range logits {
 		if v != v {
 			continue
 		}
 		if len(h) < k {
-			h = append(h, i)
+			h = append(h, uint32(i))
 			// sift up
 			for c := len(h) - 1; c > 0; {
 				p := (c - 1) / 2
@@ -310,7 +314,7 @@ func (s *Sampler) topK(logits []float32, k int) []int {
 		if !(v > logits[h[0]]) {
 			continue
 		}
-		h[0] = i
+		h[0] = uint32(i)
 		siftDownWorst(logits, h, 0, len(h))
 	}
 	// Heap sort: moving the least likely to the end leaves the most likely
@@ -325,7 +329,7 @@ func (s *Sampler) topK(logits []float32, k int) []int {
 
 // siftDownWorst restores the heap property (least likely at the root) of
 // h[:n] below position c.
-func siftDownWorst(logits []float32, h []int, c, n int) {
+func siftDownWorst(logits []float32, h []uint32, c, n int) {
 	for {
 		m := 2*c + 1
 		if m >= n {
@@ -358,7 +362,7 @@ func descKey(v float32) uint32 {
 }
 
 // sortAll returns every non-NaN id, most likely first, ties by id.
-func (s *Sampler) sortAll(logits []float32) []int {
+func (s *Sampler) sortAll(logits []float32) []uint32 {
 	n := len(logits)
 	if cap(s.keys) < n {
 		s.keys = make([]uint64, n)
@@ -378,7 +382,7 @@ func (s *Sampler) sortAll(logits []float32) []int {
 // increasing order, so ties keep id order without comparing ids. A pass
 // whose byte is the same for every id is skipped (often the top byte: sign
 // and high exponent bits).
-func (s *Sampler) radixIDs(keys []uint64) []int {
+func (s *Sampler) radixIDs(keys []uint64) []uint32 {
 	m := len(keys)
 	if cap(s.tmp) < m {
 		s.tmp = make([]uint64, cap(keys))
@@ -414,11 +418,11 @@ func (s *Sampler) radixIDs(keys []uint64) []int {
 		keys, tmp = tmp, keys
 	}
 	if cap(s.idx) < m {
-		s.idx = make([]int, m)
+		s.idx = make([]uint32, m)
 	}
 	idx := s.idx[:m]
 	for j, x := range keys {
-		idx[j] = int(uint32(x))
+		idx[j] = uint32(x)
 	}
 	s.idx = idx
 	return idx
@@ -428,7 +432,7 @@ func (s *Sampler) radixIDs(keys []uint64) []int {
 // the ids in order: with no top-k or top-p cut there is nothing to sort.
 // One max pass in float32, then math.Exp in float64 into a reused buffer
 // (the walk needs each probability again), summed in id order.
-func (s *Sampler) sampleAll(logits []float32) int {
+func (s *Sampler) sampleAll(logits []float32) uint32 {
 	maxf, found := maxLogit(logits)
 	if !found {
 		return 0
@@ -456,10 +460,10 @@ func (s *Sampler) sampleAll(logits []float32) int {
 	for i, p := range prob {
 		cum += p
 		if p > 0 && u < cum {
-			return i
+			return uint32(i)
 		}
 	}
-	return last
+	return uint32(last)
 }
 
 // maxLogit is the largest non-NaN logit; found is false when every logit is

@@ -73,7 +73,7 @@ func BenchmarkSampleStep(b *testing.B) {
 	}
 	type timed struct {
 		name   string
-		sample func([]float32) int
+		sample func([]float32) uint32
 		d      time.Duration
 	}
 	var samplers []*timed
@@ -82,7 +82,7 @@ func BenchmarkSampleStep(b *testing.B) {
 			&timed{name: c.name, sample: NewSampler(c.p).Sample},
 			&timed{name: c.name + "-old", sample: newRefSampler(c.p).Sample})
 	}
-	tok := int(r.Next() % uint64(m.Config.Vocab))
+	tok := uint32(r.Next() % uint64(m.Config.Vocab))
 	var step time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -90,7 +90,7 @@ func BenchmarkSampleStep(b *testing.B) {
 			seq.Len = lo
 		}
 		t0 := time.Now()
-		logits, err := e.Step([]StepInput{{Seq: seq, Tokens: []int{tok}}})
+		logits, err := e.Step([]StepInput{{Seq: seq, Tokens: []uint32{tok}}})
 		if err != nil {
 			b.Fatal(err)
 		}

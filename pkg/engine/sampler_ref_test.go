@@ -30,9 +30,11 @@ func (s *refSampler) next() float64 {
 	return float64(z>>11) * (1.0 / (1 << 53))
 }
 
-func (s *refSampler) Sample(logits []float32) int {
+// Sample returns the token id as the engine's token type (uint32); the
+// reference's candidate lists stay []int as they were.
+func (s *refSampler) Sample(logits []float32) uint32 {
 	if len(logits) == 0 {
-		return -1
+		return 0
 	}
 	if !(s.p.Temperature > 0) {
 		return Argmax(logits)
@@ -89,13 +91,13 @@ func (s *refSampler) Sample(logits []float32) int {
 	for j, p := range s.prob {
 		cum += p
 		if u < cum {
-			return idx[j]
+			return uint32(idx[j])
 		}
 	}
-	return idx[len(idx)-1]
+	return uint32(idx[len(idx)-1])
 }
 
-func (s *refSampler) sampleAll(logits []float32) int {
+func (s *refSampler) sampleAll(logits []float32) uint32 {
 	maxv, found := math.Inf(-1), false
 	for _, v := range logits {
 		if v == v {
@@ -123,10 +125,10 @@ func (s *refSampler) sampleAll(logits []float32) int {
 	for i, p := range s.prob {
 		cum += p
 		if p > 0 && u < cum {
-			return i
+			return uint32(i)
 		}
 	}
-	return last
+	return uint32(last)
 }
 
 // refOrder is every non-NaN id sorted the reference way.

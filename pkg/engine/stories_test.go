@@ -34,9 +34,9 @@ func checkStoriesReference(t *testing.T, m *model.Model) {
 	}
 	var doc struct {
 		Cases []struct {
-			Prompt       []int `json:"prompt_token_ids"`
-			Steps        int   `json:"steps_total"`
-			Continuation []int `json:"greedy_continuation"`
+			Prompt       []uint32 `json:"prompt_token_ids"`
+			Steps        int      `json:"steps_total"`
+			Continuation []uint32 `json:"greedy_continuation"`
 		} `json:"cases"`
 	}
 	if err := json.Unmarshal(raw, &doc); err != nil {

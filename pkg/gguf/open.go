@@ -16,6 +16,41 @@ import (
 // errors about the contents wrap ErrBadFile and do not repeat the path, so
 // callers should add it.
 func Open(path string) (*File, error) {
+	m, err := Map(path)
+	if err != nil {
+		return nil, err
+	}
+	f := &File{data: m.Data, unmap: m.unmap, size: int64(len(m.Data))}
+	if err := f.parse(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// Mapping is a whole file mapped read-only (Map).
+type Mapping struct {
+	// Data is the file's bytes: the page cache's pages, shared with every
+	// process mapping the same file. Writing to it faults.
+	Data  []byte
+	unmap func([]byte) error
+}
+
+// Close releases the mapping; Data must not be used after.
+func (m *Mapping) Close() error {
+	data, unmap := m.Data, m.unmap
+	m.Data, m.unmap = nil, nil
+	if unmap != nil && len(data) > 0 {
+		return unmap(data)
+	}
+	return nil
+}
+
+// Map maps the regular file at path read-only and shared (reads it into
+// memory where the platform has no mmap, as Open does). Open uses it for
+// GGUF files; the llama2.c checkpoint loader uses it so that float32
+// weights are read where they lie instead of copied.
+func Map(path string) (*Mapping, error) {
 	osf, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -32,17 +67,11 @@ func Open(path string) (*File, error) {
 	if size > math.MaxInt {
 		return nil, fmt.Errorf("gguf: %s is too large to map (%d bytes)", path, size)
 	}
-	var data []byte
-	var unmap func([]byte) error
-	if size > 0 { // an empty mapping is an error; Parse reports the truncation
-		if data, unmap, err = mapFile(osf, int(size)); err != nil {
+	m := &Mapping{}
+	if size > 0 { // an empty mapping is an error; parsers report the truncation
+		if m.Data, m.unmap, err = mapFile(osf, int(size)); err != nil {
 			return nil, fmt.Errorf("gguf: mapping %s: %w", path, err)
 		}
 	}
-	f := &File{data: data, unmap: unmap, size: int64(len(data))}
-	if err := f.parse(); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return f, nil
+	return m, nil
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 
 	"github.com/semantic-kv/semantic/pkg/gguf"
 )
@@ -15,17 +14,21 @@ import (
 // ErrBadCheckpoint is wrapped by every error about a malformed checkpoint.
 var ErrBadCheckpoint = errors.New("bad llama2.c checkpoint")
 
-// LoadLlama2c reads a llama2.c checkpoint (run.c's format, float32). The
-// model has no tokenizer; Load attaches one when given tokenizer=PATH.
+// LoadLlama2c maps a llama2.c checkpoint (run.c's format, float32): the
+// weights are used where they lie in the mapped file, as run.c does, not
+// copied into the heap; Close releases the mapping. The model has no
+// tokenizer; Load attaches one when given tokenizer=PATH.
 func LoadLlama2c(path string) (*Model, error) {
-	data, err := os.ReadFile(path)
+	f, err := gguf.Map(path)
 	if err != nil {
 		return nil, fmt.Errorf("llama2c checkpoint %s: %w", path, err)
 	}
-	m, err := ParseLlama2c(data, modelName(path))
+	m, err := ParseLlama2c(f.Data, modelName(path))
 	if err != nil {
+		f.Close()
 		return nil, fmt.Errorf("llama2c checkpoint %s: %w", path, err)
 	}
+	m.closer = f
 	return m, nil
 }
 
@@ -33,6 +36,8 @@ func LoadLlama2c(path string) (*Model, error) {
 // hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len; a negative
 // vocab_size means an unshared classifier stored last), then the float32
 // tensors in run.c's order. Errors name the byte offset where reading failed.
+// The tensors are views of data (on a little-endian host; copies otherwise),
+// which must outlive the model and not change.
 func ParseLlama2c(data []byte, name string) (*Model, error) {
 	const headerBytes = 7 * 4
 	if len(data) < headerBytes {
@@ -65,10 +70,9 @@ func ParseLlama2c(data []byte, name string) (*Model, error) {
 		if size-off < bytes {
 			return nil, fmt.Errorf("%w: truncated at byte offset %d reading %s (need %d bytes, file has %d)", ErrBadCheckpoint, off, what, bytes, size)
 		}
-		t := make([]float32, n)
-		for i := range t {
-			t[i] = math.Float32frombits(binary.LittleEndian.Uint32(data[off+4*int64(i):]))
-			if f := float64(t[i]); math.IsNaN(f) || math.IsInf(f, 0) {
+		t := float32View(data[off : off+bytes])
+		for i, v := range t {
+			if f := float64(v); math.IsNaN(f) || math.IsInf(f, 0) {
 				return nil, fmt.Errorf("%w: non-finite weight at byte offset %d in %s", ErrBadCheckpoint, off+4*int64(i), what)
 			}
 		}

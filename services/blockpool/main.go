@@ -49,7 +49,7 @@ func main() {
 			fs.IntVar(&maxCapacity, "max-capacity-blocks", 0, "largest capacity --capacity-blocks or a Reconfigure may set (0: 262144)")
 			fs.IntVar(&maxAgents, "max-agents", 0, "most agent records kept; beyond it the least recently used idle ones are dropped (0: 100000)")
 			fs.Int64Var(&maxAgentBytes, "max-agent-bytes", 0, "most bytes of agent records (token ids, hashes) kept in memory (0: 256 MiB)")
-			fs.Int64Var(&memBudget, "memory-budget", 1<<30, "bytes of block payloads kept in memory (0 = unlimited)")
+			fs.Int64Var(&memBudget, "memory-budget", 1<<30, "bytes of block payloads kept in memory (0 = unlimited, -1 = none: blocks are read from their files)")
 			fs.Int64Var(&diskBudget, "disk-budget", 0, "bytes of block files on disk (0 = unlimited)")
 			fs.DurationVar(&ttl, "lease-ttl", 30*time.Second, "default lease time to live")
 			fs.DurationVar(&maxTTL, "lease-max-ttl", 10*time.Minute, "longest lease time to live a client may ask for")

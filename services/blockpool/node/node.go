@@ -32,7 +32,8 @@ type Config struct {
 	// (0: pool.DefaultMaxAgents, pool.DefaultMaxAgentBytes).
 	MaxAgents     int
 	MaxAgentBytes int64
-	// MemoryBudgetBytes and DiskBudgetBytes bound payload bytes per tier (0 = unlimited).
+	// MemoryBudgetBytes and DiskBudgetBytes bound payload bytes per tier (0 = unlimited;
+	// a negative MemoryBudgetBytes keeps no payload in memory, see pool.Options).
 	MemoryBudgetBytes, DiskBudgetBytes int64
 	// Spec is optional: if nil, the stored spec applies, or none until the
 	// first Reconfigure. A spec that differs from the stored one drops every

@@ -81,6 +81,8 @@ type Options struct {
 	// records of one tenant by it; nil: no agent has a tenant.
 	TenantOf func(agentID string) string
 	// MemoryBudget and DiskBudget bound payload bytes per tier (0 = unlimited).
+	// A negative MemoryBudget keeps no payload in memory: every block is
+	// read from its file (through the OS page cache).
 	MemoryBudget, DiskBudget int64
 	// DefaultTTL and MaxTTL bound lease time to live.
 	DefaultTTL, MaxTTL time.Duration

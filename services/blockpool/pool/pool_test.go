@@ -785,7 +785,16 @@ func TestMemoryBudgetSpillsToDisk(t *testing.T) {
 	}
 	e.check()
 	// Every block is still readable byte for byte, from disk when not in memory.
-	for i := range 4 {
+	readAgents(t, e, 4)
+	e.check()
+}
+
+// readAgents reads back the two blocks of each of the agents a0..a{n-1}
+// committed with tokens(i, 8), checking every byte.
+func readAgents(t *testing.T, e *env, n int) {
+	t.Helper()
+	bb := testSpec().BlockBytes()
+	for i := range n {
 		hs := kvspec.ChainHashes(tokens(i, 8), 4, "test-model", "", true)
 		g, err := e.p.Lease(ctx, LeaseRequest{AgentID: "r", Count: 2, Hashes: hs, ModelTag: "test-model"})
 		if err != nil || g.Hits != 2 {
@@ -793,11 +802,28 @@ func TestMemoryBudgetSpillsToDisk(t *testing.T) {
 		}
 		for j := range 2 {
 			d, err := e.p.ReadBlock(ctx, g.LeaseID, g.Epoch, g.Holder, g.Blocks[j].ID)
-			if err != nil || string(d.Payload) != string(payloadFor(hs[j], int(bb))) {
+			if err != nil || string(d.Payload) != string(payloadFor(hs[j], bb)) {
 				t.Fatal(i, j, err)
 			}
 		}
 		e.p.Release(ctx, g.LeaseID, g.Epoch, g.Holder, false)
+	}
+}
+
+// A negative memory budget keeps no payload in memory, not even one read
+// back from its file: every block is served from disk.
+func TestNoMemoryTier(t *testing.T) {
+	bb := int64(testSpec().BlockBytes())
+	e := newEnv(t, 20, func(o *Options) { o.MemoryBudget = -1 })
+	for i := range 2 {
+		e.commitAgent(fmt.Sprint("a", i), tokens(i, 8), 0)
+	}
+	if c := e.p.Counts(); c.MemoryBytes != 0 || c.DiskBytes != 4*bb {
+		t.Fatalf("%+v", c)
+	}
+	readAgents(t, e, 2)
+	if c := e.p.Counts(); c.MemoryBytes != 0 {
+		t.Fatalf("a read put a payload in memory: %+v", c)
 	}
 	e.check()
 }

@@ -52,7 +52,7 @@ type slotTable struct {
 	lru                     ilist // cached, unreferenced: eviction order
 	mem                     ilist // payloads in memory: memory-tier eviction order
 	memBytes, dskBytes      int64
-	memBudget               int64 // 0: unlimited
+	memBudget               int64 // 0: unlimited; negative: no memory tier
 	blockBytes              int64 // the spec's block size; 0 while unconfigured
 }
 
@@ -259,6 +259,10 @@ func (t *slotTable) dropMem(id int32) {
 // payloads (never files) until the memory budget holds. It returns how many
 // payloads it evicted.
 func (t *slotTable) addMem(id int32, payload []byte) (evicted int) {
+	if t.memBudget < 0 {
+		// No memory tier: every payload is read from its file.
+		return 0
+	}
 	s := &t.slots[id]
 	t.dropMem(id)
 	s.payload = payload

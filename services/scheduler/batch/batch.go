@@ -38,18 +38,20 @@ const (
 
 // Event is what a sequence reports to its request: a token, or the end.
 type Event struct {
-	Token  int
+	Token  uint32
 	Finish Finish // FinishNone on token events
 	Err    error  // set when the sequence failed; the last event
 }
 
 // Seq is one request's sequence in the loop. The caller fills the exported
-// fields before Submit and reads Events until it is closed.
+// fields before Submit and reads Events until it is closed. Token ids are
+// uint32 throughout, as on the wire and in the engine (engine.StepInput):
+// the loop hands its slices to the engine as they are.
 type Seq struct {
 	Ctx context.Context
 	// Tokens is the whole context; Eng.Len of them already have KV (the
 	// cached prefix). At least one token must remain to prefill.
-	Tokens []int
+	Tokens []uint32
 	// Eng is the page table, with blocks for MaxPositions positions.
 	Eng *engine.Sequence
 	// MaxTokens is how many tokens to generate at most.
@@ -61,10 +63,10 @@ type Seq struct {
 	// EOS lists the ids that end the sequence with FinishEOS: the model's
 	// end-of-sequence token and its end-of-turn tokens. They are not part of
 	// the context.
-	EOS []int
+	EOS []uint32
 	// Stop is called with each generated token (in the loop goroutine: it
 	// must be quick); true ends the sequence with FinishStop.
-	Stop func(token int) bool
+	Stop func(token uint32) bool
 	// BlockFull is called (in the loop goroutine; must not block) with the
 	// index of each block that has just become full.
 	BlockFull func(index int)
@@ -73,14 +75,14 @@ type Seq struct {
 	Events chan Event
 
 	// Generated holds the generated tokens; read it after Events closes.
-	Generated []int
+	Generated []uint32
 	// Admitted is when the loop took the sequence into its running batch
 	// (zero if it never did); read it after Events closes.
 	Admitted time.Time
 
 	prefilled int // tokens of Tokens with KV
 	finishing Finish
-	last      int
+	last      uint32
 }
 
 // Config tunes the loop.
@@ -280,7 +282,7 @@ func (l *Loop) step(running []*Seq) []*Seq {
 			continue
 		}
 		plans = append(plans, plan{s: s, n: 1, sample: s.finishing == FinishNone})
-		inputs = append(inputs, engine.StepInput{Seq: s.Eng, Tokens: []int{s.last}})
+		inputs = append(inputs, engine.StepInput{Seq: s.Eng, Tokens: []uint32{s.last}})
 		budget--
 	}
 	// Then prefill chunks, first come first served, with what is left.
@@ -379,18 +381,17 @@ func (l *Loop) step(running []*Seq) []*Seq {
 // own draw.
 func (p plan) draws() bool { return p.sample && p.s.finishing == FinishNone }
 
-// sampleStep draws the step's tokens, toks[i] for each plan that draws (-1
-// for the others). Each sequence has its own Sampler and the logits are
+// sampleStep draws the step's tokens, toks[i] for each plan that draws (0,
+// unread, for the others: every token id is valid, so there is no sentinel). Each sequence has its own Sampler and the logits are
 // only read, so the draws of different sequences are independent: with
 // more than one sampling (temperature > 0) sequence they run on up to
 // GOMAXPROCS goroutines, which all end before it returns. Greedy draws (an
 // argmax) stay on the loop goroutine. The tokens are accepted afterwards in
 // plan order, so events and callbacks keep their order.
-func (l *Loop) sampleStep(plans []plan, logits [][]float32) []int {
-	toks := make([]int, len(plans))
+func (l *Loop) sampleStep(plans []plan, logits [][]float32) []uint32 {
+	toks := make([]uint32, len(plans))
 	var par []int
 	for i, p := range plans {
-		toks[i] = -1
 		switch {
 		case !p.draws():
 		case p.s.Sampler.Params().Temperature > 0:
@@ -437,7 +438,7 @@ func parallelFor(n, workers int, f func(int)) {
 }
 
 // accept records a sampled token and says whether the sequence ends.
-func (l *Loop) accept(s *Seq, tok int) Finish {
+func (l *Loop) accept(s *Seq, tok uint32) Finish {
 	if slices.Contains(s.EOS, tok) {
 		return FinishEOS
 	}

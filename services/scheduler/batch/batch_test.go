@@ -34,7 +34,7 @@ func newEngine(t testing.TB) *engine.Engine {
 	return e
 }
 
-func newSeq(ctx context.Context, e *engine.Engine, prompt []int, maxTokens int) *Seq {
+func newSeq(ctx context.Context, e *engine.Engine, prompt []uint32, maxTokens int) *Seq {
 	positions := len(prompt) + maxTokens
 	eng := &engine.Sequence{}
 	for i := 0; i < (positions+tpb-1)/tpb; i++ {
@@ -47,9 +47,9 @@ func newSeq(ctx context.Context, e *engine.Engine, prompt []int, maxTokens int) 
 	}
 }
 
-func collect(t *testing.T, s *Seq) ([]int, Finish, error) {
+func collect(t *testing.T, s *Seq) ([]uint32, Finish, error) {
 	t.Helper()
-	var toks []int
+	var toks []uint32
 	var fin Finish
 	var err error
 	timeout := time.After(2 * time.Minute)
@@ -73,10 +73,10 @@ func collect(t *testing.T, s *Seq) ([]int, Finish, error) {
 	}
 }
 
-func randomPrompt(r *rand.Rand, n, vocab int) []int {
-	p := make([]int, n)
+func randomPrompt(r *rand.Rand, n, vocab int) []uint32 {
+	p := make([]uint32, n)
 	for i := range p {
-		p[i] = 3 + r.IntN(vocab-3)
+		p[i] = uint32(3 + r.IntN(vocab-3))
 	}
 	return p
 }
@@ -88,11 +88,11 @@ func TestBatchedEqualsAlone(t *testing.T) {
 	e := newEngine(t)
 	r := rand.New(rand.NewPCG(1, 2))
 	const n = 6
-	prompts := make([][]int, n)
+	prompts := make([][]uint32, n)
 	for i := range prompts {
 		prompts[i] = randomPrompt(r, 5+r.IntN(40), e.Model().Config.Vocab)
 	}
-	alone := make([][]int, n)
+	alone := make([][]uint32, n)
 	l := New(Config{Engine: e, MaxBatch: 1, StepTokens: 16})
 	for i, p := range prompts {
 		s := newSeq(context.Background(), e, p, 12)
@@ -157,7 +157,7 @@ func TestStopAndEOS(t *testing.T) {
 	e := newEngine(t)
 	l := New(Config{Engine: e})
 	defer l.Close()
-	prompt := []int{1, 10, 20, 30}
+	prompt := []uint32{1, 10, 20, 30}
 	s := newSeq(context.Background(), e, prompt, 20)
 	if err := l.Submit(s); err != nil {
 		t.Fatal(err)
@@ -165,7 +165,7 @@ func TestStopAndEOS(t *testing.T) {
 	ref, _, _ := collect(t, s)
 
 	s = newSeq(context.Background(), e, prompt, 20)
-	s.Stop = func(tok int) bool { return tok == ref[3] }
+	s.Stop = func(tok uint32) bool { return tok == ref[3] }
 	if err := l.Submit(s); err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +176,7 @@ func TestStopAndEOS(t *testing.T) {
 	}
 
 	s = newSeq(context.Background(), e, prompt, 20)
-	s.EOS = []int{ref[2]}
+	s.EOS = []uint32{ref[2]}
 	if err := l.Submit(s); err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +199,7 @@ func TestStopAndEOS(t *testing.T) {
 	}
 }
 
-func indexOf(xs []int, x int) int {
+func indexOf(xs []uint32, x uint32) int {
 	for i, v := range xs {
 		if v == x {
 			return i
@@ -235,7 +235,7 @@ func TestCloseFailsEverything(t *testing.T) {
 	l := New(Config{Engine: e, MaxBatch: 1, StepTokens: 2})
 	var seqs []*Seq
 	for i := 0; i < 3; i++ {
-		s := newSeq(context.Background(), e, []int{1, 5, 6, 7, 8, 9}, 400)
+		s := newSeq(context.Background(), e, []uint32{1, 5, 6, 7, 8, 9}, 400)
 		if err := l.Submit(s); err != nil {
 			t.Fatal(err)
 		}
@@ -247,7 +247,7 @@ func TestCloseFailsEverything(t *testing.T) {
 			t.Fatalf("seq %d: %v", i, err)
 		}
 	}
-	if err := l.Submit(newSeq(context.Background(), e, []int{1, 2}, 1)); !IsClosed(err) {
+	if err := l.Submit(newSeq(context.Background(), e, []uint32{1, 2}, 1)); !IsClosed(err) {
 		t.Fatalf("submit after close: %v", err)
 	}
 }
@@ -256,12 +256,12 @@ func TestSubmitValidates(t *testing.T) {
 	e := newEngine(t)
 	l := New(Config{Engine: e})
 	defer l.Close()
-	s := newSeq(context.Background(), e, []int{1, 2}, 4)
+	s := newSeq(context.Background(), e, []uint32{1, 2}, 4)
 	s.Eng.Len = 2
 	if err := l.Submit(s); err == nil {
 		t.Fatal("a fully cached prompt has nothing to prefill and must be refused")
 	}
-	s = newSeq(context.Background(), e, []int{1, 2}, 4)
+	s = newSeq(context.Background(), e, []uint32{1, 2}, 4)
 	s.Events = make(chan Event, 1)
 	if err := l.Submit(s); err == nil {
 		t.Fatal("a too small events channel must be refused")
@@ -276,8 +276,8 @@ func TestBadInputFailsOnlyItsSequence(t *testing.T) {
 	e := newEngine(t)
 	vocab := e.Model().Config.Vocab
 	r := rand.New(rand.NewPCG(5, 13))
-	prompts := [][]int{randomPrompt(r, 12, vocab), randomPrompt(r, 20, vocab), randomPrompt(r, 7, vocab)}
-	alone := make([][]int, len(prompts))
+	prompts := [][]uint32{randomPrompt(r, 12, vocab), randomPrompt(r, 20, vocab), randomPrompt(r, 7, vocab)}
+	alone := make([][]uint32, len(prompts))
 	l := New(Config{Engine: e, MaxBatch: 1, StepTokens: 64})
 	for i, p := range prompts {
 		s := newSeq(context.Background(), e, p, 10)
@@ -294,7 +294,7 @@ func TestBadInputFailsOnlyItsSequence(t *testing.T) {
 
 	l = New(Config{Engine: e, MaxBatch: 8, StepTokens: 256})
 	defer l.Close()
-	bad := newSeq(context.Background(), e, []int{1, 5, vocab + 5, 7}, 10)
+	bad := newSeq(context.Background(), e, []uint32{1, 5, uint32(vocab) + 5, 7}, 10)
 	seqs := make([]*Seq, len(prompts))
 	for i, p := range prompts {
 		seqs[i] = newSeq(context.Background(), e, p, 10)
@@ -340,11 +340,11 @@ func TestSampledBatchedEqualsAlone(t *testing.T) {
 			return engine.SamplingParams{Temperature: 1.2, TopP: 0.9, Seed: uint64(i)}
 		}
 	}
-	prompts := make([][]int, n)
+	prompts := make([][]uint32, n)
 	for i := range prompts {
 		prompts[i] = randomPrompt(r, 3+r.IntN(20), e.Model().Config.Vocab)
 	}
-	run := func(maxBatch int) [][]int {
+	run := func(maxBatch int) [][]uint32 {
 		l := New(Config{Engine: e, MaxBatch: maxBatch, StepTokens: 64})
 		defer l.Close()
 		seqs := make([]*Seq, n)
@@ -361,7 +361,7 @@ func TestSampledBatchedEqualsAlone(t *testing.T) {
 				}
 			}
 		}
-		out := make([][]int, n)
+		out := make([][]uint32, n)
 		for i, s := range seqs {
 			if maxBatch != 1 {
 				if _, _, err := collect(t, s); err != nil {

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -50,6 +51,9 @@ type Config struct {
 	LeaseTTL      time.Duration
 	Workers       int
 	HolderID      string
+	// GCPercent is the Go collector's target (debug.SetGCPercent) unless
+	// the GOGC environment variable is set; 0 leaves the runtime's.
+	GCPercent int
 
 	// The embedded pool's settings (used when Pool is empty).
 	PoolCapacityBlocks int
@@ -95,10 +99,15 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.HolderID, "holder-id", "", "name of this scheduler on its leases (default: host name and pid)")
 	fs.IntVar(&c.PoolCapacityBlocks, "pool-capacity-blocks", 4096, "embedded pool: capacity in blocks")
 	// The embedded pool shares this process with the hot cache, which already
-	// holds every block this scheduler computed or read: a large memory tier
-	// would only keep a second copy. Its blocks are in files (read through
-	// the OS page cache) whatever this budget is.
-	fs.Int64Var(&c.PoolMemoryBudget, "pool-memory-budget", 64<<20, "embedded pool: bytes of block payloads also kept in memory (the hot cache holds this process's blocks already)")
+	// holds every block this scheduler computed or read: a memory tier would
+	// only keep a second copy (2049 tokens of a 110M model: 151 MB). Its
+	// blocks are in files (read through the OS page cache) whatever this is.
+	// KV pages are most of the live heap, and Go's default target (GOGC
+	// 100) lets garbage grow to as much again before a collection: 50
+	// bounds peak memory closer to what is in use, for about 1% of CPU
+	// (docs/performance.md, "Peak memory").
+	fs.IntVar(&c.GCPercent, "gc-percent", 50, "Go GC target percent (debug.SetGCPercent) unless GOGC is set; 0 keeps Go's default")
+	fs.Int64Var(&c.PoolMemoryBudget, "pool-memory-budget", -1, "embedded pool: bytes of block payloads also kept in memory (-1: none, the hot cache in this process holds them; 0: unlimited)")
 	fs.Int64Var(&c.PoolDiskBudget, "pool-disk-budget", 16<<30, "embedded pool: bytes of block files on disk")
 	fs.StringVar(&c.HTTPListen, "http-listen", ":8080", "OpenAI- and Anthropic-compatible HTTP API listen address (empty disables it)")
 	fs.Int64Var(&c.HTTPMaxBodyBytes, "http-max-body-bytes", httpapi.DefaultMaxBodyBytes, "largest HTTP API request body, in bytes")
@@ -173,6 +182,9 @@ func Start(ctx context.Context, cfg Config, deps Deps) (_ *Scheduler, err error)
 			_ = s.Close(context.Background())
 		}
 	}()
+	if cfg.GCPercent != 0 && os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(cfg.GCPercent)
+	}
 	poolDial, err := cfg.poolDialOptions()
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -31,7 +32,6 @@ const (
 	MaxStops     = 16
 	MaxStopBytes = 256
 	maxTemp      = 100
-	maxPromptID  = 1 << 31
 )
 
 // request is one Generate call on its way through the scheduler: what was
@@ -49,10 +49,10 @@ type admitted struct {
 	req     *schedulerv1.GenerateRequest
 	arrival time.Time
 	who     auth.Principal
-	key     string // the agent's pool id: poolwire.AgentKey(tenant, agent_id)
-	salt    string // the cache salt the pool sees: tenantSalt(tenant, cache_salt)
-	prompt  []int  // the prompt as given (tokenized)
-	context []int  // what the model computes over: stored context + prompt for append
+	key     string   // the agent's pool id: poolwire.AgentKey(tenant, agent_id)
+	salt    string   // the cache salt the pool sees: tenantSalt(tenant, cache_salt)
+	prompt  []uint32 // the prompt as given (tokenized)
+	context []uint32 // what the model computes over: stored context + prompt for append
 	maxTok  int
 	maxPos  int
 }
@@ -214,13 +214,15 @@ func (s *Server) validate(r *admitted) error {
 		}
 		r.prompt = ids
 	case len(req.GetPromptTokenIds()) > 0:
-		r.prompt = make([]int, len(req.GetPromptTokenIds()))
 		for i, id := range req.GetPromptTokenIds() {
-			if int(id) >= m.Config.Vocab {
+			if !inVocab(id, m.Config.Vocab) {
 				return rpcstatus.InvalidArgument(fmt.Sprintf("prompt_token_ids[%d]", i), "token id %d is outside the vocabulary of %d", id, m.Config.Vocab)
 			}
-			r.prompt[i] = int(id)
 		}
+		// The ids are the engine's type: the request's slice is the prompt
+		// (the service only reads it; every context built from it is a new
+		// slice).
+		r.prompt = req.GetPromptTokenIds()
 	case req.GetPrompt() != "":
 		if m.Tokenizer == nil {
 			return rpcstatus.InvalidArgument("prompt", "model %s has no tokenizer: send prompt_token_ids", m.Name)
@@ -230,7 +232,7 @@ func (s *Server) validate(r *admitted) error {
 		}
 		// A text prompt that continues a stored context must not get a
 		// second BOS in the middle of it.
-		r.prompt = m.Tokenizer.Encode(req.GetPrompt(), !req.GetAppend() && m.BOS >= 0)
+		r.prompt = encodePrompt(m, req.GetPrompt(), !req.GetAppend() && m.BOS >= 0)
 	case !req.GetAppend():
 		return rpcstatus.InvalidArgument("prompt", "prompt or prompt_token_ids is required")
 	}
@@ -266,7 +268,7 @@ func (s *Server) validate(r *admitted) error {
 
 // renderMessages renders and tokenizes a conversation (model.ChatTokens:
 // special tokens only from the template's markup, never from the content).
-func (s *Server) renderMessages(in []*schedulerv1.ChatMessage) ([]int, error) {
+func (s *Server) renderMessages(in []*schedulerv1.ChatMessage) ([]uint32, error) {
 	m := s.cfg.Model
 	msgs := make([]chat.Message, len(in))
 	total := 0
@@ -280,7 +282,7 @@ func (s *Server) renderMessages(in []*schedulerv1.ChatMessage) ([]int, error) {
 	if limit := m.MaxTextBytes(); m.Tokenizer != nil && total > limit {
 		return nil, rpcstatus.TooLong("messages", "%d bytes of content cannot fit the model's context of %d tokens (at most %d bytes)", total, m.Config.SeqLen, limit)
 	}
-	ids, err := m.ChatTokens(msgs)
+	ids, err := chatTokens(m, msgs)
 	switch {
 	case errors.Is(err, model.ErrTooLong):
 		return nil, rpcstatus.TooLong("messages", "%v", err)
@@ -307,7 +309,8 @@ func (s *Server) prepare(ctx context.Context, r *request) error {
 			return err
 		}
 		r.node = n
-		r.context = append(toInts(rec.GetTokenIds()), r.prompt...)
+		// A new slice: the record's and the prompt's are only read.
+		r.context = slices.Concat(rec.GetTokenIds(), r.prompt)
 		if len(r.context) == 0 {
 			return rpcstatus.InvalidArgument("prompt", "append to an agent with no stored context needs a prompt")
 		}
@@ -361,7 +364,7 @@ func (s *Server) prepareOn(ctx context.Context, r *request) error {
 	// hash chain, so that its commit is refused. A block whose hash is not
 	// the chain hash of its tokens under this request's salt ends the reuse.
 	salt := r.salt
-	want := kvspec.ChainHashes(toUint32s(r.context), tpb, spec.ModelTag, salt, false)
+	want := kvspec.ChainHashes(r.context, tpb, spec.ModelTag, salt, false)
 	var recHashes []kvspec.Hash // the agent record's, under this salt (for a partly used block)
 	for i, b := range lk.GetBlocks() {
 		start := i * tpb
@@ -517,7 +520,7 @@ func (s *Server) checkTokens(agent string, n poolnode.Node, ids []uint32) error 
 		return status.Errorf(codes.FailedPrecondition, "agent %q's record on pool node %s is damaged: %d tokens, more than the model's context of %d", agent, n.Name(), len(ids), m.SeqLen)
 	}
 	for i, id := range ids {
-		if int(id) >= m.Vocab {
+		if !inVocab(id, m.Vocab) {
 			return status.Errorf(codes.FailedPrecondition, "agent %q's record on pool node %s is damaged: token %d is id %d, outside the vocabulary of %d", agent, n.Name(), i, id, m.Vocab)
 		}
 	}
@@ -546,12 +549,12 @@ func (s *Server) lookup(ctx context.Context, r *request) (*blockpoolv1.LookupAge
 		s.log.Warn("not realigning with a damaged agent record", "agent", r.key, "err", err)
 		return lk, nil
 	}
-	k, j := realign(stored, r.context, s.cfg.Model.Tokenizer.TokenBytes)
+	tk := s.cfg.Model.Tokenizer
+	k, j := realign(stored, r.context, func(id uint32) []byte { return tokenBytes(tk, id) })
 	if k <= int(lk.GetMatchedTokens()) {
 		return lk, nil
 	}
-	spliced := make([]int, 0, k+len(r.context)-j)
-	spliced = append(append(spliced, toInts(stored[:k])...), r.context[j:]...)
+	spliced := slices.Concat(stored[:k], r.context[j:])
 	if len(spliced) >= s.cfg.Model.Config.SeqLen {
 		return lk, nil
 	}
@@ -568,9 +571,9 @@ func (s *Server) lookup(ctx context.Context, r *request) (*blockpoolv1.LookupAge
 	return lk2, nil
 }
 
-func (s *Server) lookupOnce(ctx context.Context, r *request, tokens []int, realigned bool) (*blockpoolv1.LookupAgentResponse, error) {
+func (s *Server) lookupOnce(ctx context.Context, r *request, tokens []uint32, realigned bool) (*blockpoolv1.LookupAgentResponse, error) {
 	return r.node.Lookup(ctx, poolnode.LookupRequest{
-		AgentKey: r.key, Tokens: toUint32s(tokens), ModelTag: s.cfg.Spec.ModelTag, Salt: r.salt, Realigned: realigned,
+		AgentKey: r.key, Tokens: tokens, ModelTag: s.cfg.Spec.ModelTag, Salt: r.salt, Realigned: realigned,
 	})
 }
 
@@ -713,12 +716,12 @@ func (s *Server) run(ctx context.Context, r *request, send func(*schedulerv1.Gen
 		Sampler: engine.NewSampler(engine.SamplingParams{
 			Temperature: r.req.GetTemperature(), TopK: int(r.req.GetTopK()), TopP: r.req.GetTopP(), Seed: r.req.GetSeed(),
 		}),
-		EOS:    m.EndTokens(),
+		EOS:    endTokens(m),
 		Events: make(chan batch.Event, r.maxTok+2),
 	}
 	if len(r.req.GetStop()) > 0 {
 		sm := newStopMatcher(r.req.GetStop())
-		seq.Stop = func(tok int) bool { return sm.push(m.Tokenizer.TokenBytes(tok)) >= 0 }
+		seq.Stop = func(tok uint32) bool { return sm.push(tokenBytes(m.Tokenizer, tok)) >= 0 }
 	}
 	w := s.newBlockWriter(ctx, r.salt, &r.holding, seq)
 	defer w.stop()

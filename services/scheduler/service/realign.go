@@ -21,7 +21,7 @@ import "bytes"
 // are only passed when both sides have the same id at the same place: no text
 // stands in for one, so the splice never adds or drops a special token, and
 // never puts a special token where the request's content had text.
-func realign(stored []uint32, ids []int, text func(int) []byte) (k, j int) {
+func realign(stored, ids []uint32, text func(uint32) []byte) (k, j int) {
 	i, jj := 0, 0
 	// Bytes of the last token taken on one side that the other side has not
 	// matched yet; at most one of the two is non-empty after each step.
@@ -32,11 +32,11 @@ func realign(stored []uint32, ids []int, text func(int) []byte) (k, j int) {
 			if i == len(stored) || jj == len(ids) {
 				return k, j
 			}
-			if int(stored[i]) == ids[jj] {
+			if stored[i] == ids[jj] {
 				i, jj = i+1, jj+1
 				continue
 			}
-			ps, pi = text(int(stored[i])), text(ids[jj])
+			ps, pi = text(stored[i]), text(ids[jj])
 			if len(ps) == 0 || len(pi) == 0 {
 				return k, j
 			}
@@ -53,7 +53,7 @@ func realign(stored []uint32, ids []int, text func(int) []byte) (k, j int) {
 			if i == len(stored) {
 				return k, j
 			}
-			if ps = text(int(stored[i])); len(ps) == 0 {
+			if ps = text(stored[i]); len(ps) == 0 {
 				return k, j
 			}
 			i++

@@ -353,7 +353,7 @@ func (s *Server) GetAgent(ctx context.Context, req *schedulerv1.GetAgentRequest)
 	}
 	if tok := s.cfg.Model.Tokenizer; tok != nil {
 		// Proto strings must be valid UTF-8; a byte-level model may have produced anything.
-		info.Text = strings.ToValidUTF8(tok.Decode(toInts(rec.GetTokenIds())), "\uFFFD")
+		info.Text = strings.ToValidUTF8(decodeText(tok, rec.GetTokenIds()), "\uFFFD")
 	}
 	return &schedulerv1.GetAgentResponse{Agent: info, Model: s.modelInfo()}, nil
 }

@@ -34,16 +34,16 @@ func (s *Server) newTokenStream(ctx context.Context, r *admitted, send func(*sch
 }
 
 // token streams one generated token.
-func (t *tokenStream) token(tok int) {
+func (t *tokenStream) token(tok uint32) {
 	now := time.Now()
 	if t.index == 0 {
 		t.ttft = now.Sub(t.r.arrival)
 		trace.SpanFromContext(t.ctx).AddEvent("first token")
 	}
 	t.timer.token(now)
-	msg := &schedulerv1.GenerateResponse{TokenId: uint32(tok), Index: uint32(t.index)}
+	msg := &schedulerv1.GenerateResponse{TokenId: tok, Index: uint32(t.index)}
 	if tk := t.s.cfg.Model.Tokenizer; tk != nil {
-		msg.Text = t.text.push(tk.TokenBytes(tok))
+		msg.Text = t.text.push(tokenBytes(tk, tok))
 	}
 	t.index++
 	if t.sendErr == nil {

@@ -112,7 +112,7 @@ func checkValidate(t *testing.T, s *Server, req *schedulerv1.GenerateRequest) {
 		t.Fatal("accepted a request whose prompt tokenized to nothing")
 	}
 	for i, id := range r.prompt {
-		if id < 0 || id >= m.Config.Vocab {
+		if int64(id) >= int64(m.Config.Vocab) {
 			t.Fatalf("prompt token %d is %d, outside the vocabulary of %d", i, id, m.Config.Vocab)
 		}
 	}

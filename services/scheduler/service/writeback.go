@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -56,9 +57,9 @@ func (s *Server) newBlockWriter(ctx context.Context, salt string, r *holding, se
 // tokenAt is the sequence's token at position p (prompt, then generated).
 func (w *blockWriter) tokenAt(p int) uint32 {
 	if p < len(w.seq.Tokens) {
-		return uint32(w.seq.Tokens[p])
+		return w.seq.Tokens[p]
 	}
-	return uint32(w.seq.Generated[p-len(w.seq.Tokens)])
+	return w.seq.Generated[p-len(w.seq.Tokens)]
 }
 
 // emit hashes block b's first n tokens, chained to the block before it, and
@@ -164,13 +165,7 @@ type turnUnsaved struct{ reason, detail string }
 // agent's record was not updated, why. A lost race with another scheduler
 // (ABORTED) keeps the other's record: this turn is then not saved.
 func (s *Server) commit(ctx context.Context, r *request, seq *batch.Seq, total int) (bool, *turnUnsaved) {
-	tokens := make([]uint32, 0, total)
-	for _, t := range seq.Tokens {
-		tokens = append(tokens, uint32(t))
-	}
-	for _, t := range seq.Generated {
-		tokens = append(tokens, uint32(t))
-	}
+	tokens := slices.Concat(seq.Tokens, seq.Generated) // total ids, a new slice the record owns
 	nb := s.cfg.Spec.BlocksFor(total)
 	if len(r.hashes) < nb {
 		s.log.Error("missing block hashes at commit", "have", len(r.hashes), "want", nb)

@@ -22,7 +22,7 @@ type generateCall struct {
 // generation is a request's run through the service.
 type generation struct {
 	final  *schedulerv1.GenerateResponse // finish reason and usage
-	tokens []int                         // the generated ids
+	tokens []uint32                      // the generated ids
 }
 
 // generate runs req through the service. onText receives the generated text
@@ -39,7 +39,7 @@ func (h *Handler) generate(c *call, req *schedulerv1.GenerateRequest, stream boo
 			if len(g.tokens) == 0 {
 				h.tel.firstToken(c, stream)
 			}
-			g.tokens = append(g.tokens, int(m.GetTokenId()))
+			g.tokens = append(g.tokens, m.GetTokenId())
 		} else {
 			g.final = m
 		}
@@ -89,7 +89,7 @@ func setTurnSaved(c *call, u *schedulerv1.Usage) {
 
 // stopSequence is the stop sequence that ended the generation, "" when none
 // did.
-func (g *generation) stopSequence(stops []string, tokenBytes func(int) []byte) string {
+func (g *generation) stopSequence(stops []string, tokenBytes func(uint32) []byte) string {
 	if g.final.GetFinishReason() != schedulerv1.FinishReason_FINISH_REASON_STOP || tokenBytes == nil {
 		return ""
 	}

@@ -50,8 +50,8 @@ func TestMain(m *testing.M) {
 // The fake model's vocabulary: token i spells words[i].
 var words = []string{" Once", " upon", " a", " time", ".", "\n", " The", " end"}
 
-func wordBytes(id int) []byte {
-	if id < 0 || id >= len(words) {
+func wordBytes(id uint32) []byte {
+	if int(id) >= len(words) {
 		return nil
 	}
 	return []byte(words[id])

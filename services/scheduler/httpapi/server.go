@@ -50,7 +50,7 @@ type Model struct {
 	Created time.Time
 	// TokenBytes is the text of a token; nil when the model has no
 	// tokenizer. It tells which stop sequence ended a generation.
-	TokenBytes func(int) []byte
+	TokenBytes func(uint32) []byte
 }
 
 // Config configures the API.

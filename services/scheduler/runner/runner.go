@@ -290,7 +290,8 @@ func Start(ctx context.Context, cfg Config, deps Deps) (_ *Scheduler, err error)
 func (s *Scheduler) serveHTTP(cfg Config, deps Deps, log *slog.Logger) error {
 	m := httpapi.Model{ID: s.Model.Name, ContextLength: s.Model.Config.SeqLen, Created: time.Now()}
 	if tok := s.Model.Tokenizer; tok != nil {
-		m.TokenBytes = tok.TokenBytes
+		// The tokenizer speaks int ids, the service uint32 (service/tokens.go).
+		m.TokenBytes = func(id uint32) []byte { return tok.TokenBytes(int(id)) }
 	}
 	h, err := httpapi.New(httpapi.Config{
 		Service: s.Service, Model: m, Logger: log.With("component", "http"),

@@ -412,23 +412,27 @@ func TestPoolExhaustedAndUnreachable(t *testing.T) {
 	cfg := testConfig()
 	cfg.PoolCapacityBlocks = 10
 	ts := startScheduler(t, t.TempDir(), cfg)
-	// 8 tokens per block: 1 + 20 + 27 positions need 6 blocks; two such
-	// requests do not fit in 10 blocks at once.
+	// 8 tokens per block: 1 + 20 + 27 positions need 6 blocks. Another
+	// holder's lease of 5 of the 10 blocks (held, not racing a request that
+	// could finish first) leaves too few.
 	p := concat([]uint32{1}, randomTokens(rand.New(rand.NewPCG(3, 3)), 20))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	stream, err := ts.client.Generate(ctx, &schedulerv1.GenerateRequest{AgentId: "hog", PromptTokenIds: p, MaxTokens: 27})
+	hog, err := ts.Pool.Nodes()[0].Lease(context.Background(), &blockpoolv1.LeaseRequest{
+		Holder: "hog", AgentId: "hog", Count: 5, ModelTag: ts.Engine.Spec().ModelTag})
 	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := stream.Recv(); err != nil {
 		t.Fatal(err)
 	}
 	_, err = generate(context.Background(), ts.client, &schedulerv1.GenerateRequest{AgentId: "starved", PromptTokenIds: p, MaxTokens: 27, CacheSalt: "other"})
 	if status.Code(err) != codes.ResourceExhausted {
 		t.Fatalf("want RESOURCE_EXHAUSTED, got %v", err)
 	}
-	cancel()
+	if _, err := hog.Release(false); err != nil {
+		t.Fatal(err)
+	}
+	checkPoolQuiet(t, ts.pool)
+	// With the blocks back the same request runs.
+	if _, err := generate(context.Background(), ts.client, &schedulerv1.GenerateRequest{AgentId: "starved", PromptTokenIds: p, MaxTokens: 27, CacheSalt: "other"}); err != nil {
+		t.Fatal(err)
+	}
 	checkPoolQuiet(t, ts.pool)
 	// More blocks than the pool has at all is exhausted too, not a bad argument.
 	_, err = generate(context.Background(), ts.client, &schedulerv1.GenerateRequest{AgentId: "huge", PromptTokenIds: p, MaxTokens: 200})

@@ -176,12 +176,10 @@ func TestLeaseReleasedOnEveryErrorPath(t *testing.T) {
 			}
 			switch {
 			case c.sendFails:
-				// Run's doc promises the transport's error; today the
-				// loop's CANCELLED for the sequence the failed send
-				// cancelled wins when it arrives before the sequence
-				// ends (run reads the loop's error first).
-				if !errors.Is(second.err, sendErr) && status.Code(second.err) != codes.Canceled {
-					t.Fatalf("Run = %v, want the transport's error (or CANCELLED)", second.err)
+				// Run returns the transport's error, not the loop's
+				// CANCELLED for the sequence the failed send cancelled.
+				if !errors.Is(second.err, sendErr) {
+					t.Fatalf("Run = %v, want the transport's error", second.err)
 				}
 				return
 			case status.Code(second.err) != c.wantCode:

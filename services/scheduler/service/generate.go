@@ -741,11 +741,14 @@ func (s *Server) run(ctx context.Context, r *request, send func(*schedulerv1.Gen
 			out.token(ev.Token)
 		}
 	}
-	if runErr != nil {
-		return nil, false, runErr
-	}
+	// A failed send cancels the sequence, whose cancellation then comes
+	// back as the loop's error: the transport's error is the cause, and
+	// what Run returns.
 	if out.sendErr != nil {
 		return nil, false, out.sendErr
+	}
+	if runErr != nil {
+		return nil, false, runErr
 	}
 	// The loop is done with the sequence: the tail block can be hashed here.
 	total := len(seq.Tokens) + len(seq.Generated)

@@ -2,6 +2,10 @@ package poolclient
 
 import (
 	"context"
+	"fmt"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	blockpoolv1 "github.com/semantic-kv/semantic/pkg/api/semantic/blockpool/v1"
 	"github.com/semantic-kv/semantic/services/scheduler/poolnode"
@@ -110,6 +114,11 @@ func (l remoteLease) Commit(ctx context.Context, req poolnode.CommitRequest) err
 		ExpectedVersion: req.ExpectedVersion, CacheSalt: req.Salt,
 		TenantMaxAgents: req.TenantMaxAgents, TenantMaxAgentBytes: req.TenantMaxAgentBytes,
 	})
+	if status.Code(err) == codes.Aborted {
+		// The node's ABORTED for a commit is the lost race on the record's
+		// version: the domain's ErrConflict, with the node's message.
+		return fmt.Errorf("%w: %s", poolnode.ErrConflict, status.Convert(err).Message())
+	}
 	return err
 }
 

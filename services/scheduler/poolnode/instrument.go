@@ -2,6 +2,7 @@ package poolnode
 
 import (
 	"context"
+	"errors"
 
 	"go.opentelemetry.io/otel/attribute"
 	otelcodes "go.opentelemetry.io/otel/codes"
@@ -9,7 +10,6 @@ import (
 	"go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	blockpoolv1 "github.com/semantic-kv/semantic/pkg/api/semantic/blockpool/v1"
@@ -140,7 +140,7 @@ func (l instrumentedLease) NewWriter(ctx context.Context) (Writer, error) {
 }
 
 // Commit's span records an error without marking the span failed: a lost
-// race (ABORTED) is an expected outcome, counted as a conflict.
+// race (ErrConflict) is an expected outcome, counted as a conflict.
 func (l instrumentedLease) Commit(ctx context.Context, req CommitRequest) error {
 	ctx, span := l.ins.tracer.Start(ctx, "commit", trace.WithAttributes(attribute.Int("tokens", len(req.Tokens))))
 	defer span.End()
@@ -148,7 +148,7 @@ func (l instrumentedLease) Commit(ctx context.Context, req CommitRequest) error 
 	if err != nil {
 		span.RecordError(err)
 	}
-	if status.Code(err) == codes.Aborted {
+	if errors.Is(err, ErrConflict) {
 		l.ins.commitRaces.Add(ctx, 1)
 	}
 	return err

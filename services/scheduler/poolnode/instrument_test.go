@@ -2,6 +2,7 @@ package poolnode_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -65,9 +66,9 @@ func TestInstrumentRecordsPoolCalls(t *testing.T) {
 	if err := l.Commit(ctx, creq); err != nil {
 		t.Fatal(err)
 	}
-	// A second commit at the old version loses the race: ABORTED, counted.
-	if err := l.Commit(ctx, creq); status.Code(err) != codes.Aborted {
-		t.Fatalf("stale commit: %v, want ABORTED", err)
+	// A second commit at the old version loses the race: ErrConflict, counted.
+	if err := l.Commit(ctx, creq); !errors.Is(err, poolnode.ErrConflict) {
+		t.Fatalf("stale commit: %v, want ErrConflict", err)
 	}
 	if err := l.Release(true); err != nil {
 		t.Fatal(err)

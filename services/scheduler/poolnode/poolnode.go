@@ -39,6 +39,11 @@ import (
 // ErrNoHealthyNode is returned when no pool node can take a request.
 var ErrNoHealthyNode = errors.New("no healthy block-pool node")
 
+// ErrConflict is what Lease.Commit returns when the agent's record changed
+// since the lookup (committed elsewhere, or deleted): the turn is not saved,
+// and its written blocks are still good cache content.
+var ErrConflict = errors.New("agent record changed since the lookup")
+
 // ErrDataLoss is what a block transfer that came back damaged (short, or
 // data before its header) wraps.
 var ErrDataLoss = errors.New("block transfer damaged")
@@ -134,7 +139,8 @@ type Lease interface {
 	ReadBlocks(ctx context.Context, ids []uint32, fn func(h *blockpoolv1.BlockHeader, payload []byte) error) error
 	// NewWriter opens an upload of blocks into the lease's fresh blocks.
 	NewWriter(ctx context.Context) (Writer, error)
-	// Commit replaces the agent's record through this lease.
+	// Commit replaces the agent's record through this lease; ErrConflict
+	// (wrapped) when the record is no longer at req.ExpectedVersion.
 	Commit(ctx context.Context, req CommitRequest) error
 	// Release ends the lease, keeping its written blocks as cache content
 	// when commit is set, and stops renewing it. It has its own deadline,

@@ -142,7 +142,7 @@ func TestLeaseReleasedOnEveryErrorPath(t *testing.T) {
 		{name: "write fails", op: poolnodetest.OpWrite, err: injected, wantCode: codes.OK, wantUnsaved: UnsavedWriteBack},
 		{name: "writer close fails", op: poolnodetest.OpCloseWriter, err: injected, wantCode: codes.OK, wantUnsaved: UnsavedWriteBack},
 		{name: "commit fails", op: poolnodetest.OpCommit, err: injected, wantCode: codes.OK, wantUnsaved: UnsavedCommit},
-		{name: "commit loses a race", op: poolnodetest.OpCommit, err: status.Error(codes.Aborted, "injected race"), wantCode: codes.OK, wantUnsaved: UnsavedConflict},
+		{name: "commit loses a race", op: poolnodetest.OpCommit, err: fmt.Errorf("%w: injected race", poolnode.ErrConflict), wantCode: codes.OK, wantUnsaved: UnsavedConflict},
 		{name: "loop closed", closeLoop: true, wantCode: codes.Unavailable},
 		{name: "send fails", sendFails: true, wantCode: codes.Unknown},
 	} {

@@ -2,11 +2,11 @@ package service
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
 
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	blockpoolv1 "github.com/semantic-kv/semantic/pkg/api/semantic/blockpool/v1"
@@ -180,10 +180,10 @@ func (s *Server) commit(ctx context.Context, r *request, seq *batch.Seq, total i
 		AgentKey: r.key, ModelTag: s.cfg.Spec.ModelTag, Salt: r.salt, Hashes: r.hashes[:nb], Tokens: tokens,
 		ExpectedVersion: r.version, TenantMaxAgents: r.who.Quota.MaxAgents, TenantMaxAgentBytes: r.who.Quota.MaxAgentBytes,
 	})
-	if status.Code(err) == codes.Aborted {
+	if errors.Is(err, poolnode.ErrConflict) {
 		s.log.Warn("agent's record changed during the request (committed elsewhere or deleted); this turn is not saved",
 			"agent", r.key, "err", err)
-		return true, &turnUnsaved{reason: UnsavedConflict, detail: status.Convert(err).Message()} // the blocks are still good cache content
+		return true, &turnUnsaved{reason: UnsavedConflict, detail: err.Error()} // the blocks are still good cache content
 	}
 	if err != nil {
 		s.log.Warn("committing agent; this turn is not saved", "agent", r.key, "err", err)

@@ -479,7 +479,7 @@ func (l *fakeLease) Commit(ctx context.Context, req poolnode.CommitRequest) erro
 		curV = cur.GetVersion()
 	}
 	if curV != req.ExpectedVersion {
-		return status.Errorf(codes.Aborted, "agent %q: have version %d, expected %d", req.AgentKey, curV, req.ExpectedVersion)
+		return fmt.Errorf("%w: agent %q: have version %d, expected %d", poolnode.ErrConflict, req.AgentKey, curV, req.ExpectedVersion)
 	}
 	written := map[kvspec.Hash]*block{}
 	for _, b := range ls.written {

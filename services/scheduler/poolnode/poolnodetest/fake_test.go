@@ -2,6 +2,7 @@ package poolnodetest
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -70,7 +71,9 @@ func TestFakeIsHonest(t *testing.T) {
 	code("commit of hashes that are not the tokens'", l.Commit(ctx, wrong), codes.InvalidArgument)
 	stale := commit
 	stale.ExpectedVersion = 3
-	code("commit at a stale version", l.Commit(ctx, stale), codes.Aborted)
+	if err := l.Commit(ctx, stale); !errors.Is(err, poolnode.ErrConflict) {
+		t.Errorf("commit at a stale version: %v, want ErrConflict", err)
+	}
 	if err := l.Commit(ctx, commit); err != nil {
 		t.Fatal(err)
 	}

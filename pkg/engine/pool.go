@@ -31,7 +31,14 @@ type region struct {
 }
 
 const (
-	poolSpin = 2000                  // checks of cur before parking
+	// poolSpin is the checks of cur a helper makes before parking: about
+	// 250 µs. Between regions and between steps the caller runs serial
+	// work (norms, logits copy, the batch loop's sampling and events) for
+	// tens to hundreds of µs; a helper that parked in the meantime must be
+	// woken through the scheduler, which cost 10-17% of batch-1 decode
+	// with 2,000 checks (5 µs): 121-134 against 142-148 tok/s on the 42M
+	// float32 model (docs/perf/engine.md).
+	poolSpin = 100000
 	poolIdle = 20 * time.Millisecond // parked this long without work: exit
 )
 

@@ -10,7 +10,6 @@ import (
 	"go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
-	"google.golang.org/grpc/status"
 
 	blockpoolv1 "github.com/semantic-kv/semantic/pkg/api/semantic/blockpool/v1"
 )
@@ -69,7 +68,7 @@ type instruments struct {
 func EndSpan(span trace.Span, err error) {
 	if err != nil {
 		span.RecordError(err)
-		span.SetStatus(otelcodes.Error, status.Convert(err).Message())
+		span.SetStatus(otelcodes.Error, err.Error())
 	}
 	span.End()
 }

@@ -25,15 +25,8 @@ func TestHarnessModes(t *testing.T) {
 		HotCacheBytes: 64 << 20, LeaseTTL: 5 * time.Second, PoolCapacityBlocks: 1024,
 		PoolMemoryBudget: 64 << 20, PoolDiskBudget: 1 << 30,
 	}
-	h := &Harness{Dir: t.TempDir(), Config: cfg, Log: slog.New(slog.DiscardHandler)}
+	h := startHarness(t, cfg)
 	ctx := context.Background()
-	if err := h.StartPool(); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.StartScheduler(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
 	rows, err := TTFT(ctx, h, []int{128}, 1, t.Logf)
 	if err != nil {
 		t.Fatal(err)
@@ -83,15 +76,8 @@ func BenchmarkWarmTextVsIDs(b *testing.B) {
 		HotCacheBytes: 1 << 30, LeaseTTL: 30 * time.Second, PoolCapacityBlocks: 4096,
 		PoolMemoryBudget: 1 << 30, PoolDiskBudget: 4 << 30,
 	}
-	h := &Harness{Dir: b.TempDir(), Config: cfg, Log: slog.New(slog.DiscardHandler)}
+	h := startHarness(b, cfg)
 	ctx := context.Background()
-	if err := h.StartPool(); err != nil {
-		b.Fatal(err)
-	}
-	if err := h.StartScheduler(ctx); err != nil {
-		b.Fatal(err)
-	}
-	defer h.Close()
 
 	r := rand.New(rand.NewPCG(5, 55))
 	word := func() string {
@@ -151,4 +137,19 @@ func BenchmarkWarmTextVsIDs(b *testing.B) {
 	b.ReportMetric(mt, "text-ttft-ms")
 	b.ReportMetric(mi, "ids-ttft-ms")
 	b.ReportMetric(mt/mi, "text/ids")
+}
+
+// startHarness starts a pool node and a scheduler of cfg, stopped at the
+// end of tb.
+func startHarness(tb testing.TB, cfg runner.Config) *Harness {
+	tb.Helper()
+	h := &Harness{Dir: tb.TempDir(), Config: cfg, Log: slog.New(slog.DiscardHandler)}
+	if err := h.StartPool(); err != nil {
+		tb.Fatal(err)
+	}
+	if err := h.StartScheduler(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = h.Close() })
+	return h
 }

@@ -6,6 +6,7 @@ package service
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
@@ -117,6 +118,11 @@ type metrics struct {
 
 // New builds the service.
 func New(cfg Config) (*Server, error) {
+	if got := cfg.Engine.KVDType(); got != cfg.Spec.DType {
+		// Pages rounded to another type than the one stored would make a
+		// warm turn differ from the cold one that wrote its blocks.
+		return nil, fmt.Errorf("engine rounds K and V to %v, but blocks are stored as %v", got, cfg.Spec.DType)
+	}
 	if cfg.MaxQueue <= 0 {
 		cfg.MaxQueue = 256
 	}

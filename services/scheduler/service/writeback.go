@@ -113,17 +113,8 @@ func (s *Server) writeBack(ctx context.Context, r *holding, in <-chan written) e
 		slot := r.fresh[blk.index-r.kShared]
 		page := r.seq.Blocks[blk.index]
 		payload := page.Bytes()
-		cached := page
 		if spec.DType != kvspec.DTypeFloat32 {
 			if payload, err = engine.EncodeBlock(spec, page, spec.DType); err != nil {
-				continue
-			}
-			// The hot cache holds what the pool holds (decoded from the stored
-			// type), so a warm request computes the same tokens whichever tier
-			// served it. The engine rounded K and V to this type as it wrote
-			// the page (engine.RoundKV), so the decode reproduces the page bit
-			// for bit and both equal what the cold request attended over.
-			if cached, err = engine.DecodeBlock(spec, payload, spec.DType); err != nil {
 				continue
 			}
 		}
@@ -137,7 +128,11 @@ func (s *Server) writeBack(ctx context.Context, r *holding, in <-chan written) e
 		if err = w.Write(hdr, payload); err != nil {
 			continue
 		}
-		s.hot.Put(blk.hash, cached)
+		// The page itself goes to the hot cache: the engine rounded K and V
+		// to the stored type as it wrote them (engine.RoundKV; New checks
+		// the engine's type is the spec's), so it equals what a decode of
+		// the payload gives, bit for bit, whichever tier serves a warm turn.
+		s.hot.Put(blk.hash, page)
 	}
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/semantic-kv/semantic/pkg/kvspec"
 	"github.com/semantic-kv/semantic/pkg/model"
 )
 
@@ -50,22 +51,34 @@ func BenchmarkGemm(b *testing.B) {
 		run("naive", func() { naiveGemm(sh.m, sh.n, sh.k, a, sh.k, w, sh.k, c, sh.n) })
 		saved := useAsm
 		useAsm = false
-		run("go-1thread", func() { gemmCols(sh.m, sh.k, a, sh.k, w, sh.k, c, sh.n, 0, sh.n) })
+		run("go-1thread", func() { gemmCols(sh.m, sh.k, a, sh.k, nil, w, sh.k, c, sh.n, 0, sh.n) })
 		useAsm = saved
 		if haveAsm {
-			run("asm-1thread", func() { gemmCols(sh.m, sh.k, a, sh.k, w, sh.k, c, sh.n, 0, sh.n) })
+			run("asm-1thread", func() { gemmCols(sh.m, sh.k, a, sh.k, nil, w, sh.k, c, sh.n, 0, sh.n) })
+		}
+		if pa := packPairs(nil, sh.m, sh.k, a, sh.k); pa != nil {
+			run("avx512-1thread", func() { gemmCols(sh.m, sh.k, a, sh.k, pa, w, sh.k, c, sh.n, 0, sh.n) })
 		}
 		e.workers, e.pool = 2, newWorkerPool(2)
-		run("asm-2workers", func() { e.gemm(sh.m, sh.n, sh.k, a, sh.k, w, c, sh.n) })
+		run("asm-2workers", func() { e.gemm(sh.m, sh.n, sh.k, a, sh.k, packPairs(nil, sh.m, sh.k, a, sh.k), w, c, sh.n) })
 	}
 }
 
 // BenchmarkDecode: tokens/s of decode steps at batch 1, 4, 16 on
 // builtin:small. ctx=256: each sequence holds 128-384 positions of context;
 // ctx=1K: 1024-1152 positions (one prompt is prefilled, its blocks copied to
-// the other sequences).
+// the other sequences). $SEMANTIC_BENCH_KV picks the pages' type (float32,
+// float16, q8_0 or q4_0; float32 when unset), with the same names.
 func BenchmarkDecode(b *testing.B) {
 	m := loadSmall(b)
+	if name := os.Getenv("SEMANTIC_BENCH_KV"); name != "" {
+		dt, err := kvspec.ParseDType(name)
+		if err != nil {
+			b.Fatalf("SEMANTIC_BENCH_KV: %v", err)
+		}
+		kvType = dt
+		defer func() { kvType = kvspec.DTypeUnspecified }()
+	}
 	for _, ctx := range []struct {
 		name   string
 		lo, hi int
@@ -86,6 +99,7 @@ func BenchmarkDecode(b *testing.B) {
 						s.Len = first.Len
 						for j := range s.Blocks {
 							copy(s.Blocks[j].Data, first.Blocks[j].Data)
+							copy(s.Blocks[j].Raw, first.Blocks[j].Raw)
 						}
 					}
 					in = append(in, StepInput{Seq: s, Tokens: []uint32{uint32(r.Next() % 256)}})

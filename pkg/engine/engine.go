@@ -55,11 +55,12 @@ const DefaultTokensPerBlock = 16
 type Options struct {
 	Workers        int // goroutines per parallel region; 0 = GOMAXPROCS
 	TokensPerBlock int // positions per KV page; 0 = DefaultTokensPerBlock
-	// KVDType is the element type the pages are stored in outside the
-	// engine (the pool's blocks); 0 = float32. The pages stay float32, but
-	// every K and V row is rounded through this type as it is written
-	// (RoundKV), so a page survives EncodeBlock/DecodeBlock of this type
-	// bit for bit and a warm request computes exactly what the cold one did.
+	// KVDType is the element type of the pages (the pool's blocks); 0 =
+	// float32. Float32 pages are Block.Data; for float16, q8_0 and q4_0 the
+	// pages are the stored payload itself (Block.Raw): every K and V row is
+	// encoded into it as it is written, attention decodes the rows it reads,
+	// and the pool keeps the same bytes, so a warm request computes exactly
+	// what the cold one did (kvpage.go).
 	KVDType kvspec.DType
 }
 
@@ -70,7 +71,7 @@ type Engine struct {
 	m       *model.Model
 	cfg     model.Config
 	spec    kvspec.Spec
-	kvDType kvspec.DType // stored element type: RoundKV at every K/V write
+	kvDType kvspec.DType // the pages' element type (kvpage.go)
 	workers int
 	tpb     int
 	hd, kv  int
@@ -105,7 +106,8 @@ type engineLayer struct {
 }
 
 type scratch struct {
-	qa                   []byte // activation rows quantized to Q8_0 and/or Q8_K blocks
+	qa                   []byte    // activation rows quantized to Q8_0 and/or Q8_K blocks
+	pa                   []float32 // activation rows packed in pairs (packPairs)
 	x, xb, qkv, att, tmp []float32
 	h13, hb              []float32
 	pos                  []int
@@ -235,9 +237,10 @@ const ArithmeticVersion = 2
 
 // CacheTag is the model tag stamped on this engine's KV blocks: the weights'
 // tag, the arithmetic version, the kernel family (AVX2 and pure-Go kernels
-// round differently) and, for a stored type other than float32, "-r" and
-// the type K and V are rounded to at write (RoundKV), so no block is ever
-// resumed by an engine that would not have computed exactly the same bits.
+// round differently; the AVX-512 tiles compute the AVX2 kernels' bits, so
+// they share "avx2") and, for a stored type other than float32, "-r" and
+// the type K and V are encoded to at write, so no block is ever resumed by an
+// engine that would not have computed exactly the same bits.
 // (Float16 blocks written before rounding at write existed carry no "-r"
 // and are never resumed; float32 blocks keep their tag.)
 func CacheTag(modelTag string, stored kvspec.DType) string {
@@ -252,12 +255,14 @@ func CacheTag(modelTag string, stored kvspec.DType) string {
 	return tag
 }
 
-// Spec is the float32 spec of the pages the engine attends over.
+// Spec is the geometry of the engine's pages, with DType float32; the pages
+// themselves are of KVDType (Spec with DType = KVDType gives their size).
 func (e *Engine) Spec() kvspec.Spec { return e.spec }
 
-// KVDType is the element type the engine rounds K and V to as it writes
-// them (Options.KVDType; float32 when that was left zero): the type the
-// pages must be stored in for warm == cold to hold.
+// KVDType is the element type of the engine's pages (Options.KVDType;
+// float32 when that was left zero): K and V are encoded to it as they are
+// written, and the pool must store blocks of this type, byte for byte, for
+// warm == cold to hold.
 func (e *Engine) KVDType() kvspec.DType { return e.kvDType }
 
 // Workers is the number of goroutines a step uses.
@@ -324,13 +329,8 @@ func (e *Engine) validate(batch []StepInput) error {
 			return &InputError{Input: i, Err: fmt.Errorf("%w: input %d: %d positions need %d blocks of %d tokens, sequence has %d", ErrBlockGeometry, i, end, need, e.tpb, len(s.Blocks))}
 		}
 		for b := 0; b < need; b++ {
-			blk := s.Blocks[b]
-			if blk == nil || len(blk.Data) != e.blockFloats {
-				n := -1
-				if blk != nil {
-					n = len(blk.Data)
-				}
-				return &InputError{Input: i, Err: fmt.Errorf("%w: input %d: block %d has %d floats, spec needs %d", ErrBlockGeometry, i, b, n, e.blockFloats)}
+			if msg := e.pageMismatch(s.Blocks[b]); msg != "" {
+				return &InputError{Input: i, Err: fmt.Errorf("%w: input %d: block %d %s", ErrBlockGeometry, i, b, msg)}
 			}
 		}
 		for b := s.Len / e.tpb; b < need; b++ {
@@ -406,12 +406,13 @@ func (e *Engine) parallel(n, grain int, fn func(w, lo, hi int)) {
 }
 
 // gemm is C = A·Wᵀ for m rows, n output columns (a multiple of 4), split
-// over goroutines by columns only, never along k.
-func (e *Engine) gemm(m, n, k int, a []float32, lda int, w []float32, c []float32, ldc int) {
+// over goroutines by columns only, never along k. pa is A packed by
+// packPairs, or nil.
+func (e *Engine) gemm(m, n, k int, a []float32, lda int, pa []float32, w []float32, c []float32, ldc int) {
 	tiles := n / 4
 	grain := max(1, tiles/(4*e.workers))
 	e.parallel(tiles, grain, func(_, lo, hi int) {
-		gemmCols(m, k, a, lda, w, k, c, ldc, 4*lo, 4*hi)
+		gemmCols(m, k, a, lda, pa, w, k, c, ldc, 4*lo, 4*hi)
 	})
 }
 
@@ -564,17 +565,11 @@ func (e *Engine) ropeAndStore(L *engineLayer, s *Sequence, layer, pos int, qkv [
 	}
 	rot(q)
 	rot(k)
-	blk := s.Blocks[pos/e.tpb].Data
-	slot := pos % e.tpb
-	ko := (2*layer*e.tpb + slot) * e.kv
-	vo := ((2*layer+1)*e.tpb + slot) * e.kv
-	copy(blk[ko:ko+e.kv], k)
-	copy(blk[vo:vo+e.kv], v)
-	// Attention reads K and V from the page, so rounding the page's copy
-	// makes this request attend over exactly what a later warm one will
-	// decode from the pool.
-	RoundKV(e.kvDType, blk[ko:ko+e.kv])
-	RoundKV(e.kvDType, blk[vo:vo+e.kv])
+	// Attention reads K and V from the page, in its stored type, so this
+	// request attends over exactly what a later warm one reads from the pool.
+	blk, slot := s.Blocks[pos/e.tpb], pos%e.tpb
+	e.storeKV(blk, 2*layer*e.tpb+slot, k)
+	e.storeKV(blk, (2*layer+1)*e.tpb+slot, v)
 }
 
 // attnJob is one unit of attention work: query rows [r0, r1) of one
@@ -590,6 +585,8 @@ type attnWork struct {
 	s   []float32 // scores then exp weights: [vectors][ld]
 	acc []float32 // [vectors][hd]
 	sum []float32 // [vectors]
+	kv  []float32 // one raw page's rows of one KV head, decoded (kvRows)
+	qp  []float32 // the job's query vectors packed in pairs (packPair)
 }
 
 // attnTileFloats bounds the score buffer of one job (rows x group x
@@ -653,7 +650,7 @@ func (e *Engine) attention(batch []StepInput, rows, layer int) {
 // Extra scores a tile computes past a row's own position are ignored.
 func (e *Engine) attnJob(ws *attnWork, blocks []*Block, layer int, j attnJob) {
 	b := &e.buf
-	hd, tpb, kv, g := e.hd, e.tpb, e.kv, e.group
+	hd, tpb, g := e.hd, e.tpb, e.group
 	nr := j.r1 - j.r0
 	nv := nr * g
 	pos0 := b.pos[j.r0]
@@ -670,11 +667,25 @@ func (e *Engine) attnJob(ws *attnWork, blocks []*Block, layer int, j attnJob) {
 		return b.qkv[o : o+hd]
 	}
 	tiles := hd%8 == 0
+	// The job's query vectors side by side in pairs (v, v+1), v = h*nr+i,
+	// for the AVX-512 tiles; nil when they are off.
+	var qp []float32
+	if useZ && tiles && nv >= 2 {
+		ws.qp = grow(ws.qp, (nv&^1)*hd)
+		qp = ws.qp
+		for v := 0; v+1 < nv; v += 2 {
+			packPair(qp[v*hd:(v+2)*hd], qrow(v%nr, v/nr), qrow((v+1)%nr, (v+1)/nr))
+		}
+	}
 	// 1. Scores, page by page: every K row of the page is used by all the
 	// job's queries while it is in L1.
 	for b0 := 0; b0 < p; b0 += tpb {
 		n := min(tpb, p-b0)
-		kb := blocks[b0/tpb].Data[2*layer*tpb*kv+j.kvh*hd:]
+		kb, ks := e.kvRows(ws, blocks, b0, p, 2*layer, j.kvh)
+		if qp != nil {
+			e.pairScores(qp, nr, nv, n, kb, ks, sc[b0:], ld, qrow)
+			continue
+		}
 		i0 := max(0, b0-pos0) // rows before i0 end before this page
 		for h := 0; h < g; h++ {
 			for i := i0; i < nr; {
@@ -688,16 +699,16 @@ func (e *Engine) attnJob(ws *attnWork, blocks []*Block, layer int, j attnJob) {
 				if tiles {
 					t = n &^ 3
 					if useAsm {
-						asmTileRun(rr, t/4, hd, q, e.qkvN, kb, kv, out, ld)
+						asmTileRun(rr, t/4, hd, q, e.qkvN, kb, ks, out, ld)
 					} else {
 						for u := 0; u < t; u += 4 {
-							goTile(rr, hd, q, e.qkvN, kb[u*kv:], kv, out[u:], ld)
+							goTile(rr, hd, q, e.qkvN, kb[u*ks:], ks, out[u:], ld)
 						}
 					}
 				}
 				for ; t < n; t++ {
 					for x := 0; x < rr; x++ {
-						out[x*ld+t] = dot(hd, qrow(i+x, h), kb[t*kv:])
+						out[x*ld+t] = dot(hd, qrow(i+x, h), kb[t*ks:])
 					}
 				}
 				i += rr
@@ -722,13 +733,27 @@ func (e *Engine) attnJob(ws *attnWork, blocks []*Block, layer int, j attnJob) {
 	clear(acc[:nv*hd])
 	for b0 := 0; b0 < p; b0 += tpb {
 		n := min(tpb, p-b0)
-		vb := blocks[b0/tpb].Data[(2*layer+1)*tpb*kv+j.kvh*hd:]
-		i0 := max(0, b0-pos0)
-		for h := 0; h < g; h++ {
-			for i := i0; i < nr; i++ {
-				v := h*nr + i
-				accum(min(n, pos0+i+1-b0), hd, sc[v*ld+b0:], vb, kv, acc[v*hd:(v+1)*hd])
+		vb, vs := e.kvRows(ws, blocks, b0, p, 2*layer+1, j.kvh)
+		// Terms of vector v on this page: its row's positions in it.
+		terms := func(v int) int { return max(0, min(n, pos0+v%nr+1-b0)) }
+		v := 0
+		if useZ && hd%64 == 0 {
+			// Two vectors at a time share each V row's loads: the terms
+			// both have, then the longer one's rest, in order.
+			for ; v+1 < nv; v += 2 {
+				n0, n1 := terms(v), terms(v+1)
+				c := min(n0, n1)
+				asmAccum2(c, hd, sc[v*ld+b0:], sc[(v+1)*ld+b0:], vb, vs, acc[v*hd:(v+1)*hd], acc[(v+1)*hd:(v+2)*hd])
+				if n0 > c {
+					accum(n0-c, hd, sc[v*ld+b0+c:], vb[c*vs:], vs, acc[v*hd:(v+1)*hd])
+				}
+				if n1 > c {
+					accum(n1-c, hd, sc[(v+1)*ld+b0+c:], vb[c*vs:], vs, acc[(v+1)*hd:(v+2)*hd])
+				}
 			}
+		}
+		for ; v < nv; v++ {
+			accum(terms(v), hd, sc[v*ld+b0:], vb, vs, acc[v*hd:(v+1)*hd])
 		}
 	}
 	// 5. Normalise into the output rows.
@@ -740,6 +765,35 @@ func (e *Engine) attnJob(ws *attnWork, blocks []*Block, layer int, j attnJob) {
 			for d, x := range acc[v*hd : (v+1)*hd] {
 				out[d] = x / s
 			}
+		}
+	}
+}
+
+// pairScores computes one page's scores for all nv query vectors of a job
+// with the AVX-512 pair tiles: row v of out (stride ld) gets dot(q_v, K[t])
+// for the page's n positions, K rows at kb with stride ks. Vectors are
+// taken four pairs at a time, then one pair; an odd last vector and the
+// columns past a multiple of 4 use the AVX2 kernels and dot, which compute
+// the same bits. Rows whose position ends before the page get scores they
+// never read (the step after masks each row past its own position).
+func (e *Engine) pairScores(qp []float32, nr, nv, n int, kb []float32, ks int, out []float32, ld int, qrow func(i, h int) []float32) {
+	hd := e.hd
+	n4 := n / 4
+	v := 0
+	for v+1 < nv {
+		pairs := 1
+		if v+8 <= nv {
+			pairs = 4
+		}
+		asmPairRun(pairs, n4, hd, qp[v*hd:], kb, ks, out[v*ld:], ld)
+		v += 2 * pairs
+	}
+	if v < nv {
+		asmTileRun(1, n4, hd, qrow(v%nr, v/nr), hd, kb, ks, out[v*ld:], ld)
+	}
+	for t := 4 * n4; t < n; t++ {
+		for v := 0; v < nv; v++ {
+			out[v*ld+t] = dot(hd, qrow(v%nr, v/nr), kb[t*ks:])
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"errors"
 	"math"
 	"slices"
@@ -132,7 +133,7 @@ func TestCacheEquivalence(t *testing.T) {
 // staggered starts so one step mixes prefill chunks and decode tokens: every
 // logit must be bit-identical.
 func TestBatchedEqualsSolo(t *testing.T) {
-	forEachKernel(t, func(t *testing.T) {
+	forEachKernelAndKV(t, func(t *testing.T) {
 		m := tinyModel(t)
 		r := &model.SplitMix64{State: 99}
 		const nseq, gen = 5, 5
@@ -190,7 +191,7 @@ func TestBatchedEqualsSolo(t *testing.T) {
 // TestChunkedPrefillEqualsTokenByToken: the logits after any position and
 // the KV pages are bit-identical however the prompt is chunked.
 func TestChunkedPrefillEqualsTokenByToken(t *testing.T) {
-	forEachKernel(t, func(t *testing.T) {
+	forEachKernelAndKV(t, func(t *testing.T) {
 		m := tinyModel(t)
 		r := &model.SplitMix64{State: 5}
 		prompt := randTokens(r, 45, m.Config.Vocab)
@@ -221,7 +222,7 @@ func TestChunkedPrefillEqualsTokenByToken(t *testing.T) {
 				}
 			}
 			for b := range s.Blocks {
-				if !sameBits(s.Blocks[b].Data, ref.Blocks[b].Data) {
+				if !bytes.Equal(s.Blocks[b].Bytes(), ref.Blocks[b].Bytes()) {
 					t.Fatalf("trial %d: block %d differs", trial, b)
 				}
 			}

@@ -7,6 +7,13 @@ import "math"
 // Engine is stepping.
 var useAsm = haveAsm
 
+// useZ adds the AVX-512 pair tiles (kernelz_amd64.s) to the assembly family
+// for products of two or more rows. They compute every element with the AVX2
+// tiles' instructions, lane for lane, so switching them on or off never
+// changes a bit (the tests run all three ways); they only do twice the work
+// per instruction. Like useAsm, a variable only for the tests.
+var useZ = haveZ
+
 // goDot is the pure-Go twin of the assembly kernels' per-element order: 8
 // lane accumulators over k in order, then the fixed HSUM tree. The explicit
 // float32 conversions forbid the compiler from fusing multiply and add, so
@@ -72,8 +79,9 @@ func axpy(k int, a float32, x, y []float32) {
 // (the engine pads every dimension so they are). Rows of A are processed in
 // blocks that stay in L2 while W's rows stream through; every element is one
 // whole-k dot product, so neither the blocking nor the tile shape nor the
-// column split between goroutines can change its value.
-func gemmCols(m, k int, a []float32, lda int, w []float32, ldw int, c []float32, ldc int, j0, j1 int) {
+// column split between goroutines can change its value. pa, when not nil, is
+// A's rows packed by packPairs, which the AVX-512 tiles read (useZ).
+func gemmCols(m, k int, a []float32, lda int, pa []float32, w []float32, ldw int, c []float32, ldc int, j0, j1 int) {
 	if m == 1 && useAsm {
 		// Decode at batch 1 streams W from memory once per token: the
 		// 1x8 tile keeps eight W streams and FMA chains in flight (1.3x
@@ -90,6 +98,31 @@ func gemmCols(m, k int, a []float32, lda int, w []float32, ldw int, c []float32,
 		return
 	}
 	const mb = 48
+	if useZ && pa != nil {
+		// Pairs of rows in the AVX-512 tiles, four pairs at a time, then
+		// single pairs; an odd last row takes the AVX2 1x4 tile.
+		even := m &^ 1
+		for i0 := 0; i0 < even; i0 += mb {
+			i1 := min(i0+mb, even)
+			for j := j0; j < j1; j += 4 {
+				wj := w[j*ldw:]
+				for i := i0; i < i1; {
+					pairs := 1
+					if i+8 <= i1 {
+						pairs = 4
+					}
+					asmPairRun(pairs, 1, k, pa[i*k:], wj, ldw, c[i*ldc+j:], ldc)
+					i += 2 * pairs
+				}
+			}
+		}
+		if even < m {
+			for j := j0; j < j1; j += 4 {
+				asmTile(1, k, a[even*lda:], lda, w[j*ldw:], ldw, c[even*ldc+j:], ldc)
+			}
+		}
+		return
+	}
 	tile := goTile
 	if useAsm {
 		tile = asmTile
@@ -105,6 +138,34 @@ func gemmCols(m, k int, a []float32, lda int, w []float32, ldw int, c []float32,
 			}
 		}
 	}
+}
+
+// packPair interleaves rows x0 and x1 (k floats each, k a multiple of 8)
+// into dst (2k floats): 8 of x0, 8 of x1, and so on.
+func packPair(dst, x0, x1 []float32) {
+	k := len(x0)
+	_, _ = dst[2*k-1], x1[k-1]
+	for t := 0; t < k; t += 8 {
+		copy(dst[2*t:2*t+8], x0[t:t+8])
+		copy(dst[2*t+8:2*t+16], x1[t:t+8])
+	}
+}
+
+// packPairs lays rows 2p and 2p+1 of A (m rows of k floats, stride lda)
+// side by side for the AVX-512 tiles: for each 8 floats of k, row 2p's then
+// row 2p+1's, pair after pair (an odd last row is left out). It returns nil,
+// and packs nothing, when the pair tiles are off or m < 2; dst is reused
+// when large enough.
+func packPairs(dst []float32, m, k int, a []float32, lda int) []float32 {
+	if !useZ || m < 2 || k%8 != 0 {
+		return nil
+	}
+	even := m &^ 1
+	dst = grow(dst, even*k)
+	for i := 0; i < even; i += 2 {
+		packPair(dst[i*k:(i+2)*k], a[i*lda:i*lda+k], a[(i+1)*lda:(i+1)*lda+k])
+	}
+	return dst
 }
 
 // naiveGemm is the textbook triple loop, the baseline for benchmarks and a

@@ -40,7 +40,7 @@ var tinyModel = func() func(testing.TB) *model.Model {
 
 func newEngine(t testing.TB, m *model.Model, tpb, workers int) *Engine {
 	t.Helper()
-	e, err := New(m, Options{Workers: workers, TokensPerBlock: tpb})
+	e, err := New(m, Options{Workers: workers, TokensPerBlock: tpb, KVDType: kvType})
 	if err != nil {
 		t.Fatal(err)
 	}

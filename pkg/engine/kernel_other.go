@@ -24,3 +24,10 @@ func asmMax(s []float32) float32                      { panic("unreachable") }
 func asmTileRun(rows, n4, k int, x []float32, ldx int, w []float32, ldw int, c []float32, ldc int) {
 	panic("unreachable")
 }
+
+const haveZ = false
+
+func asmPairRun(pairs, n4, k int, p []float32, w []float32, ldw int, c []float32, ldc int) {
+	panic("unreachable")
+}
+func asmAccum2(n, hd int, a0, a1, v []float32, stride int, o0, o1 []float32) { panic("unreachable") }

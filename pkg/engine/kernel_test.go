@@ -15,11 +15,16 @@ func randSlice(r *model.SplitMix64, n int) []float32 {
 	return s
 }
 
-// forEachKernel runs f with the assembly kernels (when the CPU has them) and
-// with the pure-Go kernels.
+// forEachKernel runs f with the AVX-512 pair tiles and the AVX2 kernels
+// (when the CPU has them) and with the pure-Go kernels.
 func forEachKernel(t *testing.T, f func(t *testing.T)) {
-	saved := useAsm
-	defer func() { useAsm = saved }()
+	savedAsm, savedZ := useAsm, useZ
+	defer func() { useAsm, useZ = savedAsm, savedZ }()
+	if haveZ {
+		useAsm, useZ = true, true
+		t.Run("avx512", f)
+	}
+	useZ = false
 	if haveAsm {
 		useAsm = true
 		t.Run("asm", f)
@@ -40,15 +45,15 @@ func TestGemmBatchInvariant(t *testing.T) {
 				n := 12
 				a, w := randSlice(r, m*k), randSlice(r, n*k)
 				c := make([]float32, m*n)
-				gemmCols(m, k, a, k, w, k, c, n, 0, n)
+				gemmCols(m, k, a, k, packPairs(nil, m, k, a, k), w, k, c, n, 0, n)
 				ref := make([]float32, m*n)
 				naiveGemm(m, n, k, a, k, w, k, ref, n)
 				for i := 0; i < m; i++ {
 					one := make([]float32, n)
-					gemmCols(1, k, a[i*k:], k, w, k, one, n, 0, n)
+					gemmCols(1, k, a[i*k:], k, nil, w, k, one, n, 0, n)
 					half := make([]float32, n)
-					gemmCols(1, k, a[i*k:], k, w, k, half, n, 0, 4)
-					gemmCols(1, k, a[i*k:], k, w, k, half, n, 4, n)
+					gemmCols(1, k, a[i*k:], k, nil, w, k, half, n, 0, 4)
+					gemmCols(1, k, a[i*k:], k, nil, w, k, half, n, 4, n)
 					for j := 0; j < n; j++ {
 						got := c[i*n+j]
 						d := dot(k, a[i*k:], w[j*k:])
@@ -185,6 +190,55 @@ func TestTileRun(t *testing.T) {
 						}
 					}
 				}
+			}
+		}
+	}
+}
+
+// TestAVX512MatchesAVX2: with and without the AVX-512 pair tiles the engine
+// gives the same logits, bit for bit, for a chunked prefill and decode steps
+// of a batch (multi-row attention jobs, GQA pairs of query heads, pair GEMM
+// tiles with odd row counts). That is why both share the "avx2" cache tag: a
+// cache written on a CPU without AVX-512 resumes exactly on one with it, and
+// back. (The pure-Go family rounds differently and has its own tag.)
+func TestAVX512MatchesAVX2(t *testing.T) {
+	if !haveZ {
+		t.Skip("this CPU has no AVX-512: the pair tiles cannot run (TestGemmBatchInvariant covers the others)")
+	}
+	m := hd64Model(t)
+	r := &model.SplitMix64{State: 77}
+	prompts := [][]uint32{randTokens(r, 203, m.Config.Vocab), randTokens(r, 150, m.Config.Vocab)}
+	run := func() [][]float32 {
+		e := newEngine(t, m, 16, 2)
+		seqs := []*Sequence{newSeq(e, 240), newSeq(e, 240)}
+		var all [][]float32
+		for _, cut := range [][2]int{{0, 37}, {37, 150}} {
+			in := []StepInput{{Seq: seqs[0], Tokens: prompts[0][cut[0]:cut[1]]}, {Seq: seqs[1], Tokens: prompts[1][cut[0]:min(cut[1], 149)]}}
+			out, err := e.Step(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			all = append(all, out...)
+		}
+		for step := 0; step < 5; step++ {
+			out, err := e.Step([]StepInput{{Seq: seqs[0], Tokens: []uint32{uint32(step + 3)}}, {Seq: seqs[1], Tokens: []uint32{uint32(step + 9), 4, 5}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			all = append(all, out...)
+		}
+		return all
+	}
+	savedAsm, savedZ := useAsm, useZ
+	defer func() { useAsm, useZ = savedAsm, savedZ }()
+	useAsm, useZ = true, false
+	ref := run()
+	useZ = true
+	got := run()
+	for i := range ref {
+		for j := range ref[i] {
+			if math.Float32bits(got[i][j]) != math.Float32bits(ref[i][j]) {
+				t.Fatalf("output %d logit %d: %v with AVX-512, %v without", i, j, got[i][j], ref[i][j])
 			}
 		}
 	}

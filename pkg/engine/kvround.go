@@ -7,36 +7,38 @@ import (
 	"github.com/semantic-kv/semantic/pkg/quant"
 )
 
-// Rounding at write: the engine attends over float32 pages, but the pool
-// stores them as the scheduler's --kv-dtype. If a cold request attended over
-// unrounded float32 K/V while a warm one attended over the pool's rounded
-// copy, they would compute different bits. So the engine rounds every K and
-// V row through the stored type as it writes it into the page (RoundKV): the
-// page then holds only values the stored type represents exactly, and
-// DecodeBlock(EncodeBlock(page)) == page bit for bit, so warm == cold for
-// every dtype.
+// Rounding at write: an engine whose stored type (Options.KVDType) is not
+// float32 keeps its pages in that type (kvpage.go) and encodes every K and V
+// row as it writes it (encodeKV); attention reads the decoded values. The
+// pool stores those very bytes, so a warm request attends over exactly what
+// the cold one did. RoundKV is the same rounding on a float32 row,
+// decode(encode(row)), for tests and tools that compare against float32
+// pages holding the stored values.
 //
-// That needs RoundKV's output to be a fixed point of the codec: for each
-// group of 32, dequantize(quantize(RoundKV(x))) == RoundKV(x). pkg/quant's
-// quantizers (ggml's reference rules, which must not change: GGUF weights
-// are quantized with them) already give that whenever the group's float16
-// scale is finite and non-zero: a dequantized Q8_0 group is q*D with
-// max|q| = 127, so requantizing finds amax = 127*D (exact in float32),
-// d = D exactly and the same q; a Q4_0 group's first largest-magnitude
-// element is -8*D, so d = D again and every x*(1/D)+8.5 truncates to the same
-// code. Two cases are not fixed points, and RoundKV handles them here rather
-// than in pkg/quant:
+// The encoding must make those values a fixed point of the float32 codec
+// (EncodeBlock/DecodeBlock): for each group of 32,
+// dequantize(quantize(RoundKV(x))) == RoundKV(x), so that a float32 page of
+// rounded rows and the raw page agree whichever way they are converted.
+// pkg/quant's quantizers (ggml's reference rules, which must not change:
+// GGUF weights are quantized with them) already give that whenever the
+// group's float16 scale is finite and non-zero: a dequantized Q8_0 group is
+// q*D with max|q| = 127, so requantizing finds amax = 127*D (exact in
+// float32), d = D exactly and the same q; a Q4_0 group's first
+// largest-magnitude element is -8*D, so d = D again and every x*(1/D)+8.5
+// truncates to the same code. Two cases are not fixed points, and encodeKV
+// handles them here rather than in pkg/quant:
 //   - a scale that overflows float16 (|x| beyond 127*65504 for Q8_0,
 //     8*65504 for Q4_0, or ±Inf) dequantizes to NaN/±Inf, which requantizes
-//     to zeros: RoundKV first clamps the group to the largest magnitude the
+//     to zeros: the group is first clamped to the largest magnitude the
 //     format represents, so the scale is at most 65504;
 //   - a scale that underflows to zero dequantizes to zeros whose signs
 //     follow the quants (q*0 is -0 for negative q, and a Q4_0 zero group's
 //     scale is -0 so all its elements are -0), while the engine's fresh
 //     pages, the rows past a partial block's count and CopyPrefix's tail
-//     are +0: RoundKV writes such a group as +0, and DecodeBlock decodes
-//     every group with a ±0 scale as +0 (zeroScaleGroups), so zeros survive
-//     the codec with their bits.
+//     are +0: such a group is written as the one zero spelling (zeroGroup,
+//     +0 scale and zero-valued quants), which decodes to +0, and
+//     DecodeBlock decodes every group with a ±0 scale as +0
+//     (zeroScaleGroups), so zeros survive the codec with their bits.
 // NaN elements quantize to 0 (pkg/quant's defined behaviour), so a rounded
 // quantized row is always finite. Float16 needs neither: F16ToF32 and
 // F32ToF16 are exact inverses on halves (±Inf and NaN included).
@@ -50,39 +52,29 @@ const (
 )
 
 // RoundKV rounds row, one position's K (or V) of one layer (len a multiple
-// of dtype.GroupElems()), in place to the values that a block of dtype stores
-// exactly, as described above. float32 (and an unspecified dtype) leave it
-// unchanged. Safe for concurrent use on disjoint rows; it does not allocate.
+// of dtype.GroupElems()), in place to the values that a page of dtype stores
+// for it: decode(encode(row)) with the engine's own encoder, as described
+// above. float32 (and an unspecified dtype) leave it unchanged. Safe for
+// concurrent use on disjoint rows; it does not allocate (one group at a time
+// goes through a stack buffer).
 func RoundKV(dtype kvspec.DType, row []float32) {
 	switch dtype {
-	case kvspec.DTypeFloat16:
-		for i, v := range row {
-			row[i] = quant.F16ToF32(quant.F32ToF16(v))
-		}
-	case kvspec.DTypeQ8_0:
-		var buf [quant.Q8_0BlockBytes]byte
-		for g := 0; g+quant.BlockSize <= len(row); g += quant.BlockSize {
-			x := row[g : g+quant.BlockSize]
-			clampAbs(x, q8Limit)
-			quant.QuantizeQ8_0(buf[:], x)
-			if zeroScale(buf[:]) {
-				clear(x)
-			} else {
-				quant.DequantizeQ8_0(x, buf[:])
-			}
-		}
-	case kvspec.DTypeQ4_0:
-		var buf [quant.Q4_0BlockBytes]byte
-		for g := 0; g+quant.BlockSize <= len(row); g += quant.BlockSize {
-			x := row[g : g+quant.BlockSize]
-			clampAbs(x, q4Limit)
-			quant.QuantizeQ4_0(buf[:], x)
-			if zeroScale(buf[:]) {
-				clear(x)
-			} else {
-				quant.DequantizeQ4_0(x, buf[:])
-			}
-		}
+	case kvspec.DTypeFloat16, kvspec.DTypeQ8_0, kvspec.DTypeQ4_0:
+	default:
+		return
+	}
+	// 32 elements at a time: one q8_0/q4_0 group, or up to 32 halves. A
+	// trailing partial group (outside the contract) is left as it is.
+	n := len(row)
+	if dtype != kvspec.DTypeFloat16 {
+		n -= n % quant.BlockSize
+	}
+	var buf [2 * quant.BlockSize]byte
+	for g := 0; g < n; g += quant.BlockSize {
+		x := row[g:min(g+quant.BlockSize, n)]
+		p := buf[:dtype.RowBytes(len(x))]
+		encodeKV(dtype, p, x)
+		decodeKV(dtype, x, p)
 	}
 }
 

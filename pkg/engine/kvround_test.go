@@ -194,9 +194,10 @@ func firstDiff(a, b []float32) int {
 	return -1
 }
 
-// TestQuantizedBlockCodec: q8_0 and q4_0 blocks have the kvspec layout (one
-// group per 32 elements of a row, sections in order), a page the engine
-// wrote round-trips bit for bit, and wrong sizes and geometries are errors.
+// TestQuantizedBlockCodec: q8_0 and q4_0 pages have the kvspec layout (one
+// group per 32 elements of a row, sections in order), EncodeBlock of a raw
+// page is a copy, the float32 codec round-trips the page's values to the
+// same bytes, and wrong sizes and geometries are errors.
 func TestQuantizedBlockCodec(t *testing.T) {
 	m := tinyModel(t) // kv_heads*head_dim = 32
 	for _, dt := range []kvspec.DType{kvspec.DTypeQ8_0, kvspec.DTypeQ4_0} {
@@ -219,12 +220,24 @@ func TestQuantizedBlockCodec(t *testing.T) {
 		}
 		qs := spec
 		qs.DType = dt
-		if len(p) != qs.BlockBytes() {
-			t.Fatalf("%v: payload %d bytes, spec says %d", dt, len(p), qs.BlockBytes())
+		if len(p) != qs.BlockBytes() || len(b.Raw) != len(p) || b.Data != nil || &p[0] == &b.Raw[0] || !slices.Equal(p, b.Bytes()) {
+			t.Fatalf("%v: payload %d bytes, spec says %d, page %d bytes", dt, len(p), qs.BlockBytes(), len(b.Raw))
 		}
 		d, err := DecodeBlock(spec, p, dt)
-		if err != nil || !sameBits(d.Data, b.Data) {
-			t.Fatalf("%v: round trip of an engine page is not exact (%v)", dt, err)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The page's values re-encode to the page: the engine's encoding
+		// is the codec's, zero rows included.
+		if p2, err := EncodeBlock(spec, d, dt); err != nil || !slices.Equal(p2, p) {
+			t.Fatalf("%v: float32 round trip of an engine page is not exact (%v)", dt, err)
+		}
+		other := kvspec.DTypeQ4_0
+		if dt == other {
+			other = kvspec.DTypeQ8_0
+		}
+		if _, err := EncodeBlock(spec, b, other); !errors.Is(err, ErrBlockGeometry) {
+			t.Errorf("%v page encoded as %v: %v", dt, other, err)
 		}
 		// Layout: layer 2's V row of position 1 is one block at VOffset(2)
 		// + RowBytes, and decodes to the page's row.
@@ -236,7 +249,7 @@ func TestQuantizedBlockCodec(t *testing.T) {
 		} else {
 			quant.DequantizeQ4_0(got, p[off:off+qs.RowBytes()])
 		}
-		want := b.Data[(2*2+1)*spec.TokensPerBlock*row+row : (2*2+1)*spec.TokensPerBlock*row+2*row]
+		want := d.Data[(2*2+1)*spec.TokensPerBlock*row+row : (2*2+1)*spec.TokensPerBlock*row+2*row]
 		if !sameBits(got, want) || slices.Max(want) == 0 {
 			t.Fatalf("%v: layout: %v vs %v", dt, got, want)
 		}
@@ -285,10 +298,12 @@ func TestNewRefusesUngroupedRows(t *testing.T) {
 }
 
 // TestWarmEqualsColdStored is TestCacheEquivalence for the stored types:
-// request 1's pages go through EncodeBlock/DecodeBlock of the dtype (as the
-// pool stores them), request 2 resumes from them in a fresh engine, and its
-// tokens and logits must equal a cold run's bit for bit. This holds only
-// because the engine rounds K and V through the dtype as it writes them.
+// request 1's pages are copied out as payloads (EncodeBlock: what the pool
+// stores) and wrapped back with RawBlockView (what the scheduler's load
+// does), request 2 resumes from them in a fresh engine, and its tokens and
+// logits must equal a cold run's bit for bit. The float32 codec gives the
+// same payload back from the page's values (so a tool that decodes a block
+// sees what the engine attended over).
 func TestWarmEqualsColdStored(t *testing.T) {
 	t.Run("tiny", func(t *testing.T) { warmEqualsColdStored(t, tinyModel(t), 6) })
 	// A trained GGUF model (head dimension 8: a 32-group spans four heads).
@@ -344,12 +359,19 @@ func warmEqualsColdStored(t *testing.T, m *model.Model, trials int) {
 						if err != nil {
 							t.Fatal(err)
 						}
-						blk, err := DecodeBlock(spec, payload, dt)
+						dec, err := DecodeBlock(spec, payload, dt)
 						if err != nil {
 							t.Fatal(err)
 						}
-						if !sameBits(blk.Data, src.Data) {
-							t.Fatalf("trial %d: block %d changed in the %v round trip", trial, b, dt)
+						if re, err := EncodeBlock(spec, dec, dt); err != nil || !slices.Equal(re, payload) {
+							t.Fatalf("trial %d: block %d changed in the %v float32 round trip (%v)", trial, b, dt, err)
+						}
+						blk, err := RawBlockView(spec, payload, dt)
+						if err != nil {
+							t.Fatal(err)
+						}
+						if !slices.Equal(blk.Raw, src.Raw) || &blk.Raw[0] != &payload[0] {
+							t.Fatalf("trial %d: block %d: RawBlockView changed or copied the payload", trial, b)
 						}
 						s2.Blocks = append(s2.Blocks, blk)
 					}

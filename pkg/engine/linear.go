@@ -28,6 +28,7 @@ type linear struct {
 	parts  []linPart // otherwise
 	q8     bool      // some part takes Q8_0 activations
 	q8k    bool      // some part takes Q8_K activations (a K-quant)
+	float  bool      // some rows go through the float kernels (F32, F16, BF16)
 	chunks []linChunk
 }
 
@@ -55,6 +56,7 @@ func newLinear(n, k int, parts ...linPart) linear {
 		aligned = aligned && p.t.Cols%8 == 0
 		l.q8 = l.q8 || model.IsQuantized(p.t.Type) && !model.IsKQuant(p.t.Type)
 		l.q8k = l.q8k || model.IsKQuant(p.t.Type)
+		l.float = l.float || !model.IsQuantized(p.t.Type)
 	}
 	if allF32 && !aligned {
 		// Rows that are not whole 8-lane vectors: repack into the padded
@@ -92,10 +94,14 @@ func q8KRowBytes(k int) int { return k / quant.KBlockSize * quant.Q8_KBlockBytes
 // A (stride lda) into C (stride ldc).
 func (e *Engine) matmul(l *linear, m int, a []float32, lda int, c []float32, ldc int) {
 	if l.packed != nil {
-		e.gemm(m, l.n, l.k, a, lda, l.packed, c, ldc)
+		e.gemm(m, l.n, l.k, a, lda, e.pairs(m, l.k, a, lda), l.packed, c, ldc)
 		return
 	}
 	k := l.parts[0].t.Cols
+	var pa []float32
+	if l.float {
+		pa = e.pairs(m, k, a, lda)
+	}
 	// The quantized activations: m rows of Q8_0 (qb bytes each) then m
 	// rows of Q8_K (kb bytes each), in the engine's one scratch buffer.
 	qb, kb := 0, 0
@@ -151,7 +157,7 @@ func (e *Engine) matmul(l *linear, m int, a []float32, lda int, c []float32, ldc
 			case gguf.TensorF32:
 				// Used in place (often the mapped file), with the same
 				// register tiles as a packed matrix: the same bits.
-				e.floatRows(k, m, a, lda, t.F32[ch.r0*k:ch.r1*k], rows, out, ldc)
+				e.floatRows(k, m, a, lda, pa, t.F32[ch.r0*k:ch.r1*k], rows, out, ldc)
 			default:
 				// F16 and BF16: the chunk's rows are decoded once into the
 				// worker's scratch and used for every activation row.
@@ -159,7 +165,7 @@ func (e *Engine) matmul(l *linear, m int, a []float32, lda int, c []float32, ldc
 				for r := ch.r0; r < ch.r1; r++ {
 					t.Row(buf[(r-ch.r0)*k:], r)
 				}
-				e.floatRows(k, m, a, lda, buf, rows, out, ldc)
+				e.floatRows(k, m, a, lda, pa, buf, rows, out, ldc)
 			}
 		}
 	})
@@ -167,13 +173,14 @@ func (e *Engine) matmul(l *linear, m int, a []float32, lda int, c []float32, ldc
 
 // floatRows computes out[i*ldc+r] = dot(w row r, a row i) for float32 rows:
 // whole 4-row tiles with the GEMM kernels, the rest (and every row when k is
-// not a multiple of 8) with dot, whose order is the tiles' order.
-func (e *Engine) floatRows(k, m int, a []float32, lda int, w []float32, rows int, out []float32, ldc int) {
+// not a multiple of 8) with dot, whose order is the tiles' order. pa is A
+// packed for the AVX-512 tiles, or nil.
+func (e *Engine) floatRows(k, m int, a []float32, lda int, pa []float32, w []float32, rows int, out []float32, ldc int) {
 	tiled := 0
 	if k%8 == 0 {
 		tiled = rows &^ 3
 		if tiled > 0 {
-			gemmCols(m, k, a, lda, w, k, out, ldc, 0, tiled)
+			gemmCols(m, k, a, lda, pa, w, k, out, ldc, 0, tiled)
 		}
 	}
 	for r := tiled; r < rows; r++ {
@@ -193,4 +200,14 @@ func (l *linear) decodeScratch() int {
 		}
 	}
 	return n
+}
+
+// pairs packs the m activation rows of a product once for the AVX-512 tiles
+// (packPairs) into the engine's scratch; nil when those tiles are off.
+func (e *Engine) pairs(m, k int, a []float32, lda int) []float32 {
+	p := packPairs(e.buf.pa, m, k, a, lda)
+	if p != nil {
+		e.buf.pa = p
+	}
+	return p
 }

@@ -338,34 +338,21 @@ func q4code(v float32) byte {
 
 // DequantizeQ8_0 decodes Q8_0 blocks: dst[i] = d*qs[i] (a float32 multiply,
 // as ggml's dequantize_row_q8_0). len(dst) must be a multiple of 32 and
-// len(src) len(dst)/32*34.
+// len(src) len(dst)/32*34. AVX2 on amd64 (see DequantizeQ8_0Rows).
 func DequantizeQ8_0(dst []float32, src []byte) {
 	checkQuant("DequantizeQ8_0", len(dst), len(src), Q8_0BlockBytes)
-	for b := 0; b < len(dst)/BlockSize; b++ {
-		x := src[b*Q8_0BlockBytes : (b+1)*Q8_0BlockBytes : (b+1)*Q8_0BlockBytes]
-		y := dst[b*BlockSize : (b+1)*BlockSize : (b+1)*BlockSize]
-		d := F16ToF32(binary.LittleEndian.Uint16(x))
-		q := x[2:34]
-		for i := range y {
-			y[i] = float32(int8(q[i])) * d
-		}
+	if nb := len(dst) / BlockSize; nb > 0 {
+		dequantQ8(dst, 0, src, 0, 1, nb)
 	}
 }
 
 // DequantizeQ4_0 decodes Q4_0 blocks: element j is ((qs[j]&0xF)-8)*d and
 // element j+16 is ((qs[j]>>4)-8)*d. len(dst) must be a multiple of 32 and
-// len(src) len(dst)/32*18.
+// len(src) len(dst)/32*18. AVX2 on amd64 (see DequantizeQ8_0Rows).
 func DequantizeQ4_0(dst []float32, src []byte) {
 	checkQuant("DequantizeQ4_0", len(dst), len(src), Q4_0BlockBytes)
-	for b := 0; b < len(dst)/BlockSize; b++ {
-		x := src[b*Q4_0BlockBytes : (b+1)*Q4_0BlockBytes : (b+1)*Q4_0BlockBytes]
-		y := dst[b*BlockSize : (b+1)*BlockSize : (b+1)*BlockSize]
-		d := F16ToF32(binary.LittleEndian.Uint16(x))
-		q := x[2:18]
-		for j := 0; j < 16; j++ {
-			y[j] = float32(int32(q[j]&0x0f)-8) * d
-			y[j+16] = float32(int32(q[j]>>4)-8) * d
-		}
+	if nb := len(dst) / BlockSize; nb > 0 {
+		dequantQ4(dst, 0, src, 0, 1, nb)
 	}
 }
 

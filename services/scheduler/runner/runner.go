@@ -215,8 +215,8 @@ func Start(ctx context.Context, cfg Config, deps Deps) (_ *Scheduler, err error)
 	if err != nil {
 		return nil, err
 	}
-	// The engine rounds every K and V it writes through the stored type, so
-	// the pages it attends over are exactly what the pool gives back.
+	// The engine's pages are of the stored type: K and V are encoded into
+	// them as they are written, and the pool keeps those very bytes.
 	if s.Engine, err = engine.New(s.Model, engine.Options{Workers: cfg.Workers, TokensPerBlock: cfg.BlockTokens, KVDType: dtype}); err != nil {
 		// q8_0/q4_0 need K rows that are whole 32-groups: name the flag.
 		if fe := (*kvspec.FieldError)(nil); errors.As(err, &fe) && fe.Field == "dtype" {

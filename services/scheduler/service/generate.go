@@ -628,15 +628,10 @@ func (s *Server) load(ctx context.Context, agentKey string, r *holding, pin []kv
 			if kvspec.Checksum(payload) != h.GetChecksum() {
 				return status.Errorf(codes.DataLoss, "block %d: checksum mismatch", h.GetBlockId())
 			}
-			// ReadBlocks hands over a fresh buffer per block: a float32
-			// block is used in place, with no decoding copy.
-			var b *engine.Block
-			var err error
-			if spec.DType == kvspec.DTypeFloat32 {
-				b, err = engine.BlockView(spec, payload)
-			} else {
-				b, err = engine.DecodeBlock(spec, payload, spec.DType)
-			}
+			// ReadBlocks hands over a fresh buffer per block: it becomes
+			// the engine's page as it is, with no decoding copy (the
+			// engine's pages are of the stored type: New checks it).
+			b, err := engine.RawBlockView(spec, payload, spec.DType)
 			if err != nil {
 				return status.Errorf(codes.DataLoss, "block %d: %v", h.GetBlockId(), err)
 			}

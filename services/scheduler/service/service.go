@@ -119,9 +119,9 @@ type metrics struct {
 // New builds the service.
 func New(cfg Config) (*Server, error) {
 	if got := cfg.Engine.KVDType(); got != cfg.Spec.DType {
-		// Pages rounded to another type than the one stored would make a
-		// warm turn differ from the cold one that wrote its blocks.
-		return nil, fmt.Errorf("engine rounds K and V to %v, but blocks are stored as %v", got, cfg.Spec.DType)
+		// The engine's pages are the blocks' payloads: another type than
+		// the one stored could not be written back or resumed.
+		return nil, fmt.Errorf("engine pages are %v, but blocks are stored as %v", got, cfg.Spec.DType)
 	}
 	if cfg.MaxQueue <= 0 {
 		cfg.MaxQueue = 256
@@ -138,7 +138,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, log: cfg.Logger, admit: make(chan struct{}, cfg.MaxQueue), agents: newAgentLocks(),
-		hot:    hotcache.New[*engine.Block](cfg.HotCacheBytes, int64(cfg.Engine.Spec().BlockBytes())),
+		hot:    hotcache.New[*engine.Block](cfg.HotCacheBytes, int64(cfg.Spec.BlockBytes())),
 		rateAt: time.Now(),
 	}
 	tp := cfg.TracerProvider

@@ -10,7 +10,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	blockpoolv1 "github.com/semantic-kv/semantic/pkg/api/semantic/blockpool/v1"
-	"github.com/semantic-kv/semantic/pkg/engine"
 	"github.com/semantic-kv/semantic/pkg/kvspec"
 	"github.com/semantic-kv/semantic/services/scheduler/batch"
 	"github.com/semantic-kv/semantic/services/scheduler/poolnode"
@@ -98,7 +97,6 @@ func (w *blockWriter) stop() {
 // writeBack writes each block it is handed through the lease, over one
 // PutBlocks stream, and adds it to the hot cache.
 func (s *Server) writeBack(ctx context.Context, r *holding, in <-chan written) error {
-	spec := s.cfg.Spec
 	var w poolnode.Writer
 	var err error
 	for blk := range in {
@@ -112,12 +110,10 @@ func (s *Server) writeBack(ctx context.Context, r *holding, in <-chan written) e
 		}
 		slot := r.fresh[blk.index-r.kShared]
 		page := r.seq.Blocks[blk.index]
+		// The page is the payload, in the stored type: the engine encoded
+		// K and V into it as it wrote them (New checks the engine's type
+		// is the spec's).
 		payload := page.Bytes()
-		if spec.DType != kvspec.DTypeFloat32 {
-			if payload, err = engine.EncodeBlock(spec, page, spec.DType); err != nil {
-				continue
-			}
-		}
 		hdr := &blockpoolv1.BlockHeader{
 			BlockId: slot.GetBlockId(), Hash: blk.hash[:], TokenCount: uint32(blk.tokens),
 			Checksum: kvspec.Checksum(payload), Size: uint64(len(payload)),
@@ -128,10 +124,9 @@ func (s *Server) writeBack(ctx context.Context, r *holding, in <-chan written) e
 		if err = w.Write(hdr, payload); err != nil {
 			continue
 		}
-		// The page itself goes to the hot cache: the engine rounded K and V
-		// to the stored type as it wrote them (engine.RoundKV; New checks
-		// the engine's type is the spec's), so it equals what a decode of
-		// the payload gives, bit for bit, whichever tier serves a warm turn.
+		// The page itself goes to the hot cache: it holds the very bytes
+		// the pool now stores, so a warm turn reads the same values
+		// whichever tier serves it.
 		s.hot.Put(blk.hash, page)
 	}
 	if err != nil {

@@ -14,6 +14,11 @@ var useAsm = haveAsm
 // per instruction. Like useAsm, a variable only for the tests.
 var useZ = haveZ
 
+// zStreamRows is the most rows of A for which gemmCols uses the 8-column
+// pair tiles (W streamed once from memory, eight rows at a time) rather
+// than the 4-column ones (W blocked in cache for many rows of A).
+var zStreamRows = 32
+
 // goDot is the pure-Go twin of the assembly kernels' per-element order: 8
 // lane accumulators over k in order, then the fixed HSUM tree. The explicit
 // float32 conversions forbid the compiler from fusing multiply and add, so
@@ -98,6 +103,36 @@ func gemmCols(m, k int, a []float32, lda int, pa []float32, w []float32, ldw int
 		return
 	}
 	const mb = 48
+	if useZ && pa != nil && m <= zStreamRows {
+		// A few rows (a decode batch): W streams from memory once, eight
+		// rows at a time (twice the streams of a 4-row tile), each used by
+		// every row of A while in L1: two pairs, then one, and an odd last
+		// row with the 1x8 AVX2 tile.
+		even := m &^ 1
+		j := j0
+		for ; j+8 <= j1; j += 8 {
+			wj := w[j*ldw:]
+			i := 0
+			for ; i+4 <= even; i += 4 {
+				asmPair8(2, k, pa[i*k:], wj, ldw, c[i*ldc+j:], ldc)
+			}
+			if i < even {
+				asmPair8(1, k, pa[i*k:], wj, ldw, c[i*ldc+j:], ldc)
+			}
+			if even < m {
+				asmRow8(k, a[even*lda:], wj, ldw, c[even*ldc+j:])
+			}
+		}
+		if j < j1 {
+			for i := 0; i < even; i += 2 {
+				asmPairRun(1, 1, k, pa[i*k:], w[j*ldw:], ldw, c[i*ldc+j:], ldc)
+			}
+			if even < m {
+				asmTile(1, k, a[even*lda:], lda, w[j*ldw:], ldw, c[even*ldc+j:], ldc)
+			}
+		}
+		return
+	}
 	if useZ && pa != nil {
 		// Pairs of rows in the AVX-512 tiles, four pairs at a time, then
 		// single pairs; an odd last row takes the AVX2 1x4 tile.

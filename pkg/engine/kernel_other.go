@@ -30,4 +30,7 @@ const haveZ = false
 func asmPairRun(pairs, n4, k int, p []float32, w []float32, ldw int, c []float32, ldc int) {
 	panic("unreachable")
 }
+func asmPair8(pairs, k int, p []float32, w []float32, ldw int, c []float32, ldc int) {
+	panic("unreachable")
+}
 func asmAccum2(n, hd int, a0, a1, v []float32, stride int, o0, o1 []float32) { panic("unreachable") }

@@ -41,7 +41,7 @@ func TestGemmBatchInvariant(t *testing.T) {
 	forEachKernel(t, func(t *testing.T) {
 		r := &model.SplitMix64{State: 42}
 		for _, k := range []int{8, 16, 64, 176, 520} {
-			for _, m := range []int{1, 2, 3, 4, 5, 7, 50, 97} {
+			for _, m := range []int{1, 2, 3, 4, 5, 7, 16, 33, 50, 97} {
 				n := 12
 				a, w := randSlice(r, m*k), randSlice(r, n*k)
 				c := make([]float32, m*n)

@@ -11,6 +11,12 @@ func kernz8x4(n4, k int, p *float32, w *float32, ldw int, c *float32, ldc int)
 func kernz2x4(n4, k int, p *float32, w *float32, ldw int, c *float32, ldc int)
 
 //go:noescape
+func kernz4x8(k int, p *float32, w *float32, ldw int, c *float32, ldc int)
+
+//go:noescape
+func kernz2x8(k int, p *float32, w *float32, ldw int, c *float32, ldc int)
+
+//go:noescape
 func accumRun2(n, hd int, a0, a1 *float32, v *float32, stride int, o0, o1 *float32)
 
 // haveZ: the AVX-512 pair tiles can run (AVX512DQ for VBROADCASTF32X8; the
@@ -31,6 +37,19 @@ func asmPairRun(pairs, n4, k int, p []float32, w []float32, ldw int, c []float32
 		kernz8x4(n4, k, &p[0], &w[0], ldw, &c[0], ldc)
 	} else {
 		kernz2x4(n4, k, &p[0], &w[0], ldw, &c[0], ldc)
+	}
+}
+
+// asmPair8 computes C[i][j] = dot(X row i, W row j) for rows i < 2*pairs
+// (pairs is 2 or 1) and j < 8, from X packed by packPairs.
+func asmPair8(pairs, k int, p []float32, w []float32, ldw int, c []float32, ldc int) {
+	_ = p[2*pairs*k-1]
+	_ = w[7*ldw+k-1]
+	_ = c[(2*pairs-1)*ldc+7]
+	if pairs == 2 {
+		kernz4x8(k, &p[0], &w[0], ldw, &c[0], ldc)
+	} else {
+		kernz2x8(k, &p[0], &w[0], ldw, &c[0], ldc)
 	}
 }
 

@@ -88,7 +88,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Model, "model", "builtin:small", "model: builtin:small, builtin:tiny, gguf:PATH (or PATH.gguf), or llama2c:PATH[,tokenizer=PATH]")
 	fs.StringVar(&c.Pool, "pool", "", "pool nodes: comma-separated host:port or dns:///name:port; empty runs an embedded pool in --data-dir")
 	fs.IntVar(&c.BlockTokens, "block-tokens", 32, "token positions per KV block")
-	fs.StringVar(&c.KVDType, "kv-dtype", "float32", "element type of stored KV blocks: "+kvspec.DTypeNames()+" (the engine rounds K and V to it as it writes them, so warm == cold)")
+	fs.StringVar(&c.KVDType, "kv-dtype", "float32", "element type of stored KV blocks: "+kvspec.DTypeNames()+" (the engine keeps its KV pages in this type, encoding K and V as it writes them, so warm == cold)")
 	fs.IntVar(&c.MaxBatch, "max-batch", 32, "most sequences in one engine step")
 	fs.IntVar(&c.StepTokens, "step-tokens", 256, "token budget of one engine step (decode tokens first, then prefill chunks)")
 	fs.IntVar(&c.MaxQueue, "max-queue", 256, "most requests admitted at once (waiting or running); more get RESOURCE_EXHAUSTED")

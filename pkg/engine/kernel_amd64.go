@@ -110,6 +110,9 @@ func asmMax(s []float32) float32 { return maxRun(len(s), &s[0]) }
 func kern3x4run(n4, k int, x *float32, ldx int, w *float32, ldw int, c *float32, ldc int)
 
 //go:noescape
+func kern1x8run(n8, k int, x *float32, w *float32, ldw int, c *float32)
+
+//go:noescape
 func kern1x4run(n4, k int, x *float32, w *float32, ldw int, c *float32)
 
 // asmTileRun computes rows (1-3) x 4*n4 elements C[i][j] = dot(x row i,
@@ -125,7 +128,15 @@ func asmTileRun(rows, n4, k int, x []float32, ldx int, w []float32, ldw int, c [
 	case 3:
 		kern3x4run(n4, k, &x[0], ldx, &w[0], ldw, &c[0], ldc)
 	case 1:
-		kern1x4run(n4, k, &x[0], &w[0], ldw, &c[0])
+		// Eight K rows a tile where it can (HSUM8 reduces them together),
+		// then a 4-row tile: the same bits either way.
+		if n8 := n4 / 2; n8 > 0 {
+			kern1x8run(n8, k, &x[0], &w[0], ldw, &c[0])
+		}
+		if n4%2 == 1 {
+			o := 8 * (n4 / 2)
+			kern1x4run(1, k, &x[0], &w[o*ldw], ldw, &c[o])
+		}
 	default:
 		for g := 0; g < n4; g++ {
 			asmTile(rows, k, x, ldx, w[4*g*ldw:], ldw, c[4*g:], ldc)

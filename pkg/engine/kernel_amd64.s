@@ -23,6 +23,41 @@
 	HSUMR(Y, X); \
 	VMOVSS X, dst
 
+// HSUM8 reduces Y0..Y7 with HSUM's tree, all eight at once, and stores the
+// eight sums (Y0's first) at dst: the lanes are paired by transposes instead
+// of extracted register by register, but every sum is still
+// ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)) of its own register, so the bits
+// are HSUM's (about 3 instructions a sum instead of 7). Scratch Y8..Y13.
+//   step 1: [Yi.lo | Yj.lo] + [Yi.hi | Yj.hi] = s_l = l+l4 for pairs (i, j)
+//   step 2: shuffles pair s0 with s2 and s1 with s3 for two such registers
+//   step 3: shuffles pair the two halves' results, then one permute puts
+//           the sums in register order.
+#define HSUM8(dst) \
+	VPERM2F128 $0x20, Y1, Y0, Y8; \
+	VPERM2F128 $0x31, Y1, Y0, Y9; \
+	VADDPS     Y9, Y8, Y8; \
+	VPERM2F128 $0x20, Y3, Y2, Y12; \
+	VPERM2F128 $0x31, Y3, Y2, Y13; \
+	VADDPS     Y13, Y12, Y9; \
+	VPERM2F128 $0x20, Y5, Y4, Y12; \
+	VPERM2F128 $0x31, Y5, Y4, Y13; \
+	VADDPS     Y13, Y12, Y10; \
+	VPERM2F128 $0x20, Y7, Y6, Y12; \
+	VPERM2F128 $0x31, Y7, Y6, Y13; \
+	VADDPS     Y13, Y12, Y11; \
+	VSHUFPS    $0x44, Y9, Y8, Y12; \
+	VSHUFPS    $0xEE, Y9, Y8, Y13; \
+	VADDPS     Y13, Y12, Y8; \
+	VSHUFPS    $0x44, Y11, Y10, Y12; \
+	VSHUFPS    $0xEE, Y11, Y10, Y13; \
+	VADDPS     Y13, Y12, Y10; \
+	VSHUFPS    $0x88, Y10, Y8, Y12; \
+	VSHUFPS    $0xDD, Y10, Y8, Y13; \
+	VADDPS     Y13, Y12, Y12; \
+	VMOVDQU    hsum8perm<>(SB), Y13; \
+	VPERMPS    Y12, Y13, Y12; \
+	VMOVUPS    Y12, dst
+
 // The 3x4 and 1x4 tiles, shared by the matmul kernels and their runs along
 // a page (attention scores), so that both compute every element with the
 // very same instructions in the very same order. Registers: X rows SI, R11,
@@ -259,14 +294,65 @@ loop18:
 	CMPQ AX, CX
 	JLT  loop18
 
-	HSUM(Y0, X0, 0(DX))
-	HSUM(Y1, X1, 4(DX))
-	HSUM(Y2, X2, 8(DX))
-	HSUM(Y3, X3, 12(DX))
-	HSUM(Y4, X4, 16(DX))
-	HSUM(Y5, X5, 20(DX))
-	HSUM(Y6, X6, 24(DX))
-	HSUM(Y7, X7, 28(DX))
+	HSUM8((DX))
+	VZEROUPPER
+	RET
+
+// func kern1x8run(n8, k int, x *float32, w *float32, ldw int, c *float32)
+// n8 consecutive kern1x8 tiles along the columns: c[j] = dot(x, W row j)
+// for j < 8*n8 (attention scores of one query vector against a page's K
+// rows, stride ldw). The tile count lives in its argument slot: every
+// general register but SP, BP and R15 is taken.
+TEXT ·kern1x8run(SB), NOSPLIT, $0-48
+	MOVQ k+8(FP), CX
+	MOVQ x+16(FP), SI
+	MOVQ w+24(FP), DI
+	MOVQ ldw+32(FP), R9
+	MOVQ c+40(FP), DX
+	SHLQ $2, CX
+	SHLQ $2, R9
+	CMPQ n8+0(FP), $0
+	JEQ  r18done
+
+r18group:
+	LEAQ (DI)(R9*1), R13
+	LEAQ (R13)(R9*1), R14
+	LEAQ (R14)(R9*1), BX
+	LEAQ (BX)(R9*1), R8
+	LEAQ (R8)(R9*1), R10
+	LEAQ (R10)(R9*1), R11
+	LEAQ (R11)(R9*1), R12
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	XORQ AX, AX
+
+r18loop:
+	VMOVUPS (SI)(AX*1), Y12
+	VFMADD231PS (DI)(AX*1), Y12, Y0
+	VFMADD231PS (R13)(AX*1), Y12, Y1
+	VFMADD231PS (R14)(AX*1), Y12, Y2
+	VFMADD231PS (BX)(AX*1), Y12, Y3
+	VFMADD231PS (R8)(AX*1), Y12, Y4
+	VFMADD231PS (R10)(AX*1), Y12, Y5
+	VFMADD231PS (R11)(AX*1), Y12, Y6
+	VFMADD231PS (R12)(AX*1), Y12, Y7
+	ADDQ $32, AX
+	CMPQ AX, CX
+	JLT  r18loop
+
+	HSUM8((DX))
+	ADDQ $32, DX
+	LEAQ (R12)(R9*1), DI
+	DECQ n8+0(FP)
+	JNZ  r18group
+
+r18done:
 	VZEROUPPER
 	RET
 
@@ -803,3 +889,15 @@ r1loop:
 r1done:
 	VZEROUPPER
 	RET
+
+// hsum8perm is HSUM8's last permutation: lane i of the result takes lane
+// perm[i] of [s0 s2 s4 s6 | s1 s3 s5 s7].
+DATA hsum8perm<>+0(SB)/4, $0
+DATA hsum8perm<>+4(SB)/4, $4
+DATA hsum8perm<>+8(SB)/4, $1
+DATA hsum8perm<>+12(SB)/4, $5
+DATA hsum8perm<>+16(SB)/4, $2
+DATA hsum8perm<>+20(SB)/4, $6
+DATA hsum8perm<>+24(SB)/4, $3
+DATA hsum8perm<>+28(SB)/4, $7
+GLOBL hsum8perm<>(SB), RODATA|NOPTR, $32

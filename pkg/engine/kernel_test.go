@@ -178,7 +178,7 @@ func TestTileRun(t *testing.T) {
 	r := &model.SplitMix64{State: 12}
 	for _, k := range []int{8, 16, 64} {
 		for rows := 1; rows <= 3; rows++ {
-			for _, n4 := range []int{1, 2, 5} {
+			for _, n4 := range []int{1, 2, 4, 5} {
 				ldx, ldw, ldc := k+24, 3*k, 4*n4+5
 				x, w := randSlice(r, rows*ldx), randSlice(r, 4*n4*ldw)
 				c := make([]float32, rows*ldc)

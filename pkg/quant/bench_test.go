@@ -77,14 +77,18 @@ func BenchmarkMat(b *testing.B) {
 			name   string
 			w      []byte
 			goImpl func(nb, rows int, w []byte, n int, a []byte, lda int, out []float32, ldo int)
-			asm    func(nb, rows int, w []byte, n int, a []byte, lda int, out []float32, ldo int)
+			avx2   func(nb, rows int, w []byte, n int, a []byte, lda int, out []float32, ldo int)
+			avx512 func(nb, rows int, w []byte, n int, a []byte, lda int, out []float32, ldo int)
 		}{
-			{"Q8_0", bench.q8, matQ8Go, matQ8Asm},
-			{"Q4_0", bench.q4, matQ4Go, matQ4Asm},
+			{"Q8_0", bench.q8, matQ8Go, matQ8AVX2, matQ8AVX512},
+			{"Q4_0", bench.q4, matQ4Go, matQ4AVX2, matQ4AVX512},
 		} {
 			impls := []impl{{"go", f.goImpl}}
 			if haveAsm {
-				impls = append(impls, impl{"asm", f.asm})
+				impls = append(impls, impl{"asm", f.avx2})
+			}
+			if haveAVX512 {
+				impls = append(impls, impl{"avx512", f.avx512})
 			}
 			for _, im := range impls {
 				b.Run(f.name+"/n="+itoa(n)+"/"+im.name, func(b *testing.B) {
@@ -150,5 +154,47 @@ func BenchmarkDecode(b *testing.B) {
 			}
 			b.SetBytes(2 * benchK)
 		})
+	}
+}
+
+// BenchmarkMatL2 is BenchmarkMat on the first 128 weight rows only (557 KiB
+// of Q8_0), which stay in L2 across iterations: the kernels' instruction
+// throughput, without the memory system's share of BenchmarkMat's time.
+func BenchmarkMatL2(b *testing.B) {
+	benchSetup()
+	const rows = 128
+	nb := benchK / 32
+	out := make([]float32, 4*rows)
+	type impl struct {
+		name string
+		run  func(nb, rows int, w []byte, n int, a []byte, lda int, out []float32, ldo int)
+	}
+	for _, n := range []int{1, 4} {
+		for _, f := range []struct {
+			name    string
+			wbb     int
+			w       []byte
+			avx2, z func(nb, rows int, w []byte, n int, a []byte, lda int, out []float32, ldo int)
+		}{
+			{"Q8_0", Q8_0BlockBytes, bench.q8, matQ8AVX2, matQ8AVX512},
+			{"Q4_0", Q4_0BlockBytes, bench.q4, matQ4AVX2, matQ4AVX512},
+		} {
+			w := f.w[:rows*nb*f.wbb]
+			var impls []impl
+			if haveAsm {
+				impls = append(impls, impl{"asm", f.avx2})
+			}
+			if haveAVX512 {
+				impls = append(impls, impl{"avx512", f.z})
+			}
+			for _, im := range impls {
+				b.Run(f.name+"/n="+itoa(n)+"/"+im.name, func(b *testing.B) {
+					for b.Loop() {
+						im.run(nb, rows, w, n, bench.a, nb*34, out, rows)
+					}
+					reportGBs(b, len(w))
+				})
+			}
+		}
 	}
 }

@@ -54,11 +54,13 @@ func DotQ4_0(k int, w, a []byte) float32 {
 //
 // Each element is bit-identical to DotQ8_0 of the same rows. On amd64 the
 // weights are walked in register tiles so that every weight block is loaded
-// once for up to 4 activation rows (4x2 tiles; 1x4, 2x4 and 3x3 for the
-// other counts); with more than 4 activation rows the weights are processed
-// in chunks of about 64 KiB (which stay in L2) per group of 4. Slice lengths
-// are checked before any assembly runs; a violation is a programming error
-// and panics.
+// once for up to 4 activation rows (AVX2: 4x2 tiles; 1x4, 2x4 and 3x3 for the
+// other counts; with AVX-512 VNNI, kernels512_amd64.s: two (weight row,
+// activation row) pairs per ZMM register, 1x8 for one activation row, 2x4
+// and 4x4 for more); with more than 4 activation rows the weights are
+// processed in chunks of about 64 KiB (which stay in L2) per group of 4.
+// Slice lengths are checked before any assembly runs; a violation is a
+// programming error and panics.
 func MatQ8_0(k, rows int, w []byte, n int, a []byte, lda int, out []float32, ldo int) {
 	nb := checkMat("MatQ8_0", k, rows, w, Q8_0BlockBytes, n, a, lda, out, ldo)
 	if nb < 0 {

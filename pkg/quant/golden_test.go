@@ -53,11 +53,17 @@ func goldenSums() (quant, q8, q4 uint64) {
 	return
 }
 
+// TestGolden checks the sums with every tile family the machine has (the
+// AVX-512 tiles off and on).
 func TestGolden(t *testing.T) {
-	quant, q8, q4 := goldenSums()
-	const wantQuant, wantQ8, wantQ4 = 0x2b7f17d440bf2924, 0xabf981234549c046, 0x4de1f7e3c0912c46
-	if quant != wantQuant || q8 != wantQ8 || q4 != wantQ4 {
-		t.Fatalf("golden sums: quantizers %#x (want %#x), MatQ8_0 %#x (want %#x), MatQ4_0 %#x (want %#x)",
-			quant, uint64(wantQuant), q8, uint64(wantQ8), q4, uint64(wantQ4))
+	for _, on := range avx512Modes() {
+		withAVX512(on, func() {
+			quant, q8, q4 := goldenSums()
+			const wantQuant, wantQ8, wantQ4 = 0x2b7f17d440bf2924, 0xabf981234549c046, 0x4de1f7e3c0912c46
+			if quant != wantQuant || q8 != wantQ8 || q4 != wantQ4 {
+				t.Fatalf("golden sums (AVX-512 %v): quantizers %#x (want %#x), MatQ8_0 %#x (want %#x), MatQ4_0 %#x (want %#x)",
+					on, quant, uint64(wantQuant), q8, uint64(wantQ8), q4, uint64(wantQ4))
+			}
+		})
 	}
 }

@@ -52,7 +52,7 @@ func TestNoOutOfBounds(t *testing.T) {
 		for _, k := range []int{32, 64, 96, 4096} {
 			nb := k / 32
 			for _, f := range families {
-				for _, shape := range [][2]int{{1, 1}, {3, 1}, {5, 2}, {7, 3}, {9, 4}, {2, 5}, {13, 8}} {
+				for _, shape := range [][2]int{{1, 1}, {3, 1}, {5, 2}, {7, 3}, {9, 4}, {2, 5}, {13, 8}, {8, 1}, {16, 3}, {12, 4}, {17, 9}} {
 					rows, n := shape[0], shape[1]
 					x := guardedF32(t, n*k, atEnd)
 					for i := range x {
@@ -68,8 +68,10 @@ func TestNoOutOfBounds(t *testing.T) {
 					}
 					out := guardedF32(t, n*rows, atEnd)
 					f.mat(k, rows, w, n, a, nb*34, out, rows)
+					for _, m := range asmMats(f) {
+						m.mat(nb, rows, w, n, a, nb*34, out, rows)
+					}
 					if haveAsm {
-						f.matAsm(nb, rows, w, n, a, nb*34, out, rows)
 						_ = f.dotAsm(nb, w[(rows-1)*nb*f.wbb:], a[(n-1)*nb*34:])
 					}
 					_ = f.dot(k, w[(rows-1)*nb*f.wbb:], a[(n-1)*nb*34:])

@@ -173,11 +173,29 @@ var (
 	q4tiles = [5]tileFunc{nil, q4m1r4, q4m2r4, q4m3r3, q4m4r2}
 )
 
+// matQ8Asm and matQ4Asm use the AVX-512 tiles where the CPU has them
+// (useAVX512, kernels512_amd64.go), else the AVX2 tiles: same bits.
 func matQ8Asm(nb, rows int, w []byte, n int, a []byte, lda int, out []float32, ldo int) {
-	matAsm(nb, Q8_0BlockBytes, rows, w, n, a, lda, out, ldo, &q8tiles, q8dot)
+	if useAVX512 {
+		matQ8AVX512(nb, rows, w, n, a, lda, out, ldo)
+		return
+	}
+	matQ8AVX2(nb, rows, w, n, a, lda, out, ldo)
 }
 
 func matQ4Asm(nb, rows int, w []byte, n int, a []byte, lda int, out []float32, ldo int) {
+	if useAVX512 {
+		matQ4AVX512(nb, rows, w, n, a, lda, out, ldo)
+		return
+	}
+	matQ4AVX2(nb, rows, w, n, a, lda, out, ldo)
+}
+
+func matQ8AVX2(nb, rows int, w []byte, n int, a []byte, lda int, out []float32, ldo int) {
+	matAsm(nb, Q8_0BlockBytes, rows, w, n, a, lda, out, ldo, &q8tiles, q8dot)
+}
+
+func matQ4AVX2(nb, rows int, w []byte, n int, a []byte, lda int, out []float32, ldo int) {
 	matAsm(nb, Q4_0BlockBytes, rows, w, n, a, lda, out, ldo, &q4tiles, q4dot)
 }
 

@@ -33,6 +33,25 @@ func matQ8Asm(nb, rows int, w []byte, n int, a []byte, lda int, out []float32, l
 func matQ4Asm(nb, rows int, w []byte, n int, a []byte, lda int, out []float32, ldo int) {
 	panic("quant: no assembly")
 }
+
+// No AVX-512 tiles either; useAVX512 is a variable only so that the tests
+// that switch it compile everywhere (nothing reads it here).
+const haveAVX512 = false
+
+var useAVX512 = false
+
+func matQ8AVX2(nb, rows int, w []byte, n int, a []byte, lda int, out []float32, ldo int) {
+	panic("quant: no assembly")
+}
+func matQ4AVX2(nb, rows int, w []byte, n int, a []byte, lda int, out []float32, ldo int) {
+	panic("quant: no assembly")
+}
+func matQ8AVX512(nb, rows int, w []byte, n int, a []byte, lda int, out []float32, ldo int) {
+	panic("quant: no assembly")
+}
+func matQ4AVX512(nb, rows int, w []byte, n int, a []byte, lda int, out []float32, ldo int) {
+	panic("quant: no assembly")
+}
 func f32ToF16Asm(f float32) uint16            { panic("quant: no assembly") }
 func decodeF16Asm(dst []float32, src []byte)  { panic("quant: no assembly") }
 func decodeBF16Asm(dst []float32, src []byte) { panic("quant: no assembly") }

@@ -88,11 +88,47 @@ type kernelFamily struct {
 	matAsm   func(nb, rows int, w []byte, n int, a []byte, lda int, out []float32, ldo int)
 	dotGo    func(nb int, w, a []byte) float32
 	dotAsm   func(nb int, w, a []byte) float32
+	// The two assembly tile families, whatever matAsm selects.
+	matAVX2, matAVX512 func(nb, rows int, w []byte, n int, a []byte, lda int, out []float32, ldo int)
 }
 
 var families = []kernelFamily{
-	{"Q8_0", Q8_0BlockBytes, QuantizeQ8_0, DequantizeQ8_0, MatQ8_0, DotQ8_0, matQ8Go, matQ8Asm, dotQ8Go, dotQ8Asm},
-	{"Q4_0", Q4_0BlockBytes, QuantizeQ4_0, DequantizeQ4_0, MatQ4_0, DotQ4_0, matQ4Go, matQ4Asm, dotQ4Go, dotQ4Asm},
+	{"Q8_0", Q8_0BlockBytes, QuantizeQ8_0, DequantizeQ8_0, MatQ8_0, DotQ8_0, matQ8Go, matQ8Asm, dotQ8Go, dotQ8Asm, matQ8AVX2, matQ8AVX512},
+	{"Q4_0", Q4_0BlockBytes, QuantizeQ4_0, DequantizeQ4_0, MatQ4_0, DotQ4_0, matQ4Go, matQ4Asm, dotQ4Go, dotQ4Asm, matQ4AVX2, matQ4AVX512},
+}
+
+type namedMat struct {
+	name string
+	mat  func(nb, rows int, w []byte, n int, a []byte, lda int, out []float32, ldo int)
+}
+
+// asmMats lists the assembly tile families this machine can run: each must
+// match the pure-Go family bit for bit.
+func asmMats(f kernelFamily) []namedMat {
+	var m []namedMat
+	if haveAsm {
+		m = append(m, namedMat{"AVX2", f.matAVX2})
+	}
+	if haveAVX512 {
+		m = append(m, namedMat{"AVX-512", f.matAVX512})
+	}
+	return m
+}
+
+// avx512Modes lists the settings of useAVX512 this machine can run (the
+// public functions dispatch on it); withAVX512 runs fn under one of them.
+func avx512Modes() []bool {
+	if haveAVX512 {
+		return []bool{false, true}
+	}
+	return []bool{false}
+}
+
+func withAVX512(on bool, fn func()) {
+	old := useAVX512
+	useAVX512 = on
+	defer func() { useAVX512 = old }()
+	fn()
 }
 
 // problem is one matrix product: rows weight rows, n activation rows with
@@ -174,9 +210,10 @@ func TestKernelAccuracy(t *testing.T) {
 			p := newProblem(rng, f, k, rows, n)
 			got := p.run(t, publicMat(f))
 			goOut := p.run(t, f.matGo)
-			var asmOut []float32
-			if haveAsm {
-				asmOut = p.run(t, f.matAsm)
+			asms := asmMats(f)
+			asmOuts := make([][]float32, len(asms))
+			for j, m := range asms {
+				asmOuts[j] = p.run(t, m.mat)
 			}
 			wd := make([]float32, k)
 			for r := 0; r < rows; r++ {
@@ -215,10 +252,12 @@ func TestKernelAccuracy(t *testing.T) {
 					if g := math.Float32bits(goOut[i*p.ldo+r]); g != want {
 						t.Fatalf("%s k=%d rows=%d n=%d [%d,%d]: pure Go %#08x, public %#08x", f.name, k, rows, n, i, r, g, want)
 					}
-					if haveAsm {
-						if g := math.Float32bits(asmOut[i*p.ldo+r]); g != want {
-							t.Fatalf("%s k=%d rows=%d n=%d [%d,%d]: assembly %#08x, pure Go %#08x", f.name, k, rows, n, i, r, g, math.Float32bits(goOut[i*p.ldo+r]))
+					for j, m := range asms {
+						if g := math.Float32bits(asmOuts[j][i*p.ldo+r]); g != want {
+							t.Fatalf("%s k=%d rows=%d n=%d [%d,%d]: %s %#08x, pure Go %#08x", f.name, k, rows, n, i, r, m.name, g, math.Float32bits(goOut[i*p.ldo+r]))
 						}
+					}
+					if haveAsm {
 						if g := math.Float32bits(f.dotAsm(nb, wr, ar)); g != want {
 							t.Fatalf("%s k=%d [%d,%d]: assembly dot %#08x, mat %#08x", f.name, k, i, r, g, want)
 						}
@@ -302,9 +341,10 @@ func TestKernelExtremes(t *testing.T) {
 				}
 			}
 			goOut := p.run(t, f.matGo)
-			var asmOut []float32
-			if haveAsm {
-				asmOut = p.run(t, f.matAsm)
+			asms := asmMats(f)
+			asmOuts := make([][]float32, len(asms))
+			for j, m := range asms {
+				asmOuts[j] = p.run(t, m.mat)
 			}
 			for r := 0; r < rows; r++ {
 				for i := 0; i < n; i++ {
@@ -313,9 +353,11 @@ func TestKernelExtremes(t *testing.T) {
 					if err := math.Abs(float64(v) - exact); err > kernelBound(nb, abs) {
 						t.Fatalf("%s nb=%d [%d,%d]: %v, exact %v, error %g > %g", f.name, nb, i, r, v, exact, err, kernelBound(nb, abs))
 					}
-					if haveAsm && math.Float32bits(asmOut[i*p.ldo+r]) != math.Float32bits(v) {
-						t.Fatalf("%s nb=%d [%d,%d]: assembly %v (%#08x), pure Go %v (%#08x)", f.name, nb, i, r,
-							asmOut[i*p.ldo+r], math.Float32bits(asmOut[i*p.ldo+r]), v, math.Float32bits(v))
+					for j, m := range asms {
+						if g := asmOuts[j][i*p.ldo+r]; math.Float32bits(g) != math.Float32bits(v) {
+							t.Fatalf("%s nb=%d [%d,%d]: %s %v (%#08x), pure Go %v (%#08x)", f.name, nb, i, r, m.name,
+								g, math.Float32bits(g), v, math.Float32bits(v))
+						}
 					}
 				}
 			}
@@ -345,16 +387,19 @@ func TestKernelNonFinite(t *testing.T) {
 			if rng.IntN(2) == 0 {
 				binary.LittleEndian.PutUint16(p.a[rng.IntN(n*nb)*34:], bad[rng.IntN(4)])
 			}
-			g, a := p.run(t, f.matGo), p.run(t, f.matAsm)
-			for idx := range g {
-				if idx%p.ldo >= rows {
-					continue
-				}
-				if g[idx] != g[idx] && a[idx] != a[idx] {
-					continue
-				}
-				if math.Float32bits(g[idx]) != math.Float32bits(a[idx]) {
-					t.Fatalf("%s: out[%d]: pure Go %v, assembly %v", f.name, idx, g[idx], a[idx])
+			g := p.run(t, f.matGo)
+			for _, m := range asmMats(f) {
+				a := p.run(t, m.mat)
+				for idx := range g {
+					if idx%p.ldo >= rows {
+						continue
+					}
+					if g[idx] != g[idx] && a[idx] != a[idx] {
+						continue
+					}
+					if math.Float32bits(g[idx]) != math.Float32bits(a[idx]) {
+						t.Fatalf("%s: out[%d]: pure Go %v, %s %v", f.name, idx, g[idx], m.name, a[idx])
+					}
 				}
 			}
 		}
@@ -363,8 +408,16 @@ func TestKernelNonFinite(t *testing.T) {
 
 // TestMatBatchInvariant: an element's bits do not depend on how many
 // activation rows one call processes, on which rows of the weights a call
-// covers (so on the tile that computes it), or on the kernel family.
+// covers (so on the tile that computes it), or on the kernel family: every
+// call below, through the public function with the AVX-512 tiles off and
+// on, must reproduce the pure-Go family's all-rows product.
 func TestMatBatchInvariant(t *testing.T) {
+	for _, on := range avx512Modes() {
+		withAVX512(on, func() { testMatBatchInvariant(t, on) })
+	}
+}
+
+func testMatBatchInvariant(t *testing.T, avx512 bool) {
 	rng := rand.New(rand.NewPCG(11, 12))
 	for _, f := range families {
 		for _, k := range []int{32, 256, 4096} {
@@ -372,11 +425,18 @@ func TestMatBatchInvariant(t *testing.T) {
 			const rows, n = 29, 8
 			p := newProblem(rng, f, k, rows, n)
 			all := make([]float32, n*rows)
-			f.mat(k, rows, p.w, n, p.a, p.lda, all, rows)
+			f.matGo(nb, rows, p.w, n, p.a, p.lda, all, rows)
 			check := func(what string, i, r int, v float32) {
 				t.Helper()
 				if math.Float32bits(v) != math.Float32bits(all[i*rows+r]) {
-					t.Fatalf("%s k=%d [%d,%d]: %s gives %v, n=%d gives %v", f.name, k, i, r, what, v, n, all[i*rows+r])
+					t.Fatalf("%s (AVX-512 %v) k=%d [%d,%d]: %s gives %v, pure Go n=%d gives %v", f.name, avx512, k, i, r, what, v, n, all[i*rows+r])
+				}
+			}
+			whole := make([]float32, n*rows)
+			f.mat(k, rows, p.w, n, p.a, p.lda, whole, rows)
+			for i := 0; i < n; i++ {
+				for r := 0; r < rows; r++ {
+					check(fmt.Sprintf("n=%d", n), i, r, whole[i*rows+r])
 				}
 			}
 			// One activation row at a time (n = 1), and groups of 2, 3, 5.

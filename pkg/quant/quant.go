@@ -15,9 +15,10 @@
 //
 // The engine caches KV state across requests, so the same input must always
 // produce the same bits, whatever the batch shape and whichever kernel family
-// (AVX2 assembly on amd64, pure Go elsewhere or with the purego build tag)
-// computes it. Both families implement exactly one float order, defined once
-// here and followed instruction for instruction:
+// (AVX2 assembly on amd64, AVX-512 VNNI tiles for Q8_0/Q4_0 products where
+// the CPU has them, pure Go elsewhere or with the purego build tag) computes
+// it. Every family implements exactly one float order, defined once here and
+// followed instruction for instruction:
 //
 // For one weight row w and one activation row a of k = 32*nb elements, with
 // 8 float32 lane accumulators acc[0..7] starting at +0, for each block b in

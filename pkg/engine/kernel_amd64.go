@@ -14,9 +14,6 @@ func kern2x4(k int, x *float32, ldx int, w *float32, ldw int, c *float32, ldc in
 func kern1x4(k int, x *float32, ldx int, w *float32, ldw int, c *float32, ldc int)
 
 //go:noescape
-func kern1x8(k int, x *float32, w *float32, ldw int, c *float32)
-
-//go:noescape
 func dot8(k int, x *float32, y *float32) float32
 
 //go:noescape
@@ -43,7 +40,7 @@ func asmRow8(k int, x, w []float32, ldw int, c []float32) {
 	_ = x[k-1]
 	_ = w[7*ldw+k-1]
 	_ = c[7]
-	kern1x8(k, &x[0], &w[0], ldw, &c[0])
+	kern1x8run(1, k, &x[0], &w[0], ldw, &c[0])
 }
 
 func asmDot(k int, x, y []float32) float32 { return dot8(k, &x[0], &y[0]) }

@@ -251,57 +251,13 @@ loop1:
 	VZEROUPPER
 	RET
 
-// func kern1x8(k int, x *float32, w *float32, ldw int, c *float32)
-// The 1-row tile over 8 W rows: the same per-element accumulator and HSUM
-// as kern1x4 (so the same bits), with twice the independent FMA chains and
-// W streams in flight, for decode, which is bound by streaming W.
-TEXT ·kern1x8(SB), NOSPLIT, $0-40
-	MOVQ k+0(FP), CX
-	MOVQ x+8(FP), SI
-	MOVQ w+16(FP), DI
-	MOVQ ldw+24(FP), R9
-	MOVQ c+32(FP), DX
-	SHLQ $2, CX
-	SHLQ $2, R9
-	LEAQ (DI)(R9*1), R13
-	LEAQ (R13)(R9*1), R14
-	LEAQ (R14)(R9*1), BX
-	LEAQ (BX)(R9*1), R8
-	LEAQ (R8)(R9*1), R10
-	LEAQ (R10)(R9*1), R11
-	LEAQ (R11)(R9*1), R12
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	VXORPS Y5, Y5, Y5
-	VXORPS Y6, Y6, Y6
-	VXORPS Y7, Y7, Y7
-	XORQ AX, AX
-
-loop18:
-	VMOVUPS (SI)(AX*1), Y12
-	VFMADD231PS (DI)(AX*1), Y12, Y0
-	VFMADD231PS (R13)(AX*1), Y12, Y1
-	VFMADD231PS (R14)(AX*1), Y12, Y2
-	VFMADD231PS (BX)(AX*1), Y12, Y3
-	VFMADD231PS (R8)(AX*1), Y12, Y4
-	VFMADD231PS (R10)(AX*1), Y12, Y5
-	VFMADD231PS (R11)(AX*1), Y12, Y6
-	VFMADD231PS (R12)(AX*1), Y12, Y7
-	ADDQ $32, AX
-	CMPQ AX, CX
-	JLT  loop18
-
-	HSUM8((DX))
-	VZEROUPPER
-	RET
-
 // func kern1x8run(n8, k int, x *float32, w *float32, ldw int, c *float32)
-// n8 consecutive kern1x8 tiles along the columns: c[j] = dot(x, W row j)
-// for j < 8*n8 (attention scores of one query vector against a page's K
-// rows, stride ldw). The tile count lives in its argument slot: every
+// The 1-row tile over 8 W rows, n8 times along the columns: c[j] = dot(x,
+// W row j) for j < 8*n8. The same per-element accumulator and HSUM tree as
+// kern1x4 (so the same bits), with twice the independent FMA chains and W
+// streams in flight: decode at batch 1 (n8 = 1 per call, bound by streaming
+// W), and attention scores of one query vector against a page's K rows
+// (stride ldw). The tile count lives in its argument slot: every
 // general register but SP, BP and R15 is taken.
 TEXT ·kern1x8run(SB), NOSPLIT, $0-48
 	MOVQ k+8(FP), CX

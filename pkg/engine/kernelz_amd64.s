@@ -99,7 +99,7 @@
 // The 8-column tiles, for products of a few rows (decode batches), where W
 // streams from memory and is used by few rows: eight W streams in flight
 // reach about 1.7x the bandwidth of four (a 65 MB matrix on one core: 34
-// against 20 GB/s), as kern1x8 does for one row. Registers: pair 0 at SI
+// against 20 GB/s), as kern1x8run does for one row. Registers: pair 0 at SI
 // (advancing 64 bytes a step; pair 1 at SI+2*CX), W rows DI, R13, R14, BX,
 // R12, R15, R11, R10 (offset AX), k bytes CX; accumulators Z0..Z7 (pair 0,
 // W rows 0..7) and Z8..Z15 (pair 1).

@@ -129,6 +129,20 @@
 	HSUMZ(a7, x7, 28(DX), 28(DX)(R9*1)); \
 	LEAQ  (DX)(R9*2), DX
 
+// PFNEXT8 prefetches 256 bytes of the next 8-row W tile, the one after the
+// rows at DI (R8 = DI + 8*ldw, set before the loop; rows are contiguous, so
+// that tile is 32*k bytes from R8): the k loop runs k/8 steps, so 256 bytes
+// a step covers the whole tile by the time this one is done. A tile's loop
+// has ~26 instructions per 8 W loads, too few loads in flight for the
+// hardware prefetchers alone: with this the 8-column tiles stream 1.3-1.7x
+// faster (a 65 MB matrix, m = 4-16). Past the matrix's end the prefetches
+// touch lines that are never used; prefetches do not fault.
+#define PFNEXT8 \
+	PREFETCHT0 (R8)(AX*8); \
+	PREFETCHT0 64(R8)(AX*8); \
+	PREFETCHT0 128(R8)(AX*8); \
+	PREFETCHT0 192(R8)(AX*8)
+
 #define W8FMA(off, P, a) \
 	VBROADCASTF32X8 off, Z18; \
 	VFMADD231PS Z18, P, a
@@ -220,10 +234,12 @@ TEXT ·kernz4x8(SB), NOSPLIT, $0-48
 	MOVQ p+8(FP), SI
 	SHLQ $2, CX
 	W8ROWS
+	LEAQ (DI)(R9*8), R8
 	ZEROZ16
 	XORQ AX, AX
 
 z48loop:
+	PFNEXT8
 	VMOVUPS (SI), Z16
 	VMOVUPS (SI)(CX*2), Z17
 	VBROADCASTF32X8 (DI)(AX*1), Z18
@@ -276,9 +292,11 @@ TEXT ·kernz2x8(SB), NOSPLIT, $0-48
 	VXORPS Z5, Z5, Z5
 	VXORPS Z6, Z6, Z6
 	VXORPS Z7, Z7, Z7
+	LEAQ (DI)(R9*8), R8
 	XORQ AX, AX
 
 z28loop:
+	PFNEXT8
 	VMOVUPS (SI), Z16
 	W8FMA((DI)(AX*1), Z16, Z0)
 	W8FMA((R13)(AX*1), Z16, Z1)

@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"strings"
@@ -117,14 +118,7 @@ func TestCacheEquivalence(t *testing.T) {
 
 			e3 := newEngine(t, m, tpb, workers)
 			cold, coldLg := greedy(t, e3, newSeq(e3, 200), p2, gen)
-			if !slices.Equal(warm, cold) {
-				t.Fatalf("trial %d (tpb %d split %d/%d): warm %v cold %v", trial, tpb, split, len(p2), warm, cold)
-			}
-			for i := range warmLg {
-				if !sameBits(warmLg[i], coldLg[i]) {
-					t.Fatalf("trial %d: logits of step %d differ", trial, i)
-				}
-			}
+			sameTurn(t, fmt.Sprintf("trial %d (tpb %d split %d/%d)", trial, tpb, split, len(p2)), warm, cold, warmLg, coldLg)
 		}
 	})
 }

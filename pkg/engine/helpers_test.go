@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"slices"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -74,4 +75,18 @@ func greedy(t testing.TB, e *Engine, s *Sequence, prompt []uint32, n int) ([]uin
 		toks = []uint32{next}
 	}
 	return out, all
+}
+
+// sameTurn fails the test unless a warm run generated the cold run's tokens
+// and, step by step, its logits bit for bit.
+func sameTurn(t testing.TB, what string, warm, cold []uint32, warmLg, coldLg [][]float32) {
+	t.Helper()
+	if !slices.Equal(warm, cold) {
+		t.Fatalf("%s: warm %v cold %v", what, warm, cold)
+	}
+	for i := range warmLg {
+		if !sameBits(warmLg[i], coldLg[i]) {
+			t.Fatalf("%s: logits of step %d differ", what, i)
+		}
+	}
 }

@@ -23,6 +23,18 @@
 	HSUMR(Y, X); \
 	VMOVSS X, dst
 
+// HSUM8HALVES(Ya, Yb, Yd): Yd = [Ya.lo | Yb.lo] + [Ya.hi | Yb.hi].
+#define HSUM8HALVES(Ya, Yb, Yd) \
+	VPERM2F128 $0x20, Yb, Ya, Y12; \
+	VPERM2F128 $0x31, Yb, Ya, Y13; \
+	VADDPS     Y13, Y12, Yd
+
+// HSUM8SHUF(lo, hi, Ya, Yb, Yd): Yd = shuf(Ya, Yb, lo) + shuf(Ya, Yb, hi).
+#define HSUM8SHUF(lo, hi, Ya, Yb, Yd) \
+	VSHUFPS $lo, Yb, Ya, Y12; \
+	VSHUFPS $hi, Yb, Ya, Y13; \
+	VADDPS  Y13, Y12, Yd
+
 // HSUM8 reduces Y0..Y7 with HSUM's tree, all eight at once, and stores the
 // eight sums (Y0's first) at dst: the lanes are paired by transposes instead
 // of extracted register by register, but every sum is still
@@ -33,27 +45,13 @@
 //   step 3: shuffles pair the two halves' results, then one permute puts
 //           the sums in register order.
 #define HSUM8(dst) \
-	VPERM2F128 $0x20, Y1, Y0, Y8; \
-	VPERM2F128 $0x31, Y1, Y0, Y9; \
-	VADDPS     Y9, Y8, Y8; \
-	VPERM2F128 $0x20, Y3, Y2, Y12; \
-	VPERM2F128 $0x31, Y3, Y2, Y13; \
-	VADDPS     Y13, Y12, Y9; \
-	VPERM2F128 $0x20, Y5, Y4, Y12; \
-	VPERM2F128 $0x31, Y5, Y4, Y13; \
-	VADDPS     Y13, Y12, Y10; \
-	VPERM2F128 $0x20, Y7, Y6, Y12; \
-	VPERM2F128 $0x31, Y7, Y6, Y13; \
-	VADDPS     Y13, Y12, Y11; \
-	VSHUFPS    $0x44, Y9, Y8, Y12; \
-	VSHUFPS    $0xEE, Y9, Y8, Y13; \
-	VADDPS     Y13, Y12, Y8; \
-	VSHUFPS    $0x44, Y11, Y10, Y12; \
-	VSHUFPS    $0xEE, Y11, Y10, Y13; \
-	VADDPS     Y13, Y12, Y10; \
-	VSHUFPS    $0x88, Y10, Y8, Y12; \
-	VSHUFPS    $0xDD, Y10, Y8, Y13; \
-	VADDPS     Y13, Y12, Y12; \
+	HSUM8HALVES(Y0, Y1, Y8); \
+	HSUM8HALVES(Y2, Y3, Y9); \
+	HSUM8HALVES(Y4, Y5, Y10); \
+	HSUM8HALVES(Y6, Y7, Y11); \
+	HSUM8SHUF(0x44, 0xEE, Y8, Y9, Y8); \
+	HSUM8SHUF(0x44, 0xEE, Y10, Y11, Y10); \
+	HSUM8SHUF(0x88, 0xDD, Y8, Y10, Y12); \
 	VMOVDQU    hsum8perm<>(SB), Y13; \
 	VPERMPS    Y12, Y13, Y12; \
 	VMOVUPS    Y12, dst

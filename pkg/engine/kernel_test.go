@@ -2,6 +2,9 @@ package engine
 
 import (
 	"math"
+	"os"
+	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/semantic-kv/semantic/pkg/model"
@@ -241,5 +244,23 @@ func TestAVX512MatchesAVX2(t *testing.T) {
 				t.Fatalf("output %d logit %d: %v with AVX-512, %v without", i, j, got[i][j], ref[i][j])
 			}
 		}
+	}
+}
+
+// TestAVX512Detected: where /proc/cpuinfo lists AVX-512 F and DQ, the pair
+// tiles are on, so the avx512 runs of the kernel tests (and
+// TestAVX512MatchesAVX2) cannot be skipped without notice on such a machine.
+func TestAVX512Detected(t *testing.T) {
+	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" || !haveAsm {
+		t.Skip("not linux/amd64 with the assembly kernels")
+	}
+	info, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		t.Skipf("cpuinfo: %v", err)
+	}
+	flags := " " + strings.Join(strings.Fields(string(info)), " ") + " "
+	want := strings.Contains(flags, " avx512f ") && strings.Contains(flags, " avx512dq ")
+	if haveZ != want || useZ != want {
+		t.Fatalf("cpuinfo lists AVX-512 F and DQ: %v; haveZ %v, useZ %v", want, haveZ, useZ)
 	}
 }

@@ -381,14 +381,7 @@ func warmEqualsColdStored(t *testing.T, m *model.Model, trials int) {
 					warm, warmLg := greedy(t, e2, s2, p2[split:], gen)
 					e3 := newE()
 					cold, coldLg := greedy(t, e3, newSeq(e3, 200), p2, gen)
-					if !slices.Equal(warm, cold) {
-						t.Fatalf("trial %d (tpb %d split %d/%d): warm %v cold %v", trial, tpb, split, len(p2), warm, cold)
-					}
-					for i := range warmLg {
-						if !sameBits(warmLg[i], coldLg[i]) {
-							t.Fatalf("trial %d: logits of step %d differ", trial, i)
-						}
-					}
+					sameTurn(t, fmt.Sprintf("trial %d (tpb %d split %d/%d)", trial, tpb, split, len(p2)), warm, cold, warmLg, coldLg)
 				}
 			})
 		})

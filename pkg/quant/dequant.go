@@ -13,7 +13,7 @@ import (
 // give the same bits for every input (a float32 multiply is correctly
 // rounded, and NaN scales give the same quiet NaN).
 func DequantizeQ8_0Rows(dst []float32, dstStride int, src []byte, srcStride int, rows, nb int) {
-	checkRuns("DequantizeQ8_0Rows", len(dst), dstStride, len(src), srcStride, rows, nb, Q8_0BlockBytes)
+	checkRuns("DequantizeQ8_0Rows", len(dst), dstStride, len(src), srcStride, rows, nb*BlockSize, nb*Q8_0BlockBytes)
 	if rows > 0 && nb > 0 {
 		dequantQ8(dst, dstStride, src, srcStride, rows, nb)
 	}
@@ -22,7 +22,7 @@ func DequantizeQ8_0Rows(dst []float32, dstStride int, src []byte, srcStride int,
 // DequantizeQ4_0Rows is DequantizeQ8_0Rows for Q4_0 blocks (DequantizeQ4_0
 // is it with one run).
 func DequantizeQ4_0Rows(dst []float32, dstStride int, src []byte, srcStride int, rows, nb int) {
-	checkRuns("DequantizeQ4_0Rows", len(dst), dstStride, len(src), srcStride, rows, nb, Q4_0BlockBytes)
+	checkRuns("DequantizeQ4_0Rows", len(dst), dstStride, len(src), srcStride, rows, nb*BlockSize, nb*Q4_0BlockBytes)
 	if rows > 0 && nb > 0 {
 		dequantQ4(dst, dstStride, src, srcStride, rows, nb)
 	}
@@ -32,17 +32,10 @@ func DequantizeQ4_0Rows(dst []float32, dstStride int, src []byte, srcStride int,
 // src[r*srcStride] (bytes), to float32 at dst[r*dstStride] (elements), as
 // DecodeF16 does (AVX2 on amd64, the same bits).
 func DecodeF16Rows(dst []float32, dstStride int, src []byte, srcStride int, rows, n int) {
-	if n < 0 || rows < 0 || (rows > 1 && (dstStride < n || srcStride < 2*n)) {
-		panic(fmt.Sprintf("quant: DecodeF16Rows: %d runs of %d, strides %d and %d", rows, n, dstStride, srcStride))
+	checkRuns("DecodeF16Rows", len(dst), dstStride, len(src), srcStride, rows, n, 2*n)
+	if rows > 0 && n > 0 {
+		decodeF16Rows(dst, dstStride, src, srcStride, rows, n)
 	}
-	if rows == 0 || n == 0 {
-		return
-	}
-	if len(dst) < (rows-1)*dstStride+n || len(src) < (rows-1)*srcStride+2*n {
-		panic(fmt.Sprintf("quant: DecodeF16Rows: %d runs of %d need %d elements and %d bytes, have %d and %d",
-			rows, n, (rows-1)*dstStride+n, (rows-1)*srcStride+2*n, len(dst), len(src)))
-	}
-	decodeF16Rows(dst, dstStride, src, srcStride, rows, n)
 }
 
 func decodeF16RowsGo(dst []float32, dstStride int, src []byte, srcStride int, rows, n int) {
@@ -51,18 +44,18 @@ func decodeF16RowsGo(dst []float32, dstStride int, src []byte, srcStride int, ro
 	}
 }
 
-// checkRuns validates a strided dequantization of rows runs of nb blocks:
-// the strides must not make runs overlap and both slices must hold the
-// last run.
-func checkRuns(name string, ndst, dstStride, nsrc, srcStride, rows, nb, blockBytes int) {
-	if nb < 0 || rows < 0 || (rows > 1 && (dstStride < nb*BlockSize || srcStride < nb*blockBytes)) {
-		panic(fmt.Sprintf("quant: %s: %d runs of %d blocks, strides %d and %d", name, rows, nb, dstStride, srcStride))
+// checkRuns validates a strided decode of rows runs, each of elems output
+// elements from bytes input bytes: the strides must not make runs overlap
+// and both slices must hold the last run.
+func checkRuns(name string, ndst, dstStride, nsrc, srcStride, rows, elems, bytes int) {
+	if elems < 0 || rows < 0 || (rows > 1 && (dstStride < elems || srcStride < bytes)) {
+		panic(fmt.Sprintf("quant: %s: %d runs of %d elements, strides %d and %d", name, rows, elems, dstStride, srcStride))
 	}
-	if rows == 0 || nb == 0 {
+	if rows == 0 || elems == 0 {
 		return
 	}
-	if needD, needS := (rows-1)*dstStride+nb*BlockSize, (rows-1)*srcStride+nb*blockBytes; ndst < needD || nsrc < needS {
-		panic(fmt.Sprintf("quant: %s: %d runs of %d blocks need %d elements and %d bytes, have %d and %d", name, rows, nb, needD, needS, ndst, nsrc))
+	if needD, needS := (rows-1)*dstStride+elems, (rows-1)*srcStride+bytes; ndst < needD || nsrc < needS {
+		panic(fmt.Sprintf("quant: %s: %d runs of %d elements need %d elements and %d bytes, have %d and %d", name, rows, elems, needD, needS, ndst, nsrc))
 	}
 }
 

@@ -67,16 +67,7 @@ func matQ4AVX512(nb, rows int, w []byte, n int, a []byte, lda int, out []float32
 // tile shape leaves over go to the AVX2 tiles (then the 1x1 kernel). Which
 // kernel computes an element never changes its bits, so this mix is free.
 func matZ(nb, wbb, rows int, w []byte, n int, a []byte, lda int, out []float32, ldo int, z *zTiles, tiles *[5]tileFunc, dot func(nb int, w, a *byte) float32) {
-	rb, ab := nb*wbb, nb*Q8_0BlockBytes
-	// The checks the assembly relies on (the exported functions have
-	// already reported any violation with a clearer message).
-	_ = w[rows*rb-1]
-	_ = a[(n-1)*lda+ab-1]
-	_ = out[(n-1)*ldo+rows-1]
-	chunk := rows
-	if n > 4 {
-		chunk = max(24, matChunkBytes/rb/24*24) // a multiple of every tile height
-	}
+	rb, chunk := matExtent(nb, wbb, rows, w, n, a, lda, out, ldo, 24)
 	for r0 := 0; r0 < rows; r0 += chunk {
 		r1 := min(rows, r0+chunk)
 		// run does activation rows [i, i+m) over weight rows [r0, r1) with

@@ -204,6 +204,24 @@ func matQ4AVX2(nb, rows int, w []byte, n int, a []byte, lda int, out []float32, 
 // while the next groups reuse it.
 const matChunkBytes = 64 << 10
 
+// matExtent makes the checks the Mat assembly relies on (the exported
+// functions have already reported any violation with a clearer message) and
+// returns the bytes of a weight row and the weight rows of one pass: all of
+// them for up to 4 activation rows, else about matChunkBytes (which stay in
+// cache for every group of activation rows) in a multiple of step, the
+// tile heights' common multiple.
+func matExtent(nb, wbb, rows int, w []byte, n int, a []byte, lda int, out []float32, ldo int, step int) (rb, chunk int) {
+	rb, ab := nb*wbb, nb*Q8_0BlockBytes
+	_ = w[rows*rb-1]
+	_ = a[(n-1)*lda+ab-1]
+	_ = out[(n-1)*ldo+rows-1]
+	chunk = rows
+	if n > 4 {
+		chunk = max(step, matChunkBytes/rb/step*step)
+	}
+	return rb, chunk
+}
+
 // matAsm walks the weights in tiles. Which tile computes an element never
 // changes its bits (every kernel follows the same per-element order), so the
 // tiling is free to follow the shape: all n activation rows share one pass
@@ -211,16 +229,7 @@ const matChunkBytes = 64 << 10
 // weight rows that stays in cache. Rows left over by a tile shape are done
 // with the 1x1 kernel.
 func matAsm(nb, wbb, rows int, w []byte, n int, a []byte, lda int, out []float32, ldo int, tiles *[5]tileFunc, dot func(nb int, w, a *byte) float32) {
-	rb, ab := nb*wbb, nb*Q8_0BlockBytes
-	// The checks the assembly relies on (the exported functions have
-	// already reported any violation with a clearer message).
-	_ = w[rows*rb-1]
-	_ = a[(n-1)*lda+ab-1]
-	_ = out[(n-1)*ldo+rows-1]
-	chunk := rows
-	if n > 4 {
-		chunk = max(12, matChunkBytes/rb/12*12) // a multiple of every tile height
-	}
+	rb, chunk := matExtent(nb, wbb, rows, w, n, a, lda, out, ldo, 12)
 	for r0 := 0; r0 < rows; r0 += chunk {
 		r1 := min(rows, r0+chunk)
 		for i0 := 0; i0 < n; i0 += 4 {
